@@ -1,0 +1,118 @@
+"""ordercore: the whole life of a purchase order for digital services.
+
+The public API is what ``__all__`` lists; every other module is private.
+"""
+
+from ._actor import Actor, ActorKind
+from ._audit import AuditEntry, AuditRecord, ChainVerdict
+from ._config import Settings
+from ._core import OrderCore
+from ._domain import (
+    AdjustmentKind,
+    AmountAdjustment,
+    AmountBreakdown,
+    Communication,
+    Customer,
+    Note,
+    Order,
+    OrderLine,
+    Product,
+)
+from ._errors import (
+    ConcurrentModification,
+    ConfigurationError,
+    Conflict,
+    CurrencyMismatch,
+    CustomerNotFound,
+    DuplicateCustomer,
+    DuplicateSku,
+    IllegalTransition,
+    InvalidAmount,
+    InvalidEmail,
+    InvalidField,
+    InvalidQuantity,
+    MoneyError,
+    NotFound,
+    OrderCoreError,
+    OrderNotFound,
+    OutOfStock,
+    ProductInactive,
+    ProductNotFound,
+    UnknownCurrency,
+    ValidationError,
+)
+from ._money import Currency, Money, get_currency, register_currency
+from ._services import OrderDetails
+from ._state import (
+    ORDER_MACHINE,
+    PAYMENT_MACHINE,
+    REFUND_MACHINE,
+    CancelReason,
+    OrderEvent,
+    OrderStatus,
+    PaymentEvent,
+    PaymentStatus,
+    RefundEvent,
+    RefundStatus,
+    StateMachine,
+    Transition,
+)
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "Actor",
+    "ActorKind",
+    "AdjustmentKind",
+    "AmountAdjustment",
+    "AmountBreakdown",
+    "AuditEntry",
+    "AuditRecord",
+    "CancelReason",
+    "ChainVerdict",
+    "Communication",
+    "ConcurrentModification",
+    "ConfigurationError",
+    "Conflict",
+    "Currency",
+    "CurrencyMismatch",
+    "Customer",
+    "CustomerNotFound",
+    "DuplicateCustomer",
+    "DuplicateSku",
+    "IllegalTransition",
+    "InvalidAmount",
+    "InvalidEmail",
+    "InvalidField",
+    "InvalidQuantity",
+    "Money",
+    "MoneyError",
+    "NotFound",
+    "Note",
+    "ORDER_MACHINE",
+    "Order",
+    "OrderCore",
+    "OrderCoreError",
+    "OrderDetails",
+    "OrderEvent",
+    "OrderLine",
+    "OrderNotFound",
+    "OrderStatus",
+    "OutOfStock",
+    "PAYMENT_MACHINE",
+    "PaymentEvent",
+    "PaymentStatus",
+    "Product",
+    "ProductInactive",
+    "ProductNotFound",
+    "REFUND_MACHINE",
+    "RefundEvent",
+    "RefundStatus",
+    "Settings",
+    "StateMachine",
+    "Transition",
+    "UnknownCurrency",
+    "ValidationError",
+    "get_currency",
+    "register_currency",
+]

@@ -1,0 +1,92 @@
+"""Settings: from Python, from a TOML file (``--config`` / ``ORDERCORE_CONFIG``) and the
+environment. Secrets are never part of ``repr``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from attrs import field, frozen
+
+from ._errors import ConfigurationError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["DEFAULT_DATABASE_URL", "Settings"]
+
+DEFAULT_DATABASE_URL = "sqlite:///ordercore.db"
+
+
+@frozen
+class Settings:
+    """Everything ordercore needs to run.
+
+    ``audit_key`` (bytes), when set, turns the audit chain's SHA-256 into HMAC-SHA-256.
+    ``table_prefix`` and ``schema`` place ordercore's tables inside a host application's
+    database. ``payment_timeout_minutes`` is the default payment deadline of new orders.
+    """
+
+    database_url: str = DEFAULT_DATABASE_URL
+    table_prefix: str = ""
+    schema: str | None = None
+    audit_key: bytes | None = field(default=None, repr=False)
+    timezone: str = "UTC"
+    payment_timeout_minutes: int = 15
+    channels: Mapping[str, Mapping[str, Any]] = field(factory=dict, repr=False)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path | None = None,
+        *,
+        database_url: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Settings:
+        """Read ``path`` (a TOML file, optional), then let the environment and the explicit
+        ``database_url`` override it: argument > ``ORDERCORE_DATABASE_URL`` > file > default."""
+        env = os.environ if environ is None else environ
+        data: dict[str, Any] = {}
+        config_path = path or env.get("ORDERCORE_CONFIG")
+        if config_path:
+            try:
+                with open(config_path, "rb") as fh:
+                    data = tomllib.load(fh)
+            except FileNotFoundError:
+                raise ConfigurationError(f"config file {config_path} does not exist") from None
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigurationError(f"config file {config_path} is not valid TOML: {exc}") from None
+        section = data.get("ordercore", data)
+        known = {
+            "database_url",
+            "table_prefix",
+            "schema",
+            "audit_key",
+            "timezone",
+            "payment_timeout_minutes",
+            "channels",
+        }
+        unknown = set(section) - known - {"ordercore"}
+        if unknown:
+            raise ConfigurationError(
+                f"unknown setting(s) in {config_path}: {', '.join(sorted(unknown))}"
+            )
+        url = database_url or env.get("ORDERCORE_DATABASE_URL") or section.get("database_url")
+        key_text = env.get("ORDERCORE_AUDIT_KEY") or section.get("audit_key")
+        timeout = section.get("payment_timeout_minutes", 15)
+        if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0:
+            raise ConfigurationError("payment_timeout_minutes must be a whole number ≥ 1")
+        return cls(
+            database_url=url or DEFAULT_DATABASE_URL,
+            table_prefix=str(section.get("table_prefix", "")),
+            schema=section.get("schema"),
+            audit_key=key_text.encode("utf-8") if key_text else None,
+            timezone=str(section.get("timezone", "UTC")),
+            payment_timeout_minutes=timeout,
+            channels=dict(section.get("channels", {})),
+        )

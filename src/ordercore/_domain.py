@@ -1,0 +1,581 @@
+"""The pure order domain: customers, products, orders and their lines and amounts.
+
+No I/O, no clock, no database: times come in as arguments, and every change an aggregate
+makes to itself is collected in ``pending_audit`` for the unit of work to store.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Final, Union
+
+from attrs import define, field, frozen
+
+from ._actor import Actor
+from ._audit import AuditEntry
+from ._errors import (
+    CurrencyMismatch,
+    IllegalTransition,
+    InvalidAmount,
+    InvalidEmail,
+    InvalidField,
+    InvalidQuantity,
+)
+from ._money import Currency, Money
+from ._state import (
+    ORDER_MACHINE,
+    CancelReason,
+    OrderEvent,
+    OrderStatus,
+    Transition,
+)
+
+__all__ = [
+    "AdjustmentKind",
+    "AmountAdjustment",
+    "AmountBreakdown",
+    "Communication",
+    "Customer",
+    "Note",
+    "Order",
+    "OrderLine",
+    "Product",
+    "SpecValue",
+]
+
+SpecValue = Union[str, int, bool, Decimal]
+
+_EMAIL: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+\Z")
+_PHONE: Final = re.compile(r"\+?[0-9][0-9 ()\-]{4,30}\Z")
+_SKU: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,63}\Z")
+_TAG: Final = re.compile(r"[a-z0-9][a-z0-9_\-:.]{0,39}\Z")
+_SPEC_KEY: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,39}\Z")
+
+
+def _aware(value: datetime | None, name: str) -> None:
+    if value is not None and (value.tzinfo is None or value.utcoffset() is None):
+        raise InvalidField(f"{name} must be timezone-aware (UTC)", field=name)
+
+
+def _text(value: object, name: str, *, max_len: int = 200, allow_empty: bool = False) -> str:
+    if not isinstance(value, str):
+        raise InvalidField(f"{name} must be text", field=name)
+    if not allow_empty and not value.strip():
+        raise InvalidField(f"{name} must not be empty", field=name)
+    if len(value) > max_len:
+        raise InvalidField(f"{name} is longer than {max_len} characters", field=name)
+    return value
+
+
+def validate_email(email: str) -> str:
+    if not isinstance(email, str) or len(email) > 254 or not _EMAIL.match(email):
+        raise InvalidEmail(f"{email!r} is not an e-mail address", field="email", value=email)
+    return email
+
+
+def validate_tag(tag: str) -> str:
+    if not isinstance(tag, str) or not _TAG.match(tag):
+        raise InvalidField(
+            f"flag {tag!r} must be 1-40 lower-case letters, digits or _-:.", field="flag"
+        )
+    return tag
+
+
+def _specs(value: Mapping[str, Any]) -> Mapping[str, SpecValue]:
+    out: dict[str, SpecValue] = {}
+    for key, val in value.items():
+        if not isinstance(key, str) or not _SPEC_KEY.match(key):
+            raise InvalidField(f"spec name {key!r} must be an identifier", field="specs")
+        if isinstance(val, float):
+            raise InvalidField(f"spec {key} must not be a float; use text or Decimal", field="specs")
+        if not isinstance(val, (str, int, bool, Decimal)):
+            raise InvalidField(f"spec {key} has unsupported type {type(val).__name__}", field="specs")
+        out[key] = val
+    return dict(sorted(out.items()))
+
+
+@frozen
+class Customer:
+    """A customer of the host application."""
+
+    name: str
+    email: str | None = None
+    phone: str | None = None
+    external_ref: str | None = None
+    identity_verified: bool = False
+    id: int | None = None
+    created_at: datetime | None = None
+
+    def __attrs_post_init__(self) -> None:
+        _text(self.name, "name")
+        if self.email is not None:
+            validate_email(self.email)
+        if self.phone is not None and not _PHONE.match(self.phone):
+            raise InvalidField(f"{self.phone!r} is not a phone number", field="phone")
+        if self.external_ref is not None:
+            _text(self.external_ref, "external_ref", max_len=128)
+        _aware(self.created_at, "created_at")
+
+
+@frozen
+class Product:
+    """Something the business sells: a plan, a top-up, a licence."""
+
+    sku: str
+    name: str
+    price: Money
+    specs: Mapping[str, SpecValue] = field(factory=dict, converter=_specs)
+    stock: int | None = None
+    low_stock_threshold: int | None = None
+    active: bool = True
+    id: int | None = None
+    created_at: datetime | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.sku, str) or not _SKU.match(self.sku):
+            raise InvalidField(
+                f"sku {self.sku!r} must be 1-64 letters, digits or ._- (starting with a letter "
+                "or digit)",
+                field="sku",
+            )
+        _text(self.name, "name")
+        if not isinstance(self.price, Money):
+            raise InvalidAmount("price must be Money", field="price")
+        if self.price.is_negative():
+            raise InvalidAmount(f"price must not be negative ({self.price})", field="price")
+        for name in ("stock", "low_stock_threshold"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise InvalidField(f"{name} must be a whole number ≥ 0", field=name)
+        _aware(self.created_at, "created_at")
+
+    @property
+    def low_on_stock(self) -> bool:
+        return (
+            self.stock is not None
+            and self.low_stock_threshold is not None
+            and self.stock <= self.low_stock_threshold
+        )
+
+
+def _quantity(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InvalidQuantity(f"quantity must be a whole number ≥ 1, not {value!r}", value=value)
+    return value
+
+
+@frozen
+class OrderLine:
+    """One line of an order: a snapshot of the product as it was sold."""
+
+    sku: str
+    name: str
+    unit_price: Money
+    quantity: int = field(converter=_quantity)
+    specs: Mapping[str, SpecValue] = field(factory=dict, converter=_specs)
+    product_id: int | None = None
+
+    @classmethod
+    def from_product(cls, product: Product, quantity: int) -> OrderLine:
+        return cls(
+            sku=product.sku,
+            name=product.name,
+            unit_price=product.price,
+            quantity=quantity,
+            specs=product.specs,
+            product_id=product.id,
+        )
+
+    @property
+    def total(self) -> Money:
+        return self.unit_price * self.quantity
+
+
+class AdjustmentKind(str, enum.Enum):
+    """What moved the amount between the original total and the payable."""
+
+    COUPON = "coupon"
+    TIER_DISCOUNT = "tier_discount"
+    MANUAL_DISCOUNT = "manual_discount"
+    BALANCE = "balance"
+    POINTS = "points"
+    FEE = "fee"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def sign(self) -> int:
+        """``-1`` for discounts and deductions, ``+1`` for a fee the customer bears."""
+        return 1 if self is AdjustmentKind.FEE else -1
+
+
+@frozen
+class AmountAdjustment:
+    """A discount, a deduction or a fee, with how it fell on each line (``per_line``)."""
+
+    kind: AdjustmentKind = field(converter=AdjustmentKind)
+    amount: Money
+    label: str | None = None
+    per_line: tuple[Money, ...] = ()
+
+    def __attrs_post_init__(self) -> None:
+        if self.amount.is_negative():
+            raise InvalidAmount(f"{self.kind} amount must not be negative", field=str(self.kind))
+        if self.per_line:
+            total = Money.zero(self.amount.currency)
+            for part in self.per_line:
+                total = total + part
+            if total != self.amount:
+                raise InvalidAmount(
+                    f"{self.kind} split over lines sums to {total}, not {self.amount}",
+                    field=str(self.kind),
+                )
+
+
+@frozen
+class AmountBreakdown:
+    """Original total, each adjustment, payable, and what was paid and refunded.
+
+    Invariants: one currency; ``payable = original - discounts - deductions + fees`` and is
+    never negative; ``0 ≤ refunded ≤ paid``.
+    """
+
+    original: Money
+    payable: Money
+    adjustments: tuple[AmountAdjustment, ...] = ()
+    paid: Money | None = None
+    refunded: Money | None = None
+
+    def __attrs_post_init__(self) -> None:
+        currency = self.original.currency
+        zero = Money.zero(currency)
+        if self.paid is None:
+            object.__setattr__(self, "paid", zero)
+        if self.refunded is None:
+            object.__setattr__(self, "refunded", zero)
+        for m in (self.payable, self.paid, self.refunded, *(a.amount for a in self.adjustments)):
+            assert m is not None
+            if m.currency != currency:
+                raise CurrencyMismatch(
+                    f"amount breakdown mixes {currency.code} and {m.currency.code}"
+                )
+        expected = self.original
+        for adj in self.adjustments:
+            expected = expected + adj.amount if adj.kind.sign > 0 else expected - adj.amount
+        if expected != self.payable:
+            raise InvalidAmount(
+                f"payable {self.payable} does not match the breakdown ({expected})", field="payable"
+            )
+        if self.original.is_negative() or self.payable.is_negative():
+            raise InvalidAmount("original and payable amounts must not be negative", field="payable")
+        if not (zero <= self.refunded_amount <= self.paid_amount):
+            raise InvalidAmount(
+                f"refunded {self.refunded} must be between 0 and paid {self.paid}", field="refunded"
+            )
+
+    @classmethod
+    def for_lines(cls, lines: tuple[OrderLine, ...] | list[OrderLine]) -> AmountBreakdown:
+        """The breakdown of lines with no adjustment: payable is the sum of the line totals."""
+        if not lines:
+            raise InvalidField("an order needs at least one line", field="lines")
+        total = lines[0].total
+        for line in lines[1:]:
+            total = total + line.total
+        return cls(original=total, payable=total)
+
+    @property
+    def currency(self) -> Currency:
+        return self.original.currency
+
+    @property
+    def paid_amount(self) -> Money:
+        assert self.paid is not None
+        return self.paid
+
+    @property
+    def refunded_amount(self) -> Money:
+        assert self.refunded is not None
+        return self.refunded
+
+    def total_of(self, kind: AdjustmentKind) -> Money:
+        total = Money.zero(self.currency)
+        for adj in self.adjustments:
+            if adj.kind is kind:
+                total = total + adj.amount
+        return total
+
+    def as_dict(self) -> dict[str, str]:
+        """Decimal strings: original, one key per adjustment kind, payable, paid, refunded."""
+        out = {"original": str(self.original.amount)}
+        for kind in AdjustmentKind:
+            if any(a.kind is kind for a in self.adjustments):
+                out[kind.value] = str(self.total_of(kind).amount)
+        out["payable"] = str(self.payable.amount)
+        out["paid"] = str(self.paid_amount.amount)
+        out["refunded"] = str(self.refunded_amount.amount)
+        return out
+
+
+@frozen
+class Note:
+    """An internal note on an order."""
+
+    text: str
+    author: Actor
+    at: datetime
+
+    def __attrs_post_init__(self) -> None:
+        _text(self.text, "note", max_len=4000)
+        _aware(self.at, "at")
+
+
+@frozen
+class Communication:
+    """A record of contact with the customer (e-mail, phone call, chat message...)."""
+
+    channel: str
+    text: str
+    author: Actor
+    at: datetime
+    direction: str = "outbound"
+
+    def __attrs_post_init__(self) -> None:
+        _text(self.channel, "channel", max_len=32)
+        _text(self.text, "text", max_len=4000)
+        if self.direction not in ("inbound", "outbound"):
+            raise InvalidField("direction must be inbound or outbound", field="direction")
+        _aware(self.at, "at")
+
+
+@define
+class Order:
+    """The order aggregate. Its status changes only through :data:`ORDER_MACHINE`.
+
+    Every change appends an :class:`AuditEntry` to ``pending_audit`` (and every status change
+    a :class:`Transition` to ``history``); the unit of work stores them with the order.
+    """
+
+    number: str
+    customer_id: int
+    lines: tuple[OrderLine, ...]
+    amounts: AmountBreakdown
+    created_at: datetime
+    status: OrderStatus = OrderStatus.PENDING
+    cancel_reason: CancelReason | None = None
+    paid_at: datetime | None = None
+    completed_at: datetime | None = None
+    canceled_at: datetime | None = None
+    refunded_at: datetime | None = None
+    payment_deadline: datetime | None = None
+    special: bool = False
+    tags: frozenset[str] = frozenset()
+    notes: list[Note] = field(factory=list)
+    communications: list[Communication] = field(factory=list)
+    history: list[Transition[OrderStatus, OrderEvent]] = field(factory=list)
+    id: int | None = None
+    version: int = 0
+    pending_audit: list[AuditEntry] = field(factory=list, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.lines:
+            raise InvalidField("an order needs at least one line", field="lines")
+        for line in self.lines:
+            if line.unit_price.currency != self.amounts.currency:
+                raise CurrencyMismatch(
+                    f"order {self.number}: line {line.sku} is in {line.unit_price.currency.code}, "
+                    f"the order in {self.amounts.currency.code}",
+                    order=self.number,
+                )
+        for name in ("created_at", "paid_at", "completed_at", "canceled_at", "refunded_at",
+                     "payment_deadline"):
+            _aware(getattr(self, name), name)
+
+    @property
+    def currency(self) -> Currency:
+        return self.amounts.currency
+
+    # -- state changes ---------------------------------------------------------------
+    def _record(
+        self,
+        action: str,
+        actor: Actor,
+        at: datetime,
+        before: Mapping[str, Any] | None,
+        after: Mapping[str, Any] | None,
+        reason: str | None = None,
+    ) -> None:
+        self.pending_audit.append(
+            AuditEntry(
+                entity_kind="order",
+                entity_id=self.number,
+                action=action,
+                actor=actor,
+                at=at,
+                before=before,
+                after=after,
+                reason=reason,
+            )
+        )
+
+    def _apply(
+        self, event: OrderEvent, actor: Actor, at: datetime, reason: str | None
+    ) -> Transition[OrderStatus, OrderEvent]:
+        transition = ORDER_MACHINE.transition(
+            self.number, self.status, event, actor=actor, at=at, reason=reason
+        )
+        self.status = transition.target
+        self.history.append(transition)
+        self._record(
+            f"order.{event.value}",
+            actor,
+            at,
+            {"status": transition.source.value},
+            {"status": transition.target.value},
+            reason,
+        )
+        return transition
+
+    def mark_paid(
+        self, amount: Money, actor: Actor, at: datetime, reason: str | None = None
+    ) -> Transition[OrderStatus, OrderEvent]:
+        """Record that the payable amount arrived. Any other amount is refused."""
+        ORDER_MACHINE.next_state(self.number, self.status, OrderEvent.PAY)
+        if amount != self.amounts.payable:
+            raise InvalidAmount(
+                f"order {self.number}: paid {amount} but {self.amounts.payable} is payable",
+                order=self.number,
+            )
+        transition = self._apply(OrderEvent.PAY, actor, at, reason)
+        self.amounts = AmountBreakdown(
+            original=self.amounts.original,
+            payable=self.amounts.payable,
+            adjustments=self.amounts.adjustments,
+            paid=amount,
+            refunded=self.amounts.refunded,
+        )
+        self.paid_at = at
+        return transition
+
+    def complete(
+        self, actor: Actor, at: datetime, reason: str | None = None
+    ) -> Transition[OrderStatus, OrderEvent]:
+        """What was bought has been activated."""
+        transition = self._apply(OrderEvent.COMPLETE, actor, at, reason)
+        self.completed_at = at
+        return transition
+
+    def cancel(
+        self, cancel_reason: CancelReason | str, actor: Actor, at: datetime, note: str | None = None
+    ) -> Transition[OrderStatus, OrderEvent]:
+        """Give the order up before payment. A paid order must be refunded instead."""
+        try:
+            why = CancelReason(cancel_reason)
+        except ValueError:
+            reasons = ", ".join(r.value for r in CancelReason)
+            raise InvalidField(
+                f"cancel reason must be one of {reasons}, not {cancel_reason!r}", field="reason"
+            ) from None
+        if self.status in (OrderStatus.PAID, OrderStatus.COMPLETED):
+            raise IllegalTransition(
+                f"order {self.number} is {self.status.value}: a paid order cannot be cancelled, "
+                "refund it instead",
+                machine="order",
+                entity=self.number,
+                state=self.status,
+                event=OrderEvent.CANCEL,
+            )
+        reason = why.value if not note else f"{why.value}: {note}"
+        transition = self._apply(OrderEvent.CANCEL, actor, at, reason)
+        self.cancel_reason = why
+        self.canceled_at = at
+        return transition
+
+    def record_refund(
+        self, amount: Money, actor: Actor, at: datetime, reason: str | None = None
+    ) -> Transition[OrderStatus, OrderEvent] | None:
+        """Add a completed refund. Reaching the paid amount moves the order to ``refunded``;
+        a partial refund keeps the status and only raises the refunded amount."""
+        if self.status not in (OrderStatus.PAID, OrderStatus.COMPLETED):
+            ORDER_MACHINE.next_state(self.number, self.status, OrderEvent.REFUND)
+        if not amount.is_positive():
+            raise InvalidAmount(f"a refund must be positive, not {amount}", order=self.number)
+        if amount.currency != self.currency:
+            raise CurrencyMismatch(
+                f"order {self.number} is in {self.currency.code}, refund in {amount.currency.code}",
+                order=self.number,
+            )
+        new_refunded = self.amounts.refunded_amount + amount
+        if new_refunded > self.amounts.paid_amount:
+            raise InvalidAmount(
+                f"order {self.number}: refunding {amount} would exceed the paid "
+                f"{self.amounts.paid_amount} (already refunded {self.amounts.refunded_amount})",
+                order=self.number,
+            )
+        before = str(self.amounts.refunded_amount.amount)
+        self.amounts = AmountBreakdown(
+            original=self.amounts.original,
+            payable=self.amounts.payable,
+            adjustments=self.amounts.adjustments,
+            paid=self.amounts.paid,
+            refunded=new_refunded,
+        )
+        self._record(
+            "order.refunded_amount",
+            actor,
+            at,
+            {"refunded": before},
+            {"refunded": str(new_refunded.amount)},
+            reason,
+        )
+        if new_refunded == self.amounts.paid_amount:
+            transition = self._apply(OrderEvent.REFUND, actor, at, reason)
+            self.refunded_at = at
+            return transition
+        return None
+
+    # -- operator actions ------------------------------------------------------------
+    def add_note(self, text: str, actor: Actor, at: datetime) -> Note:
+        note = Note(text=text, author=actor, at=at)
+        self.notes.append(note)
+        self._record("order.note", actor, at, None, {"note": text})
+        return note
+
+    def add_communication(
+        self, channel: str, text: str, actor: Actor, at: datetime, direction: str = "outbound"
+    ) -> Communication:
+        record = Communication(channel=channel, text=text, author=actor, at=at, direction=direction)
+        self.communications.append(record)
+        self._record(
+            "order.communication",
+            actor,
+            at,
+            None,
+            {"channel": channel, "direction": direction, "text": text},
+        )
+        return record
+
+    def set_special(self, special: bool, actor: Actor, at: datetime, reason: str | None = None) -> None:
+        if special == self.special:
+            return
+        self._record("order.special", actor, at, {"special": self.special}, {"special": special}, reason)
+        self.special = special
+
+    def add_tag(self, tag: str, actor: Actor, at: datetime) -> None:
+        validate_tag(tag)
+        if tag in self.tags:
+            return
+        before = sorted(self.tags)
+        self.tags = self.tags | {tag}
+        self._record("order.flag", actor, at, {"tags": before}, {"tags": sorted(self.tags)})
+
+    def remove_tag(self, tag: str, actor: Actor, at: datetime) -> None:
+        if tag not in self.tags:
+            raise InvalidField(f"order {self.number} has no flag {tag!r}", field="flag")
+        before = sorted(self.tags)
+        self.tags = self.tags - {tag}
+        self._record("order.unflag", actor, at, {"tags": before}, {"tags": sorted(self.tags)})

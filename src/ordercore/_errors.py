@@ -1,0 +1,160 @@
+"""The one error hierarchy of ordercore.
+
+Every error the library raises on purpose is an :class:`OrderCoreError`. Catch the branch you
+can act on; each exception carries the context it was raised in (order number, entity, field)
+as attributes, and a message a person can act on.
+
+::
+
+    OrderCoreError
+    ├── ValidationError            bad input; nothing was written
+    │   ├── MoneyError
+    │   │   ├── InvalidAmount      float, NaN, infinity, too many decimals, not a number
+    │   │   ├── UnknownCurrency
+    │   │   └── CurrencyMismatch   arithmetic or comparison across currencies
+    │   ├── InvalidQuantity
+    │   ├── InvalidEmail
+    │   ├── InvalidField           any other field that breaks a rule
+    │   ├── ProductInactive        the product is not for sale
+    │   └── OutOfStock             not enough stock for the quantity asked
+    ├── NotFound
+    │   ├── CustomerNotFound
+    │   ├── ProductNotFound
+    │   └── OrderNotFound
+    ├── Conflict
+    │   ├── DuplicateSku
+    │   ├── DuplicateCustomer
+    │   └── ConcurrentModification optimistic version check failed; reload and retry
+    ├── IllegalTransition          the state machine refused an event; nothing changed
+    └── ConfigurationError
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "Conflict",
+    "ConcurrentModification",
+    "ConfigurationError",
+    "CurrencyMismatch",
+    "CustomerNotFound",
+    "DuplicateCustomer",
+    "DuplicateSku",
+    "IllegalTransition",
+    "InvalidAmount",
+    "InvalidEmail",
+    "InvalidField",
+    "InvalidQuantity",
+    "MoneyError",
+    "NotFound",
+    "OrderCoreError",
+    "OrderNotFound",
+    "OutOfStock",
+    "ProductInactive",
+    "ProductNotFound",
+    "UnknownCurrency",
+    "ValidationError",
+]
+
+
+class OrderCoreError(Exception):
+    """Base class of every error ordercore raises on purpose.
+
+    ``context`` holds the keyword arguments given at raise time (order number, field, ...),
+    and each of them is also an attribute of the exception.
+    """
+
+    def __init__(self, message: str, **context: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.context: dict[str, Any] = context
+        for key, value in context.items():
+            setattr(self, key, value)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ValidationError(OrderCoreError):
+    """Input that breaks a rule. Nothing was written."""
+
+
+class MoneyError(ValidationError):
+    """An amount or a currency that cannot be used."""
+
+
+class InvalidAmount(MoneyError):
+    """Not an exact decimal amount: a float, NaN, infinity, garbage, or too many decimals."""
+
+
+class UnknownCurrency(MoneyError):
+    """A currency code ordercore does not know (register it with ``register_currency``)."""
+
+
+class CurrencyMismatch(MoneyError):
+    """Two amounts in different currencies were combined or compared."""
+
+
+class InvalidQuantity(ValidationError):
+    """A quantity that is not a positive whole number."""
+
+
+class InvalidEmail(ValidationError):
+    """A string that is not an e-mail address."""
+
+
+class InvalidField(ValidationError):
+    """A field whose value breaks a rule; ``field`` names it."""
+
+
+class ProductInactive(ValidationError):
+    """The product exists but is not for sale."""
+
+
+class OutOfStock(ValidationError):
+    """Not enough stock for the quantity asked; nothing was reserved."""
+
+
+class NotFound(OrderCoreError):
+    """The thing asked for does not exist."""
+
+
+class CustomerNotFound(NotFound):
+    """No customer with that id or reference."""
+
+
+class ProductNotFound(NotFound):
+    """No product with that sku."""
+
+
+class OrderNotFound(NotFound):
+    """No order with that number."""
+
+
+class Conflict(OrderCoreError):
+    """The request collides with what is already stored."""
+
+
+class DuplicateSku(Conflict):
+    """A product with that sku exists already."""
+
+
+class DuplicateCustomer(Conflict):
+    """A customer with that external reference or e-mail exists already."""
+
+
+class ConcurrentModification(Conflict):
+    """Somebody else changed the row since it was read; reload and try again."""
+
+
+class IllegalTransition(OrderCoreError):
+    """The state machine has no such transition from the current state. Nothing changed.
+
+    Attributes: ``machine`` (``order``, ``payment`` or ``refund``), ``entity`` (its number or
+    id), ``state`` (the current state) and ``event`` (the event that was refused).
+    """
+
+
+class ConfigurationError(OrderCoreError):
+    """The configuration file or a setting is wrong."""

@@ -1,0 +1,49 @@
+"""Engine creation with the settings ordercore relies on for each backend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+__all__ = ["make_engine"]
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """Create an engine for ``url``.
+
+    SQLite gets foreign keys, WAL for files, a busy timeout, and ``BEGIN IMMEDIATE`` for every
+    transaction, so that two writers queue up instead of failing halfway (SQLite has no row
+    locks: the write lock is taken when the transaction starts). PostgreSQL and MariaDB use
+    READ COMMITTED with explicit row locks where ordercore needs them.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        connect_args = dict(kwargs.pop("connect_args", {}))
+        connect_args.setdefault("timeout", 30)
+        connect_args.setdefault("check_same_thread", False)
+        memory = parsed.database in (None, "", ":memory:")
+        engine = create_engine(url, connect_args=connect_args, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            if not memory:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        kwargs.setdefault("isolation_level", "READ COMMITTED")
+    elif parsed.get_backend_name() in ("mysql", "mariadb"):
+        kwargs.setdefault("isolation_level", "READ COMMITTED")
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)

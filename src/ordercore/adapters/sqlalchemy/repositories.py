@@ -1,0 +1,569 @@
+"""Repositories: translate between rows and domain objects. They never commit."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, Row, and_, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..._actor import Actor, ActorKind
+from ..._audit import GENESIS, AuditEntry, AuditRecord, canonical_json
+from ..._domain import (
+    AdjustmentKind,
+    AmountAdjustment,
+    AmountBreakdown,
+    Communication,
+    Customer,
+    Note,
+    Order,
+    OrderLine,
+    Product,
+    SpecValue,
+)
+from ..._errors import (
+    ConcurrentModification,
+    CustomerNotFound,
+    DuplicateCustomer,
+    DuplicateSku,
+    OrderNotFound,
+    ProductNotFound,
+)
+from ..._money import Currency, Money, get_currency
+from ..._state import ORDER_MACHINE, CancelReason, OrderEvent, OrderStatus, Transition
+from .tables import Tables
+
+__all__ = [
+    "AuditRepository",
+    "CustomerRepository",
+    "OrderRepository",
+    "ProductRepository",
+]
+
+
+def _dump_specs(specs: Any) -> str:
+    return canonical_json({k: ["d", str(v)] if isinstance(v, Decimal) else v for k, v in specs.items()})
+
+
+def _load_specs(text: str) -> dict[str, SpecValue]:
+    raw = json.loads(text)
+    return {k: Decimal(v[1]) if isinstance(v, list) else v for k, v in raw.items()}
+
+
+def _actor(row: Any) -> Actor:
+    return Actor(ActorKind(row.actor_kind), row.actor_id, row.actor_role)
+
+
+def _actor_values(actor: Actor) -> dict[str, Any]:
+    return {"actor_kind": actor.kind.value, "actor_id": actor.id, "actor_role": actor.role}
+
+
+class CustomerRepository:
+    def __init__(self, conn: Connection, tables: Tables) -> None:
+        self.conn = conn
+        self.t = tables.customers
+
+    @staticmethod
+    def _from_row(row: Row[Any]) -> Customer:
+        return Customer(
+            id=row.id,
+            name=row.name,
+            email=row.email,
+            phone=row.phone,
+            external_ref=row.external_ref,
+            identity_verified=bool(row.identity_verified),
+            created_at=row.created_at,
+        )
+
+    def add(self, customer: Customer, now: datetime) -> Customer:
+        for column, value in (("external_ref", customer.external_ref), ("email", customer.email)):
+            if value is not None and self.find(**{column: value}):
+                raise DuplicateCustomer(
+                    f"a customer with {column} {value!r} exists already", field=column
+                )
+        try:
+            with self.conn.begin_nested():
+                result = self.conn.execute(
+                    insert(self.t).values(
+                        name=customer.name,
+                        email=customer.email,
+                        phone=customer.phone,
+                        external_ref=customer.external_ref,
+                        identity_verified=customer.identity_verified,
+                        created_at=now,
+                    )
+                )
+        except IntegrityError:
+            raise DuplicateCustomer("a customer with that e-mail or reference exists already") from None
+        pk = result.inserted_primary_key
+        assert pk is not None
+        return self.get(int(pk[0]))
+
+    def get(self, customer_id: int) -> Customer:
+        row = self.conn.execute(select(self.t).where(self.t.c.id == customer_id)).first()
+        if row is None:
+            raise CustomerNotFound(f"no customer with id {customer_id}", customer_id=customer_id)
+        return self._from_row(row)
+
+    def find(
+        self,
+        *,
+        email: str | None = None,
+        external_ref: str | None = None,
+        name: str | None = None,
+    ) -> list[Customer]:
+        """Customers matching every given criterion (exact match)."""
+        query = select(self.t).order_by(self.t.c.id)
+        if email is not None:
+            query = query.where(self.t.c.email == email)
+        if external_ref is not None:
+            query = query.where(self.t.c.external_ref == external_ref)
+        if name is not None:
+            query = query.where(self.t.c.name == name)
+        return [self._from_row(r) for r in self.conn.execute(query)]
+
+    def list(self, *, limit: int, after_id: int | None = None) -> list[Customer]:
+        query = select(self.t).order_by(self.t.c.id).limit(limit)
+        if after_id is not None:
+            query = query.where(self.t.c.id > after_id)
+        return [self._from_row(r) for r in self.conn.execute(query)]
+
+
+class ProductRepository:
+    def __init__(self, conn: Connection, tables: Tables) -> None:
+        self.conn = conn
+        self.t = tables.products
+
+    @staticmethod
+    def _from_row(row: Row[Any]) -> Product:
+        return Product(
+            id=row.id,
+            sku=row.sku,
+            name=row.name,
+            price=Money.from_minor(row.price_minor, row.currency),
+            specs=_load_specs(row.specs),
+            stock=row.stock,
+            low_stock_threshold=row.low_stock_threshold,
+            active=bool(row.active),
+            created_at=row.created_at,
+        )
+
+    def _values(self, product: Product) -> dict[str, Any]:
+        return {
+            "sku": product.sku,
+            "name": product.name,
+            "currency": product.price.currency.code,
+            "price_minor": product.price.to_minor(),
+            "specs": _dump_specs(product.specs),
+            "stock": product.stock,
+            "low_stock_threshold": product.low_stock_threshold,
+            "active": product.active,
+        }
+
+    def add(self, product: Product, now: datetime) -> Product:
+        if self.conn.execute(select(self.t.c.id).where(self.t.c.sku == product.sku)).first():
+            raise DuplicateSku(f"a product with sku {product.sku!r} exists already", sku=product.sku)
+        try:
+            with self.conn.begin_nested():
+                self.conn.execute(
+                    insert(self.t).values(**self._values(product), created_at=now, updated_at=now)
+                )
+        except IntegrityError:
+            raise DuplicateSku(f"a product with sku {product.sku!r} exists already", sku=product.sku) from None
+        return self.get(product.sku)
+
+    def get(self, sku: str, *, lock: bool = False) -> Product:
+        query = select(self.t).where(self.t.c.sku == sku)
+        if lock:
+            query = query.with_for_update()
+        row = self.conn.execute(query).first()
+        if row is None:
+            raise ProductNotFound(f"no product with sku {sku!r}", sku=sku)
+        return self._from_row(row)
+
+    def update(self, product: Product, now: datetime) -> None:
+        self.conn.execute(
+            update(self.t).where(self.t.c.id == product.id).values(**self._values(product), updated_at=now)
+        )
+
+    def list(self, *, limit: int, after_sku: str | None = None, active: bool | None = None) -> list[Product]:
+        query = select(self.t).order_by(self.t.c.sku).limit(limit)
+        if after_sku is not None:
+            query = query.where(self.t.c.sku > after_sku)
+        if active is not None:
+            query = query.where(self.t.c.active == active)
+        return [self._from_row(r) for r in self.conn.execute(query)]
+
+
+def _dump_adjustments(adjustments: Sequence[AmountAdjustment]) -> str:
+    return canonical_json(
+        [
+            {
+                "kind": a.kind.value,
+                "amount": a.amount.to_minor(),
+                "label": a.label,
+                "per_line": [p.to_minor() for p in a.per_line],
+            }
+            for a in adjustments
+        ]
+    )
+
+
+def _load_adjustments(text: str, currency: Currency) -> tuple[AmountAdjustment, ...]:
+    return tuple(
+        AmountAdjustment(
+            kind=AdjustmentKind(a["kind"]),
+            amount=Money.from_minor(a["amount"], currency),
+            label=a["label"],
+            per_line=tuple(Money.from_minor(p, currency) for p in a["per_line"]),
+        )
+        for a in json.loads(text)
+    )
+
+
+class _Loaded:
+    """What the repository read, to write back only what changed."""
+
+    __slots__ = ("communications", "notes", "tags")
+
+    def __init__(self, order: Order) -> None:
+        self.notes = len(order.notes)
+        self.communications = len(order.communications)
+        self.tags = order.tags
+
+
+class OrderRepository:
+    """Orders with their lines, flags, notes and communications.
+
+    ``seen`` holds every order this unit of work loaded or added; the unit of work saves the
+    changed ones (optimistic version check) and stores their audit entries at commit.
+    """
+
+    def __init__(self, conn: Connection, tables: Tables, audit: AuditRepository) -> None:
+        self.conn = conn
+        self.tables = tables
+        self.t = tables.orders
+        self.audit = audit
+        self.seen: dict[str, Order] = {}
+        self._loaded: dict[str, _Loaded] = {}
+
+    def _row_values(self, order: Order) -> dict[str, Any]:
+        a = order.amounts
+        return {
+            "number": order.number,
+            "customer_id": order.customer_id,
+            "currency": a.currency.code,
+            "status": order.status.value,
+            "cancel_reason": order.cancel_reason.value if order.cancel_reason else None,
+            "original_minor": a.original.to_minor(),
+            "payable_minor": a.payable.to_minor(),
+            "paid_minor": a.paid_amount.to_minor(),
+            "refunded_minor": a.refunded_amount.to_minor(),
+            "adjustments": _dump_adjustments(a.adjustments),
+            "special": order.special,
+            "created_at": order.created_at,
+            "paid_at": order.paid_at,
+            "completed_at": order.completed_at,
+            "canceled_at": order.canceled_at,
+            "refunded_at": order.refunded_at,
+            "payment_deadline": order.payment_deadline,
+        }
+
+    def add(self, order: Order) -> Order:
+        """Insert a new order with its lines and flags. Raises IntegrityError on a duplicate
+        number (inside a savepoint, so the caller may retry with another number)."""
+        with self.conn.begin_nested():
+            result = self.conn.execute(insert(self.t).values(**self._row_values(order), version=1))
+            pk = result.inserted_primary_key
+            assert pk is not None
+            order.id = int(pk[0])
+        order.version = 1
+        lines = self.tables.order_lines
+        self.conn.execute(
+            insert(lines),
+            [
+                {
+                    "order_id": order.id,
+                    "position": i,
+                    "product_id": line.product_id,
+                    "sku": line.sku,
+                    "name": line.name,
+                    "specs": _dump_specs(line.specs),
+                    "unit_price_minor": line.unit_price.to_minor(),
+                    "quantity": line.quantity,
+                }
+                for i, line in enumerate(order.lines)
+            ],
+        )
+        if order.tags:
+            self.conn.execute(
+                insert(self.tables.order_tags), [{"order_id": order.id, "tag": t} for t in sorted(order.tags)]
+            )
+        self._insert_children(order, 0, 0)
+        self.seen[order.number] = order
+        self._loaded[order.number] = _Loaded(order)
+        return order
+
+    def get(self, number: str, *, lock: bool = False) -> Order:
+        """Load an order; ``lock`` takes its row lock (``SELECT … FOR UPDATE``)."""
+        if number in self.seen:
+            return self.seen[number]
+        query = select(self.t).where(self.t.c.number == number)
+        if lock:
+            query = query.with_for_update()
+        row = self.conn.execute(query).first()
+        if row is None:
+            raise OrderNotFound(f"no order {number!r}", order=number)
+        order = self._from_row(row)
+        self.seen[number] = order
+        self._loaded[number] = _Loaded(order)
+        return order
+
+    def _from_row(self, row: Row[Any]) -> Order:
+        tb = self.tables
+        currency = get_currency(row.currency)
+        lines = tuple(
+            OrderLine(
+                sku=r.sku,
+                name=r.name,
+                unit_price=Money.from_minor(r.unit_price_minor, currency),
+                quantity=r.quantity,
+                specs=_load_specs(r.specs),
+                product_id=r.product_id,
+            )
+            for r in self.conn.execute(
+                select(tb.order_lines).where(tb.order_lines.c.order_id == row.id).order_by(tb.order_lines.c.position)
+            )
+        )
+        tags = frozenset(
+            self.conn.execute(select(tb.order_tags.c.tag).where(tb.order_tags.c.order_id == row.id)).scalars()
+        )
+        notes = [
+            Note(text=r.text, author=_actor(r), at=r.at)
+            for r in self.conn.execute(
+                select(tb.order_notes).where(tb.order_notes.c.order_id == row.id).order_by(tb.order_notes.c.id)
+            )
+        ]
+        comms = [
+            Communication(channel=r.channel, text=r.text, author=_actor(r), at=r.at, direction=r.direction)
+            for r in self.conn.execute(
+                select(tb.order_communications)
+                .where(tb.order_communications.c.order_id == row.id)
+                .order_by(tb.order_communications.c.id)
+            )
+        ]
+        amounts = AmountBreakdown(
+            original=Money.from_minor(row.original_minor, currency),
+            payable=Money.from_minor(row.payable_minor, currency),
+            adjustments=_load_adjustments(row.adjustments, currency),
+            paid=Money.from_minor(row.paid_minor, currency),
+            refunded=Money.from_minor(row.refunded_minor, currency),
+        )
+        return Order(
+            id=row.id,
+            number=row.number,
+            customer_id=row.customer_id,
+            lines=lines,
+            amounts=amounts,
+            status=OrderStatus(row.status),
+            cancel_reason=CancelReason(row.cancel_reason) if row.cancel_reason else None,
+            created_at=row.created_at,
+            paid_at=row.paid_at,
+            completed_at=row.completed_at,
+            canceled_at=row.canceled_at,
+            refunded_at=row.refunded_at,
+            payment_deadline=row.payment_deadline,
+            special=bool(row.special),
+            tags=tags,
+            notes=notes,
+            communications=comms,
+            history=self.audit.order_history(row.number),
+            version=row.version,
+        )
+
+    def _insert_children(self, order: Order, notes_from: int, comms_from: int) -> None:
+        tb = self.tables
+        new_notes = order.notes[notes_from:]
+        if new_notes:
+            self.conn.execute(
+                insert(tb.order_notes),
+                [{"order_id": order.id, "text": n.text, "at": n.at, **_actor_values(n.author)} for n in new_notes],
+            )
+        new_comms = order.communications[comms_from:]
+        if new_comms:
+            self.conn.execute(
+                insert(tb.order_communications),
+                [
+                    {
+                        "order_id": order.id,
+                        "channel": c.channel,
+                        "direction": c.direction,
+                        "text": c.text,
+                        "at": c.at,
+                        **_actor_values(c.author),
+                    }
+                    for c in new_comms
+                ],
+            )
+
+    def save(self, order: Order) -> None:
+        """Write a loaded order back, if nobody else changed it since it was read."""
+        loaded = self._loaded[order.number]
+        result = self.conn.execute(
+            update(self.t)
+            .where(and_(self.t.c.id == order.id, self.t.c.version == order.version))
+            .values(**self._row_values(order), version=order.version + 1)
+        )
+        if result.rowcount != 1:
+            raise ConcurrentModification(
+                f"order {order.number} was changed by someone else; reload it and try again",
+                order=order.number,
+            )
+        order.version += 1
+        tags = self.tables.order_tags
+        removed = loaded.tags - order.tags
+        added = order.tags - loaded.tags
+        if removed:
+            self.conn.execute(
+                tags.delete().where(and_(tags.c.order_id == order.id, tags.c.tag.in_(sorted(removed))))
+            )
+        if added:
+            self.conn.execute(insert(tags), [{"order_id": order.id, "tag": t} for t in sorted(added)])
+        self._insert_children(order, loaded.notes, loaded.communications)
+        self._loaded[order.number] = _Loaded(order)
+
+    def numbers(self) -> Iterator[str]:
+        yield from self.conn.execute(select(self.t.c.number).order_by(self.t.c.created_at, self.t.c.id)).scalars()
+
+
+class AuditRepository:
+    """The append-only, hash-chained audit log."""
+
+    HEAD_ID = 1
+
+    def __init__(self, conn: Connection, tables: Tables, key: bytes | None) -> None:
+        self.conn = conn
+        self.t = tables.audit_log
+        self.head_t = tables.audit_head
+        self.key = key
+
+    def append(self, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
+        """Seal and store ``entries`` after the current chain head (locking the head row, so
+        concurrent writers queue here until the first commits)."""
+        if not entries:
+            return []
+        head = self.conn.execute(
+            select(self.head_t.c.seq, self.head_t.c.hash)
+            .where(self.head_t.c.id == self.HEAD_ID)
+            .with_for_update()
+        ).first()
+        if head is None:
+            seq, prev = 0, GENESIS
+            self.conn.execute(insert(self.head_t).values(id=self.HEAD_ID, seq=0, hash=GENESIS))
+        else:
+            seq, prev = int(head.seq), str(head.hash)
+        records = []
+        for entry in entries:
+            seq += 1
+            record = AuditRecord.from_entry(entry, seq, prev, self.key)
+            records.append(record)
+            prev = record.hash
+        self.conn.execute(
+            insert(self.t),
+            [
+                {
+                    "seq": r.seq,
+                    "at": r.at,
+                    "actor_kind": r.actor_kind,
+                    "actor_id": r.actor_id,
+                    "actor_role": r.actor_role,
+                    "entity_kind": r.entity_kind,
+                    "entity_id": r.entity_id,
+                    "action": r.action,
+                    "before": r.before,
+                    "after": r.after,
+                    "reason": r.reason,
+                    "prev_hash": r.prev_hash,
+                    "hash": r.hash,
+                }
+                for r in records
+            ],
+        )
+        self.conn.execute(
+            update(self.head_t).where(self.head_t.c.id == self.HEAD_ID).values(seq=seq, hash=prev)
+        )
+        return records
+
+    @staticmethod
+    def _from_row(row: Row[Any]) -> AuditRecord:
+        return AuditRecord(
+            seq=int(row.seq),
+            at=row.at,
+            actor_kind=row.actor_kind,
+            actor_id=row.actor_id,
+            actor_role=row.actor_role,
+            entity_kind=row.entity_kind,
+            entity_id=row.entity_id,
+            action=row.action,
+            before=row.before,
+            after=row.after,
+            reason=row.reason,
+            prev_hash=row.prev_hash,
+            hash=row.hash,
+        )
+
+    def head(self) -> tuple[int, str] | None:
+        row = self.conn.execute(
+            select(self.head_t.c.seq, self.head_t.c.hash).where(self.head_t.c.id == self.HEAD_ID)
+        ).first()
+        return None if row is None else (int(row.seq), str(row.hash))
+
+    def records(self, *, batch: int = 1000) -> Iterator[AuditRecord]:
+        """Every record in ``seq`` order, read in batches."""
+        after = 0
+        while True:
+            rows = self.conn.execute(
+                select(self.t).where(self.t.c.seq > after).order_by(self.t.c.seq).limit(batch)
+            ).all()
+            if not rows:
+                return
+            for row in rows:
+                yield self._from_row(row)
+            after = int(rows[-1].seq)
+
+    def for_entity(self, entity_kind: str, entity_id: str) -> list[AuditRecord]:
+        rows = self.conn.execute(
+            select(self.t)
+            .where(and_(self.t.c.entity_kind == entity_kind, self.t.c.entity_id == entity_id))
+            .order_by(self.t.c.seq)
+        )
+        return [self._from_row(r) for r in rows]
+
+    def count(self) -> int:
+        return int(self.conn.execute(select(func.count()).select_from(self.t)).scalar_one())
+
+    def order_history(self, number: str) -> list[Transition[OrderStatus, OrderEvent]]:
+        """The order's status transitions, rebuilt from its audit records."""
+        history: list[Transition[OrderStatus, OrderEvent]] = []
+        events = {f"order.{e.value}": e for e in OrderEvent}
+        for record in self.for_entity("order", number):
+            event = events.get(record.action)
+            if event is None or record.before is None or record.after is None:
+                continue
+            history.append(
+                Transition(
+                    machine=ORDER_MACHINE.name,
+                    entity=number,
+                    source=OrderStatus(json.loads(record.before)["status"]),
+                    event=event,
+                    target=OrderStatus(json.loads(record.after)["status"]),
+                    actor=Actor(ActorKind(record.actor_kind), record.actor_id, record.actor_role),
+                    reason=record.reason,
+                    at=record.at,
+                )
+            )
+        return history

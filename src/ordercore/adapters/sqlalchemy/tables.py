@@ -1,0 +1,258 @@
+"""The tables, as SQLAlchemy Core objects built per host configuration.
+
+:func:`build_tables` returns a fresh :class:`Tables` for a table-name ``prefix`` and a database
+``schema``, so that a host application can keep ordercore's tables beside its own. Money is
+stored as integer minor units next to its currency code; times as UTC with microseconds.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from attrs import frozen
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql
+
+__all__ = ["Tables", "UTCDateTime", "build_tables"]
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes with microseconds on every backend.
+
+    PostgreSQL stores ``timestamptz``; SQLite and MariaDB store naive UTC (MariaDB with
+    ``DATETIME(6)`` so that microseconds survive). Naive datetimes are refused on the way in.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime(timezone=dialect.name == "postgresql"))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(timezone.utc)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+def _money(name: str, nullable: bool = False) -> Column[Any]:
+    return Column(f"{name}_minor", BigInteger, nullable=nullable)
+
+
+@frozen
+class Tables:
+    """Every table ordercore uses, sharing one :class:`~sqlalchemy.MetaData`."""
+
+    metadata: MetaData
+    prefix: str
+    schema: str | None
+    customers: Table
+    products: Table
+    orders: Table
+    order_lines: Table
+    order_tags: Table
+    order_notes: Table
+    order_communications: Table
+    audit_log: Table
+    audit_head: Table
+
+    def name(self, base: str) -> str:
+        return f"{self.prefix}{base}"
+
+
+def build_tables(prefix: str = "", schema: str | None = None) -> Tables:
+    """Build the table objects for table-name ``prefix`` (e.g. ``"oc_"``) and ``schema``."""
+    md = MetaData(schema=schema)
+
+    def n(base: str) -> str:
+        return f"{prefix}{base}"
+
+    def fk(table: str, column: str = "id") -> str:
+        return f"{schema}.{n(table)}.{column}" if schema else f"{n(table)}.{column}"
+
+    customers = Table(
+        n("customers"),
+        md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("external_ref", String(128), nullable=True),
+        Column("name", String(200), nullable=False),
+        Column("email", String(254), nullable=True),
+        Column("phone", String(40), nullable=True),
+        Column("identity_verified", Boolean, nullable=False, default=False),
+        Column("created_at", UTCDateTime, nullable=False),
+        UniqueConstraint("external_ref", name=n("uq_customers_external_ref")),
+        UniqueConstraint("email", name=n("uq_customers_email")),
+        Index(n("ix_customers_name"), "name"),
+    )
+
+    products = Table(
+        n("products"),
+        md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("sku", String(64), nullable=False),
+        Column("name", String(200), nullable=False),
+        Column("currency", String(10), nullable=False),
+        _money("price"),
+        Column("specs", Text, nullable=False),
+        Column("stock", Integer, nullable=True),
+        Column("low_stock_threshold", Integer, nullable=True),
+        Column("active", Boolean, nullable=False, default=True),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("updated_at", UTCDateTime, nullable=False),
+        UniqueConstraint("sku", name=n("uq_products_sku")),
+    )
+
+    orders = Table(
+        n("orders"),
+        md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("number", String(32), nullable=False),
+        Column("customer_id", Integer, ForeignKey(fk("customers")), nullable=False),
+        Column("currency", String(10), nullable=False),
+        Column("status", String(16), nullable=False),
+        Column("cancel_reason", String(16), nullable=True),
+        _money("original"),
+        _money("payable"),
+        _money("paid"),
+        _money("refunded"),
+        Column("adjustments", Text, nullable=False),
+        Column("channel", String(32), nullable=True),
+        Column("special", Boolean, nullable=False, default=False),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("paid_at", UTCDateTime, nullable=True),
+        Column("completed_at", UTCDateTime, nullable=True),
+        Column("canceled_at", UTCDateTime, nullable=True),
+        Column("refunded_at", UTCDateTime, nullable=True),
+        Column("payment_deadline", UTCDateTime, nullable=True),
+        Column("version", Integer, nullable=False, default=0),
+        UniqueConstraint("number", name=n("uq_orders_number")),
+        Index(n("ix_orders_created"), "created_at", "id"),
+        Index(n("ix_orders_status_created"), "status", "created_at", "id"),
+        Index(n("ix_orders_customer_created"), "customer_id", "created_at", "id"),
+        Index(n("ix_orders_channel_created"), "channel", "created_at", "id"),
+        Index(n("ix_orders_payable"), "payable_minor", "created_at", "id"),
+        Index(n("ix_orders_deadline"), "status", "payment_deadline"),
+    )
+
+    order_lines = Table(
+        n("order_lines"),
+        md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("order_id", Integer, ForeignKey(fk("orders")), nullable=False),
+        Column("position", Integer, nullable=False),
+        Column("product_id", Integer, ForeignKey(fk("products")), nullable=True),
+        Column("sku", String(64), nullable=False),
+        Column("name", String(200), nullable=False),
+        Column("specs", Text, nullable=False),
+        _money("unit_price"),
+        Column("quantity", Integer, nullable=False),
+        UniqueConstraint("order_id", "position", name=n("uq_order_lines_position")),
+        Index(n("ix_order_lines_sku"), "sku", "order_id"),
+    )
+
+    order_tags = Table(
+        n("order_tags"),
+        md,
+        Column("order_id", Integer, ForeignKey(fk("orders")), primary_key=True),
+        Column("tag", String(40), primary_key=True),
+        Index(n("ix_order_tags_tag"), "tag", "order_id"),
+    )
+
+    def _actor_columns() -> list[Column[Any]]:
+        return [
+            Column("actor_kind", String(16), nullable=False),
+            Column("actor_id", String(128), nullable=False),
+            Column("actor_role", String(64), nullable=True),
+        ]
+
+    order_notes = Table(
+        n("order_notes"),
+        md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("order_id", Integer, ForeignKey(fk("orders")), nullable=False),
+        Column("text", Text, nullable=False),
+        *_actor_columns(),
+        Column("at", UTCDateTime, nullable=False),
+        Index(n("ix_order_notes_order"), "order_id", "id"),
+    )
+
+    order_communications = Table(
+        n("order_communications"),
+        md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("order_id", Integer, ForeignKey(fk("orders")), nullable=False),
+        Column("channel", String(32), nullable=False),
+        Column("direction", String(8), nullable=False),
+        Column("text", Text, nullable=False),
+        *_actor_columns(),
+        Column("at", UTCDateTime, nullable=False),
+        Index(n("ix_order_communications_order"), "order_id", "id"),
+    )
+
+    audit_log = Table(
+        n("audit_log"),
+        md,
+        Column("seq", BigInteger, primary_key=True, autoincrement=False),
+        Column("at", UTCDateTime, nullable=False),
+        *_actor_columns(),
+        Column("entity_kind", String(32), nullable=False),
+        Column("entity_id", String(64), nullable=False),
+        Column("action", String(64), nullable=False),
+        Column("before", Text, nullable=True),
+        Column("after", Text, nullable=True),
+        Column("reason", Text, nullable=True),
+        Column("prev_hash", String(64), nullable=False),
+        Column("hash", String(64), nullable=False),
+        Index(n("ix_audit_log_entity"), "entity_kind", "entity_id", "seq"),
+    )
+
+    audit_head = Table(
+        n("audit_head"),
+        md,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("seq", BigInteger, nullable=False),
+        Column("hash", String(64), nullable=False),
+    )
+
+    return Tables(
+        metadata=md,
+        prefix=prefix,
+        schema=schema,
+        customers=customers,
+        products=products,
+        orders=orders,
+        order_lines=order_lines,
+        order_tags=order_tags,
+        order_notes=order_notes,
+        order_communications=order_communications,
+        audit_log=audit_log,
+        audit_head=audit_head,
+    )
