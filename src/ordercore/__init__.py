@@ -61,6 +61,9 @@ from ._state import (
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "ORDER_MACHINE",
+    "PAYMENT_MACHINE",
+    "REFUND_MACHINE",
     "Actor",
     "ActorKind",
     "AdjustmentKind",
@@ -89,7 +92,6 @@ __all__ = [
     "MoneyError",
     "NotFound",
     "Note",
-    "ORDER_MACHINE",
     "Order",
     "OrderCore",
     "OrderCoreError",
@@ -99,13 +101,11 @@ __all__ = [
     "OrderNotFound",
     "OrderStatus",
     "OutOfStock",
-    "PAYMENT_MACHINE",
     "PaymentEvent",
     "PaymentStatus",
     "Product",
     "ProductInactive",
     "ProductNotFound",
-    "REFUND_MACHINE",
     "RefundEvent",
     "RefundStatus",
     "Settings",

@@ -28,7 +28,9 @@ def _kind(value: object) -> ActorKind:
         return ActorKind(value)
     except ValueError:
         kinds = ", ".join(k.value for k in ActorKind)
-        raise InvalidField(f"actor kind must be one of {kinds}, not {value!r}", field="actor") from None
+        raise InvalidField(
+            f"actor kind must be one of {kinds}, not {value!r}", field="actor"
+        ) from None
 
 
 @frozen
@@ -67,7 +69,8 @@ class Actor:
         parts = text.split(":")
         if len(parts) not in (2, 3):
             raise InvalidField(
-                f"actor {text!r} must look like kind:id or kind:id:role (e.g. operator:alice:admin)",
+                f"actor {text!r} must look like kind:id or kind:id:role "
+                "(e.g. operator:alice:admin)",
                 field="actor",
             )
         return cls(_kind(parts[0]), parts[1], parts[2] if len(parts) == 3 else None)

@@ -52,7 +52,9 @@ def _default(value: object) -> object:
 
 def canonical_json(value: object) -> str:
     """Sorted keys, no spaces, UTF-8 text: the same input always gives the same string."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default)
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default
+    )
 
 
 def iso_utc(value: datetime) -> str:
@@ -93,7 +95,9 @@ class AuditRecord:
     hash: str
 
     @classmethod
-    def from_entry(cls, entry: AuditEntry, seq: int, prev_hash: str, key: bytes | None) -> AuditRecord:
+    def from_entry(
+        cls, entry: AuditEntry, seq: int, prev_hash: str, key: bytes | None
+    ) -> AuditRecord:
         """Seal ``entry`` as record number ``seq`` after the record whose hash is ``prev_hash``."""
         unsealed = cls(
             seq=seq,

@@ -13,10 +13,10 @@ from attrs import field, frozen
 
 from ._errors import ConfigurationError
 
-if sys.version_info >= (3, 11):
+if sys.version_info >= (3, 11):  # pragma: no cover
     import tomllib
 else:  # pragma: no cover
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
 __all__ = ["DEFAULT_DATABASE_URL", "Settings"]
 
@@ -60,7 +60,9 @@ class Settings:
             except FileNotFoundError:
                 raise ConfigurationError(f"config file {config_path} does not exist") from None
             except tomllib.TOMLDecodeError as exc:
-                raise ConfigurationError(f"config file {config_path} is not valid TOML: {exc}") from None
+                raise ConfigurationError(
+                    f"config file {config_path} is not valid TOML: {exc}"
+                ) from None
         section = data.get("ordercore", data)
         known = {
             "database_url",

@@ -50,7 +50,9 @@ class OrderCore:
         return cls(make_engine(url), config, clock=clock)
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> OrderCore:
+    def from_settings(
+        cls, settings: Settings, *, clock: Callable[[], datetime] = utcnow
+    ) -> OrderCore:
         return cls(make_engine(settings.database_url), settings, clock=clock)
 
     def upgrade(self) -> None:

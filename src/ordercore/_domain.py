@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Final, Union
+from typing import Any, Final
 
 from attrs import define, field, frozen
 
@@ -47,7 +47,7 @@ __all__ = [
     "SpecValue",
 ]
 
-SpecValue = Union[str, int, bool, Decimal]
+SpecValue = str | int | bool | Decimal
 
 _EMAIL: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+\Z")
 _PHONE: Final = re.compile(r"\+?[0-9][0-9 ()\-]{4,30}\Z")
@@ -91,9 +91,13 @@ def _specs(value: Mapping[str, Any]) -> Mapping[str, SpecValue]:
         if not isinstance(key, str) or not _SPEC_KEY.match(key):
             raise InvalidField(f"spec name {key!r} must be an identifier", field="specs")
         if isinstance(val, float):
-            raise InvalidField(f"spec {key} must not be a float; use text or Decimal", field="specs")
+            raise InvalidField(
+                f"spec {key} must not be a float; use text or Decimal", field="specs"
+            )
         if not isinstance(val, (str, int, bool, Decimal)):
-            raise InvalidField(f"spec {key} has unsupported type {type(val).__name__}", field="specs")
+            raise InvalidField(
+                f"spec {key} has unsupported type {type(val).__name__}", field="specs"
+            )
         out[key] = val
     return dict(sorted(out.items()))
 
@@ -149,7 +153,9 @@ class Product:
             raise InvalidAmount(f"price must not be negative ({self.price})", field="price")
         for name in ("stock", "low_stock_threshold"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 0
+            ):
                 raise InvalidField(f"{name} must be a whole number ≥ 0", field=name)
         _aware(self.created_at, "created_at")
 
@@ -272,7 +278,9 @@ class AmountBreakdown:
                 f"payable {self.payable} does not match the breakdown ({expected})", field="payable"
             )
         if self.original.is_negative() or self.payable.is_negative():
-            raise InvalidAmount("original and payable amounts must not be negative", field="payable")
+            raise InvalidAmount(
+                "original and payable amounts must not be negative", field="payable"
+            )
         if not (zero <= self.refunded_amount <= self.paid_amount):
             raise InvalidAmount(
                 f"refunded {self.refunded} must be between 0 and paid {self.paid}", field="refunded"
@@ -391,8 +399,14 @@ class Order:
                     f"the order in {self.amounts.currency.code}",
                     order=self.number,
                 )
-        for name in ("created_at", "paid_at", "completed_at", "canceled_at", "refunded_at",
-                     "payment_deadline"):
+        for name in (
+            "created_at",
+            "paid_at",
+            "completed_at",
+            "canceled_at",
+            "refunded_at",
+            "payment_deadline",
+        ):
             _aware(getattr(self, name), name)
 
     @property
@@ -559,10 +573,14 @@ class Order:
         )
         return record
 
-    def set_special(self, special: bool, actor: Actor, at: datetime, reason: str | None = None) -> None:
+    def set_special(
+        self, special: bool, actor: Actor, at: datetime, reason: str | None = None
+    ) -> None:
         if special == self.special:
             return
-        self._record("order.special", actor, at, {"special": self.special}, {"special": special}, reason)
+        self._record(
+            "order.special", actor, at, {"special": self.special}, {"special": special}, reason
+        )
         self.special = special
 
     def add_tag(self, tag: str, actor: Actor, at: datetime) -> None:

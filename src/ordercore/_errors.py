@@ -34,9 +34,9 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
-    "Conflict",
     "ConcurrentModification",
     "ConfigurationError",
+    "Conflict",
     "CurrencyMismatch",
     "CustomerNotFound",
     "DuplicateCustomer",

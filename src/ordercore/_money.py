@@ -18,7 +18,7 @@ import decimal
 import re
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Final, Literal, Union
+from typing import Final, Literal
 
 from attrs import field, frozen
 
@@ -64,7 +64,7 @@ _CONTEXT: Final = decimal.Context(
 _DECIMAL_TEXT: Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)\Z")
 _CODE: Final = re.compile(r"[A-Z][A-Z0-9]{2,9}\Z")
 
-AmountLike = Union[Decimal, int, str]
+AmountLike = Decimal | int | str
 
 
 def _check_rounding(rounding: str) -> str:
@@ -120,7 +120,9 @@ _REGISTRY: dict[str, Currency] = {
 }
 
 
-def register_currency(code: str, minor_units: int, rounding: Rounding = "ROUND_HALF_UP") -> Currency:
+def register_currency(
+    code: str, minor_units: int, rounding: Rounding = "ROUND_HALF_UP"
+) -> Currency:
     """Register (or return the identical existing) currency.
 
     Re-registering a code with different minor units raises :class:`InvalidAmount`: stored
@@ -158,7 +160,7 @@ def to_decimal(value: object, *, what: str = "amount") -> Decimal:
     Accepts :class:`~decimal.Decimal`, :class:`int` and plain decimal text such as ``"30.00"``
     (no exponent, no spaces, no thousands separators).
     """
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, (bool, float)):
         raise InvalidAmount(
             f"{what} must be a Decimal, an int or decimal text, not {type(value).__name__} "
             f"({value!r}); floats cannot hold money exactly",
@@ -225,12 +227,12 @@ class Money:
     @classmethod
     def of(cls, amount: AmountLike, currency: str | Currency) -> Money:
         """Exact amount: ``Money.of("30.00", "CNY")``. Extra decimals raise."""
-        return cls(amount, currency)  # type: ignore[arg-type]
+        return cls(amount, currency)
 
     @classmethod
     def zero(cls, currency: str | Currency) -> Money:
         """Zero of ``currency``."""
-        return cls(Decimal(0), currency)  # type: ignore[arg-type]
+        return cls(Decimal(0), currency)
 
     @classmethod
     def from_minor(cls, units: int, currency: str | Currency) -> Money:
@@ -359,7 +361,9 @@ class Money:
         units = self.to_minor()
         sign = -1 if units < 0 else 1
         units = abs(units)
-        shares = [_CONTEXT.divide(_CONTEXT.multiply(Decimal(units), v), total_weight) for v in values]
+        shares = [
+            _CONTEXT.divide(_CONTEXT.multiply(Decimal(units), v), total_weight) for v in values
+        ]
         floors = [int(s.to_integral_value(rounding=decimal.ROUND_FLOOR)) for s in shares]
         leftover = units - sum(floors)
         order = sorted(range(len(values)), key=lambda i: (-(shares[i] - floors[i]), i))

@@ -210,7 +210,9 @@ class OrderService(_Service):
             raise InvalidField("an order needs at least one item", field="items")
         for _, qty in items:
             if isinstance(qty, bool) or not isinstance(qty, int) or qty <= 0:
-                raise InvalidQuantity(f"quantity must be a whole number ≥ 1, not {qty!r}", value=qty)
+                raise InvalidQuantity(
+                    f"quantity must be a whole number ≥ 1, not {qty!r}", value=qty
+                )
         for tag in tags:
             validate_tag(tag)
         now = self._now()
@@ -218,7 +220,9 @@ class OrderService(_Service):
         with self._uow() as uow:
             customer = uow.customers.get(customer_id)
             # Lock products in sku order so that concurrent orders cannot deadlock.
-            products = {sku: uow.products.get(sku, lock=True) for sku in sorted({s for s, _ in items})}
+            products = {
+                sku: uow.products.get(sku, lock=True) for sku in sorted({s for s, _ in items})
+            }
             lines: list[OrderLine] = []
             for sku, qty in items:
                 product = products[sku]
@@ -371,7 +375,9 @@ class OrderService(_Service):
     def unflag(self, number: str, tag: str, *, actor: Actor) -> Order:
         return self._change(number, lambda o, now: o.remove_tag(tag, actor, now))
 
-    def set_special(self, number: str, special: bool, *, actor: Actor, reason: str | None = None) -> Order:
+    def set_special(
+        self, number: str, special: bool, *, actor: Actor, reason: str | None = None
+    ) -> Order:
         return self._change(number, lambda o, now: o.set_special(special, actor, now, reason))
 
 
@@ -381,7 +387,9 @@ class AuditService(_Service):
     def verify(self) -> ChainVerdict:
         """Recompute the whole chain; the verdict names the first broken record."""
         with self._uow() as uow:
-            return verify_chain(uow.audit.records(), self._core.settings.audit_key, uow.audit.head())
+            return verify_chain(
+                uow.audit.records(), self._core.settings.audit_key, uow.audit.head()
+            )
 
     def records(self, entity_kind: str, entity_id: str) -> list[AuditRecord]:
         with self._uow() as uow:

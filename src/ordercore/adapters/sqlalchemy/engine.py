@@ -41,9 +41,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    if parsed.get_backend_name() == "postgresql":
-        kwargs.setdefault("isolation_level", "READ COMMITTED")
-    elif parsed.get_backend_name() in ("mysql", "mariadb"):
+    if parsed.get_backend_name() == "postgresql" or parsed.get_backend_name() in (
+        "mysql",
+        "mariadb",
+    ):
         kwargs.setdefault("isolation_level", "READ COMMITTED")
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)

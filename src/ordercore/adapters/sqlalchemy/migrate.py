@@ -21,7 +21,9 @@ def _config(prefix: str, schema: str | None) -> Config:
     return config
 
 
-def upgrade(engine: Engine, *, prefix: str = "", schema: str | None = None, revision: str = "head") -> None:
+def upgrade(
+    engine: Engine, *, prefix: str = "", schema: str | None = None, revision: str = "head"
+) -> None:
     """Bring the database up to ``revision`` (the newest by default)."""
     config = _config(prefix, schema)
     with engine.begin() as connection:
@@ -39,6 +41,7 @@ def current_revision(engine: Engine, *, prefix: str = "", schema: str | None = N
     """The revision the database is at, or None if it was never migrated."""
     with engine.connect() as connection:
         context = MigrationContext.configure(
-            connection, opts={"version_table": f"{prefix}alembic_version", "version_table_schema": schema}
+            connection,
+            opts={"version_table": f"{prefix}alembic_version", "version_table_schema": schema},
         )
         return context.get_current_revision()

@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy import Connection, Row, and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..._actor import Actor, ActorKind
-from ..._audit import GENESIS, AuditEntry, AuditRecord, canonical_json
-from ..._domain import (
+from ordercore._actor import Actor, ActorKind
+from ordercore._audit import GENESIS, AuditEntry, AuditRecord, canonical_json
+from ordercore._domain import (
     AdjustmentKind,
     AmountAdjustment,
     AmountBreakdown,
@@ -25,7 +25,7 @@ from ..._domain import (
     Product,
     SpecValue,
 )
-from ..._errors import (
+from ordercore._errors import (
     ConcurrentModification,
     CustomerNotFound,
     DuplicateCustomer,
@@ -33,8 +33,9 @@ from ..._errors import (
     OrderNotFound,
     ProductNotFound,
 )
-from ..._money import Currency, Money, get_currency
-from ..._state import ORDER_MACHINE, CancelReason, OrderEvent, OrderStatus, Transition
+from ordercore._money import Currency, Money, get_currency
+from ordercore._state import ORDER_MACHINE, CancelReason, OrderEvent, OrderStatus, Transition
+
 from .tables import Tables
 
 __all__ = [
@@ -46,7 +47,9 @@ __all__ = [
 
 
 def _dump_specs(specs: Any) -> str:
-    return canonical_json({k: ["d", str(v)] if isinstance(v, Decimal) else v for k, v in specs.items()})
+    return canonical_json(
+        {k: ["d", str(v)] if isinstance(v, Decimal) else v for k, v in specs.items()}
+    )
 
 
 def _load_specs(text: str) -> dict[str, SpecValue]:
@@ -98,7 +101,9 @@ class CustomerRepository:
                     )
                 )
         except IntegrityError:
-            raise DuplicateCustomer("a customer with that e-mail or reference exists already") from None
+            raise DuplicateCustomer(
+                "a customer with that e-mail or reference exists already"
+            ) from None
         pk = result.inserted_primary_key
         assert pk is not None
         return self.get(int(pk[0]))
@@ -166,14 +171,18 @@ class ProductRepository:
 
     def add(self, product: Product, now: datetime) -> Product:
         if self.conn.execute(select(self.t.c.id).where(self.t.c.sku == product.sku)).first():
-            raise DuplicateSku(f"a product with sku {product.sku!r} exists already", sku=product.sku)
+            raise DuplicateSku(
+                f"a product with sku {product.sku!r} exists already", sku=product.sku
+            )
         try:
             with self.conn.begin_nested():
                 self.conn.execute(
                     insert(self.t).values(**self._values(product), created_at=now, updated_at=now)
                 )
         except IntegrityError:
-            raise DuplicateSku(f"a product with sku {product.sku!r} exists already", sku=product.sku) from None
+            raise DuplicateSku(
+                f"a product with sku {product.sku!r} exists already", sku=product.sku
+            ) from None
         return self.get(product.sku)
 
     def get(self, sku: str, *, lock: bool = False) -> Product:
@@ -187,10 +196,14 @@ class ProductRepository:
 
     def update(self, product: Product, now: datetime) -> None:
         self.conn.execute(
-            update(self.t).where(self.t.c.id == product.id).values(**self._values(product), updated_at=now)
+            update(self.t)
+            .where(self.t.c.id == product.id)
+            .values(**self._values(product), updated_at=now)
         )
 
-    def list(self, *, limit: int, after_sku: str | None = None, active: bool | None = None) -> list[Product]:
+    def list(
+        self, *, limit: int, after_sku: str | None = None, active: bool | None = None
+    ) -> list[Product]:
         query = select(self.t).order_by(self.t.c.sku).limit(limit)
         if after_sku is not None:
             query = query.where(self.t.c.sku > after_sku)
@@ -301,7 +314,8 @@ class OrderRepository:
         )
         if order.tags:
             self.conn.execute(
-                insert(self.tables.order_tags), [{"order_id": order.id, "tag": t} for t in sorted(order.tags)]
+                insert(self.tables.order_tags),
+                [{"order_id": order.id, "tag": t} for t in sorted(order.tags)],
             )
         self._insert_children(order, 0, 0)
         self.seen[order.number] = order
@@ -336,20 +350,28 @@ class OrderRepository:
                 product_id=r.product_id,
             )
             for r in self.conn.execute(
-                select(tb.order_lines).where(tb.order_lines.c.order_id == row.id).order_by(tb.order_lines.c.position)
+                select(tb.order_lines)
+                .where(tb.order_lines.c.order_id == row.id)
+                .order_by(tb.order_lines.c.position)
             )
         )
         tags = frozenset(
-            self.conn.execute(select(tb.order_tags.c.tag).where(tb.order_tags.c.order_id == row.id)).scalars()
+            self.conn.execute(
+                select(tb.order_tags.c.tag).where(tb.order_tags.c.order_id == row.id)
+            ).scalars()
         )
         notes = [
             Note(text=r.text, author=_actor(r), at=r.at)
             for r in self.conn.execute(
-                select(tb.order_notes).where(tb.order_notes.c.order_id == row.id).order_by(tb.order_notes.c.id)
+                select(tb.order_notes)
+                .where(tb.order_notes.c.order_id == row.id)
+                .order_by(tb.order_notes.c.id)
             )
         ]
         comms = [
-            Communication(channel=r.channel, text=r.text, author=_actor(r), at=r.at, direction=r.direction)
+            Communication(
+                channel=r.channel, text=r.text, author=_actor(r), at=r.at, direction=r.direction
+            )
             for r in self.conn.execute(
                 select(tb.order_communications)
                 .where(tb.order_communications.c.order_id == row.id)
@@ -391,7 +413,10 @@ class OrderRepository:
         if new_notes:
             self.conn.execute(
                 insert(tb.order_notes),
-                [{"order_id": order.id, "text": n.text, "at": n.at, **_actor_values(n.author)} for n in new_notes],
+                [
+                    {"order_id": order.id, "text": n.text, "at": n.at, **_actor_values(n.author)}
+                    for n in new_notes
+                ],
             )
         new_comms = order.communications[comms_from:]
         if new_comms:
@@ -429,15 +454,21 @@ class OrderRepository:
         added = order.tags - loaded.tags
         if removed:
             self.conn.execute(
-                tags.delete().where(and_(tags.c.order_id == order.id, tags.c.tag.in_(sorted(removed))))
+                tags.delete().where(
+                    and_(tags.c.order_id == order.id, tags.c.tag.in_(sorted(removed)))
+                )
             )
         if added:
-            self.conn.execute(insert(tags), [{"order_id": order.id, "tag": t} for t in sorted(added)])
+            self.conn.execute(
+                insert(tags), [{"order_id": order.id, "tag": t} for t in sorted(added)]
+            )
         self._insert_children(order, loaded.notes, loaded.communications)
         self._loaded[order.number] = _Loaded(order)
 
     def numbers(self) -> Iterator[str]:
-        yield from self.conn.execute(select(self.t.c.number).order_by(self.t.c.created_at, self.t.c.id)).scalars()
+        yield from self.conn.execute(
+            select(self.t.c.number).order_by(self.t.c.created_at, self.t.c.id)
+        ).scalars()
 
 
 class AuditRepository:

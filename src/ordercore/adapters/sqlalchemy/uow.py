@@ -6,7 +6,8 @@ from types import TracebackType
 
 from sqlalchemy import Connection, Engine
 
-from ..._audit import AuditEntry
+from ordercore._audit import AuditEntry
+
 from .repositories import AuditRepository, CustomerRepository, OrderRepository, ProductRepository
 from .tables import Tables
 

@@ -149,7 +149,10 @@ def upgrade(prefix: str = "", schema: str | None = None) -> None:
         schema=schema,
     )
     op.create_index(
-        n("ix_order_communications_order"), n("order_communications"), ["order_id", "id"], schema=schema
+        n("ix_order_communications_order"),
+        n("order_communications"),
+        ["order_id", "id"],
+        schema=schema,
     )
 
     op.create_table(

@@ -1,0 +1,127 @@
+"""``ordercore demo``: a fresh SQLite database and a few orders walked through their life."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ._actor import Actor
+from ._core import OrderCore
+from ._errors import IllegalTransition
+from ._money import Money
+from ._state import CancelReason
+
+__all__ = ["run_demo"]
+
+
+def run_demo(database: str | Path) -> list[dict[str, Any]]:
+    """Build the demo database at ``database`` (replacing it) and return what happened."""
+    path = Path(database)
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    core = OrderCore.from_url(f"sqlite:///{path}")
+    steps: list[dict[str, Any]] = []
+
+    def say(text: str, **data: Any) -> None:
+        steps.append({"text": text, **data})
+
+    try:
+        core.upgrade()
+        say(f"created {path} and ran the migrations")
+        admin = Actor.operator("alice", "admin")
+        support = Actor.operator("bob", "support")
+        system = Actor.system("activation")
+
+        li = core.customers.add(
+            name="Li Lei", email="lilei@example.com", external_ref="u-1001", actor=admin
+        )
+        han = core.customers.add(
+            name="Han Meimei", email="han@example.com", phone="+86 138 0000 0000", actor=admin
+        )
+        say(f"added customers {li.name} (#{li.id}) and {han.name} (#{han.id})")
+
+        vpn = core.products.add(
+            sku="VPN-1M",
+            name="VPN, 1 month",
+            price=Money.of("30.00", "CNY"),
+            specs={"duration": "30d", "traffic": "200GB"},
+            actor=admin,
+        )
+        pro = core.products.add(
+            sku="VPN-12M",
+            name="VPN, 12 months",
+            price=Money.of("288.00", "CNY"),
+            specs={"duration": "365d", "traffic": "unlimited"},
+            stock=100,
+            low_stock_threshold=10,
+            actor=admin,
+        )
+        say(
+            f"added products {vpn.sku} at {vpn.price} and {pro.sku} at {pro.price} "
+            f"(stock {pro.stock})"
+        )
+
+        first = core.orders.create(
+            customer_id=li.id or 0, items=[("VPN-1M", 3)], actor=admin, note="demo order"
+        )
+        say(
+            f"order {first.number}: 3 × {vpn.sku}, {first.amounts.payable} payable",
+            order=first.number,
+        )
+        core.orders.mark_paid(first.number, actor=admin, reason="paid at the counter")
+        core.orders.complete(first.number, actor=system, reason="service activated")
+        say(f"order {first.number}: paid and completed", order=first.number, status="completed")
+
+        second = core.orders.create(
+            customer_id=han.id or 0, items=[("VPN-12M", 1)], actor=support, tags=["promo"]
+        )
+        core.orders.cancel(
+            second.number,
+            actor=Actor.customer(han.id or 0),
+            reason=CancelReason.USER,
+            note="changed my mind",
+        )
+        stock = core.products.get("VPN-12M").stock
+        say(
+            f"order {second.number}: cancelled by the customer; stock back to {stock}",
+            order=second.number,
+            status="canceled",
+        )
+
+        third = core.orders.create(
+            customer_id=han.id or 0, items=[("VPN-12M", 1), ("VPN-1M", 1)], actor=support
+        )
+        core.orders.mark_paid(third.number, actor=admin)
+        try:
+            core.orders.cancel(
+                third.number, actor=admin, reason=CancelReason.ADMIN, note="duplicate"
+            )
+        except IllegalTransition as exc:
+            say(f"order {third.number}: refused as it should be — {exc}", order=third.number)
+        core.orders.record_refund(
+            third.number,
+            amount=Money.of("30.00", "CNY"),
+            actor=admin,
+            reason="partial: 1-month part",
+        )
+        core.orders.record_refund(
+            third.number, amount=Money.of("288.00", "CNY"), actor=admin, reason="rest"
+        )
+        order = core.orders.get(third.number)
+        say(
+            f"order {third.number}: refunded in two parts, status {order.status.value}, refunded "
+            f"{order.amounts.refunded_amount}",
+            order=third.number,
+            status=order.status.value,
+        )
+        core.orders.add_note(first.number, "customer asked for an invoice", actor=support)
+        core.orders.flag(first.number, "vip", actor=support)
+
+        verdict = core.audit.verify()
+        say(
+            f"audit chain: {verdict.checked} records, {'intact' if verdict.ok else 'BROKEN'}",
+            audit_ok=verdict.ok,
+        )
+    finally:
+        core.close()
+    return steps

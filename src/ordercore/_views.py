@@ -1,0 +1,160 @@
+"""Plain-data views of domain objects: what ``--json`` prints and what a host can serialise.
+
+The shapes are a contract: amounts are decimal strings, times ISO 8601 in UTC, statuses
+lower-case.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from ._audit import AuditRecord, iso_utc
+from ._domain import Customer, Order, Product, SpecValue
+
+__all__ = [
+    "audit_record_view",
+    "customer_view",
+    "order_summary_view",
+    "order_view",
+    "product_view",
+]
+
+
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else iso_utc(value)
+
+
+def _specs(specs: Mapping[str, SpecValue]) -> dict[str, Any]:
+    return {k: str(v) if isinstance(v, Decimal) else v for k, v in specs.items()}
+
+
+def customer_view(customer: Customer) -> dict[str, Any]:
+    return {
+        "id": customer.id,
+        "name": customer.name,
+        "email": customer.email,
+        "phone": customer.phone,
+        "external_ref": customer.external_ref,
+        "identity_verified": customer.identity_verified,
+        "created_at": _time(customer.created_at),
+    }
+
+
+def product_view(product: Product) -> dict[str, Any]:
+    return {
+        "sku": product.sku,
+        "name": product.name,
+        "price": str(product.price.amount),
+        "currency": product.price.currency.code,
+        "specs": _specs(product.specs),
+        "stock": product.stock,
+        "low_stock_threshold": product.low_stock_threshold,
+        "low_on_stock": product.low_on_stock,
+        "active": product.active,
+        "created_at": _time(product.created_at),
+    }
+
+
+def audit_record_view(record: AuditRecord) -> dict[str, Any]:
+    return {
+        "seq": record.seq,
+        "at": _time(record.at),
+        "actor": {"kind": record.actor_kind, "id": record.actor_id, "role": record.actor_role},
+        "entity": {"kind": record.entity_kind, "id": record.entity_id},
+        "action": record.action,
+        "before": None if record.before is None else json.loads(record.before),
+        "after": None if record.after is None else json.loads(record.after),
+        "reason": record.reason,
+        "hash": record.hash,
+    }
+
+
+def order_summary_view(order: Order) -> dict[str, Any]:
+    return {
+        "number": order.number,
+        "status": order.status.value,
+        "currency": order.currency.code,
+        "customer_id": order.customer_id,
+        "payable": str(order.amounts.payable.amount),
+        "paid": str(order.amounts.paid_amount.amount),
+        "refunded": str(order.amounts.refunded_amount.amount),
+        "created_at": _time(order.created_at),
+        "flags": sorted(order.tags),
+        "special": order.special,
+    }
+
+
+def order_view(
+    order: Order,
+    customer: Customer | None = None,
+    log: tuple[AuditRecord, ...] | list[AuditRecord] = (),
+) -> dict[str, Any]:
+    """The full order: breakdown, lines, payments, refunds, history, notes, log."""
+    return {
+        "number": order.number,
+        "status": order.status.value,
+        "cancel_reason": order.cancel_reason.value if order.cancel_reason else None,
+        "currency": order.currency.code,
+        "customer": customer_view(customer) if customer else {"id": order.customer_id},
+        "lines": [
+            {
+                "sku": line.sku,
+                "name": line.name,
+                "specs": _specs(line.specs),
+                "unit_price": str(line.unit_price.amount),
+                "quantity": line.quantity,
+                "total": str(line.total.amount),
+            }
+            for line in order.lines
+        ],
+        "amounts": order.amounts.as_dict(),
+        "adjustments": [
+            {
+                "kind": a.kind.value,
+                "amount": str(a.amount.amount),
+                "label": a.label,
+                "per_line": [str(p.amount) for p in a.per_line],
+            }
+            for a in order.amounts.adjustments
+        ],
+        "created_at": _time(order.created_at),
+        "paid_at": _time(order.paid_at),
+        "completed_at": _time(order.completed_at),
+        "canceled_at": _time(order.canceled_at),
+        "refunded_at": _time(order.refunded_at),
+        "payment_deadline": _time(order.payment_deadline),
+        "special": order.special,
+        "flags": sorted(order.tags),
+        "payments": [],
+        "refunds": [],
+        "history": [
+            {
+                "from": t.source.value,
+                "to": t.target.value,
+                "event": t.event.value,
+                "actor": str(t.actor),
+                "reason": t.reason,
+                "at": _time(t.at),
+            }
+            for t in order.history
+        ],
+        "notes": [
+            {"text": n.text, "author": str(n.author), "at": _time(n.at)} for n in order.notes
+        ],
+        "communications": [
+            {
+                "channel": c.channel,
+                "direction": c.direction,
+                "text": c.text,
+                "author": str(c.author),
+                "at": _time(c.at),
+            }
+            for c in order.communications
+        ],
+        "log": [audit_record_view(r) for r in log],
+        "version": order.version,
+    }
