@@ -6,12 +6,14 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from attrs import field, frozen
 
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, InvalidAmount
+from ._money import to_decimal
 
 if sys.version_info >= (3, 11):  # pragma: no cover
     import tomllib
@@ -38,6 +40,7 @@ class Settings:
     audit_key: bytes | None = field(default=None, repr=False)
     timezone: str = "UTC"
     payment_timeout_minutes: int = 15
+    points_rate: Decimal | None = None
     channels: Mapping[str, Mapping[str, Any]] = field(factory=dict, repr=False)
 
     @classmethod
@@ -71,6 +74,7 @@ class Settings:
             "audit_key",
             "timezone",
             "payment_timeout_minutes",
+            "points_rate",
             "channels",
         }
         unknown = set(section) - known - {"ordercore"}
@@ -90,5 +94,20 @@ class Settings:
             audit_key=key_text.encode("utf-8") if key_text else None,
             timezone=str(section.get("timezone", "UTC")),
             payment_timeout_minutes=timeout,
+            points_rate=_points_rate(section.get("points_rate")),
             channels=dict(section.get("channels", {})),
         )
+
+
+def _points_rate(value: object) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        rate = to_decimal(value, what="points_rate")
+    except InvalidAmount as exc:
+        raise ConfigurationError(
+            f'points_rate: {exc} (write it as a string, e.g. "0.01")'
+        ) from None
+    if rate <= 0:
+        raise ConfigurationError("points_rate must be positive")
+    return rate

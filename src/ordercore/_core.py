@@ -4,11 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Engine
 
 from ._config import Settings
-from ._services import AuditService, CustomerService, OrderService, ProductService, utcnow
+from ._errors import ConfigurationError
+from ._money import Money, to_decimal
+from ._permissions import Authorizer
+from ._pricing import FeeRule
+from ._services import (
+    AuditService,
+    CouponService,
+    CustomerService,
+    OrderService,
+    ProductService,
+    WalletService,
+    utcnow,
+)
 from .adapters.sqlalchemy import migrate
 from .adapters.sqlalchemy.engine import make_engine
 from .adapters.sqlalchemy.tables import Tables, build_tables
@@ -31,8 +44,10 @@ class OrderCore:
         settings: Settings | None = None,
         *,
         clock: Callable[[], datetime] = utcnow,
+        authorizer: Authorizer | None = None,
     ) -> None:
         self.engine = engine
+        self.authorizer = authorizer or Authorizer()
         self.settings = settings or Settings(database_url=str(engine.url))
         self.clock = clock
         self.tables: Tables = build_tables(self.settings.table_prefix, self.settings.schema)
@@ -40,20 +55,54 @@ class OrderCore:
         self.products = ProductService(self)
         self.orders = OrderService(self)
         self.audit = AuditService(self)
+        self.wallet = WalletService(self)
+        self.coupons = CouponService(self)
 
     @classmethod
     def from_url(
-        cls, url: str, *, clock: Callable[[], datetime] = utcnow, **settings: object
+        cls,
+        url: str,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        authorizer: Authorizer | None = None,
+        **settings: Any,
     ) -> OrderCore:
-        """Create an engine for ``url`` with ordercore's per-backend settings."""
-        config = Settings(database_url=url, **settings)  # type: ignore[arg-type]
-        return cls(make_engine(url), config, clock=clock)
+        """Create an engine for ``url`` with ordercore's per-backend settings; keyword
+        arguments are :class:`Settings` fields."""
+        config = Settings(database_url=url, **settings)
+        return cls(make_engine(url), config, clock=clock, authorizer=authorizer)
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, clock: Callable[[], datetime] = utcnow
+        cls,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        authorizer: Authorizer | None = None,
     ) -> OrderCore:
-        return cls(make_engine(settings.database_url), settings, clock=clock)
+        return cls(make_engine(settings.database_url), settings, clock=clock, authorizer=authorizer)
+
+    def fee_rule(self, channel: str) -> FeeRule | None:
+        """The fee rule configured for ``channel`` (``[channels.NAME]`` ``fee_percent``,
+        ``fee_fixed``, ``fee_currency``, ``fee_borne_by``), or None when it has none."""
+        config = self.settings.channels.get(channel)
+        if config is None:
+            raise ConfigurationError(f"channel {channel!r} is not configured", channel=channel)
+        percent = config.get("fee_percent")
+        fixed = config.get("fee_fixed")
+        if percent is None and fixed is None:
+            return None
+        fixed_money = None
+        if fixed is not None:
+            currency = config.get("fee_currency")
+            if not currency:
+                raise ConfigurationError(f"channel {channel}: fee_fixed needs fee_currency")
+            fixed_money = Money.of(str(fixed), str(currency))
+        return FeeRule(
+            percent=to_decimal(str(percent)) if percent is not None else to_decimal(0),
+            fixed=fixed_money,
+            borne_by=str(config.get("fee_borne_by", "merchant")),
+        )
 
     def upgrade(self) -> None:
         """Create or migrate ordercore's tables (the shipped Alembic migrations)."""

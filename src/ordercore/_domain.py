@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
@@ -25,7 +25,7 @@ from ._errors import (
     InvalidField,
     InvalidQuantity,
 )
-from ._money import Currency, Money
+from ._money import Currency, Money, to_decimal
 from ._state import (
     ORDER_MACHINE,
     CancelReason,
@@ -44,6 +44,7 @@ __all__ = [
     "Order",
     "OrderLine",
     "Product",
+    "QuantityTier",
     "SpecValue",
 ]
 
@@ -125,6 +126,39 @@ class Customer:
         _aware(self.created_at, "created_at")
 
 
+def _percent(value: object) -> Decimal:
+    try:
+        pct = to_decimal(value, what="percent")
+    except InvalidAmount:
+        raise InvalidField(f"percent {value!r} is not a decimal number", field="percent") from None
+    if not Decimal(0) < pct <= Decimal(100):
+        raise InvalidField(f"percent must be above 0 and at most 100, not {pct}", field="percent")
+    return pct
+
+
+def _tier_quantity(value: object) -> int:
+    return _quantity(value)
+
+
+@frozen
+class QuantityTier:
+    """From ``min_quantity`` units on, each unit costs ``percent_off`` % less (3+ months −10 %)."""
+
+    min_quantity: int = field(converter=_tier_quantity)
+    percent_off: Decimal = field(converter=_percent)
+
+
+def _tiers(value: Iterable[QuantityTier]) -> tuple[QuantityTier, ...]:
+    tiers = tuple(value)
+    for tier in tiers:
+        if not isinstance(tier, QuantityTier):
+            raise InvalidField("tiers must be QuantityTier values", field="tiers")
+    ordered = tuple(sorted(tiers, key=lambda t: t.min_quantity))
+    if len({t.min_quantity for t in ordered}) != len(ordered):
+        raise InvalidField("two tiers start at the same quantity", field="tiers")
+    return ordered
+
+
 @frozen
 class Product:
     """Something the business sells: a plan, a top-up, a licence."""
@@ -136,6 +170,7 @@ class Product:
     stock: int | None = None
     low_stock_threshold: int | None = None
     active: bool = True
+    tiers: tuple[QuantityTier, ...] = field(default=(), converter=_tiers)
     id: int | None = None
     created_at: datetime | None = None
 
@@ -158,6 +193,14 @@ class Product:
             ):
                 raise InvalidField(f"{name} must be a whole number ≥ 0", field=name)
         _aware(self.created_at, "created_at")
+
+    def tier_for(self, quantity: int) -> QuantityTier | None:
+        """The best tier that ``quantity`` reaches, if any."""
+        best = None
+        for tier in self.tiers:
+            if quantity >= tier.min_quantity:
+                best = tier
+        return best
 
     @property
     def low_on_stock(self) -> bool:
@@ -184,9 +227,11 @@ class OrderLine:
     quantity: int = field(converter=_quantity)
     specs: Mapping[str, SpecValue] = field(factory=dict, converter=_specs)
     product_id: int | None = None
+    tier_percent_off: Decimal | None = None
 
     @classmethod
     def from_product(cls, product: Product, quantity: int) -> OrderLine:
+        tier = product.tier_for(quantity)
         return cls(
             sku=product.sku,
             name=product.name,
@@ -194,6 +239,7 @@ class OrderLine:
             quantity=quantity,
             specs=product.specs,
             product_id=product.id,
+            tier_percent_off=tier.percent_off if tier else None,
         )
 
     @property
@@ -210,14 +256,18 @@ class AdjustmentKind(str, enum.Enum):
     BALANCE = "balance"
     POINTS = "points"
     FEE = "fee"
+    MERCHANT_FEE = "merchant_fee"
 
     def __str__(self) -> str:
         return self.value
 
     @property
     def sign(self) -> int:
-        """``-1`` for discounts and deductions, ``+1`` for a fee the customer bears."""
-        return 1 if self is AdjustmentKind.FEE else -1
+        """``-1`` for discounts and deductions, ``+1`` for a fee the customer bears, ``0`` for
+        a fee the merchant bears (shown in the breakdown, not charged)."""
+        if self is AdjustmentKind.FEE:
+            return 1
+        return 0 if self is AdjustmentKind.MERCHANT_FEE else -1
 
 
 @frozen
@@ -272,7 +322,10 @@ class AmountBreakdown:
                 )
         expected = self.original
         for adj in self.adjustments:
-            expected = expected + adj.amount if adj.kind.sign > 0 else expected - adj.amount
+            if adj.kind.sign > 0:
+                expected = expected + adj.amount
+            elif adj.kind.sign < 0:
+                expected = expected - adj.amount
         if expected != self.payable:
             raise InvalidAmount(
                 f"payable {self.payable} does not match the breakdown ({expected})", field="payable"

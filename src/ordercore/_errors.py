@@ -16,15 +16,22 @@ as attributes, and a message a person can act on.
     │   ├── InvalidEmail
     │   ├── InvalidField           any other field that breaks a rule
     │   ├── ProductInactive        the product is not for sale
-    │   └── OutOfStock             not enough stock for the quantity asked
+    │   ├── OutOfStock             not enough stock for the quantity asked
+    │   ├── CouponUnusable         expired, exhausted, foreign, below its minimum... (``code``)
+    │   ├── DiscountTooLarge       a discount larger than the amount it applies to
+    │   └── InsufficientFunds      more balance or points than the customer holds
     ├── NotFound
     │   ├── CustomerNotFound
     │   ├── ProductNotFound
-    │   └── OrderNotFound
+    │   ├── OrderNotFound
+    │   └── CouponNotFound
     ├── Conflict
     │   ├── DuplicateSku
     │   ├── DuplicateCustomer
+    │   ├── DuplicateCoupon
+    │   ├── IdempotencyConflict    same idempotency key, different request
     │   └── ConcurrentModification optimistic version check failed; reload and retry
+    ├── PermissionDenied           the actor's role does not grant the permission
     ├── IllegalTransition          the state machine refused an event; nothing changed
     └── ConfigurationError
 """
@@ -39,9 +46,13 @@ __all__ = [
     "Conflict",
     "CurrencyMismatch",
     "CustomerNotFound",
+    "DiscountTooLarge",
+    "DuplicateCoupon",
     "DuplicateCustomer",
     "DuplicateSku",
+    "IdempotencyConflict",
     "IllegalTransition",
+    "InsufficientFunds",
     "InvalidAmount",
     "InvalidEmail",
     "InvalidField",
@@ -51,6 +62,7 @@ __all__ = [
     "OrderCoreError",
     "OrderNotFound",
     "OutOfStock",
+    "PermissionDenied",
     "ProductInactive",
     "ProductNotFound",
     "UnknownCurrency",
@@ -116,6 +128,20 @@ class OutOfStock(ValidationError):
     """Not enough stock for the quantity asked; nothing was reserved."""
 
 
+class CouponUnusable(ValidationError):
+    """The coupon cannot be used for this order; ``code`` says why (``expired``,
+    ``not_yet_valid``, ``inactive``, ``exhausted``, ``customer_limit``, ``below_minimum``,
+    ``not_applicable``, ``currency``)."""
+
+
+class DiscountTooLarge(ValidationError):
+    """A discount larger than the amount it applies to."""
+
+
+class InsufficientFunds(ValidationError):
+    """The customer holds less balance or fewer points than asked for."""
+
+
 class NotFound(OrderCoreError):
     """The thing asked for does not exist."""
 
@@ -132,6 +158,10 @@ class OrderNotFound(NotFound):
     """No order with that number."""
 
 
+class CouponNotFound(NotFound):
+    """No coupon with that code."""
+
+
 class Conflict(OrderCoreError):
     """The request collides with what is already stored."""
 
@@ -144,6 +174,14 @@ class DuplicateCustomer(Conflict):
     """A customer with that external reference or e-mail exists already."""
 
 
+class DuplicateCoupon(Conflict):
+    """A coupon with that code exists already."""
+
+
+class IdempotencyConflict(Conflict):
+    """The idempotency key was used before for a different request."""
+
+
 class ConcurrentModification(Conflict):
     """Somebody else changed the row since it was read; reload and try again."""
 
@@ -154,6 +192,10 @@ class IllegalTransition(OrderCoreError):
     Attributes: ``machine`` (``order``, ``payment`` or ``refund``), ``entity`` (its number or
     id), ``state`` (the current state) and ``event`` (the event that was refused).
     """
+
+
+class PermissionDenied(OrderCoreError):
+    """The actor may not do this (insufficient permissions). Only the refusal was recorded."""
 
 
 class ConfigurationError(OrderCoreError):

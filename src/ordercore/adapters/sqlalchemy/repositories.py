@@ -23,6 +23,7 @@ from ordercore._domain import (
     Order,
     OrderLine,
     Product,
+    QuantityTier,
     SpecValue,
 )
 from ordercore._errors import (
@@ -154,6 +155,10 @@ class ProductRepository:
             stock=row.stock,
             low_stock_threshold=row.low_stock_threshold,
             active=bool(row.active),
+            tiers=tuple(
+                QuantityTier(min_quantity=t[0], percent_off=Decimal(t[1]))
+                for t in json.loads(row.tiers)
+            ),
             created_at=row.created_at,
         )
 
@@ -167,6 +172,7 @@ class ProductRepository:
             "stock": product.stock,
             "low_stock_threshold": product.low_stock_threshold,
             "active": product.active,
+            "tiers": canonical_json([[t.min_quantity, str(t.percent_off)] for t in product.tiers]),
         }
 
     def add(self, product: Product, now: datetime) -> Product:
@@ -286,11 +292,20 @@ class OrderRepository:
             "payment_deadline": order.payment_deadline,
         }
 
-    def add(self, order: Order) -> Order:
+    def add(
+        self, order: Order, *, idempotency_key: str | None = None, request_hash: str | None = None
+    ) -> Order:
         """Insert a new order with its lines and flags. Raises IntegrityError on a duplicate
-        number (inside a savepoint, so the caller may retry with another number)."""
+        number or idempotency key (inside a savepoint, so the caller may retry)."""
         with self.conn.begin_nested():
-            result = self.conn.execute(insert(self.t).values(**self._row_values(order), version=1))
+            result = self.conn.execute(
+                insert(self.t).values(
+                    **self._row_values(order),
+                    version=1,
+                    idempotency_key=idempotency_key,
+                    request_hash=request_hash,
+                )
+            )
             pk = result.inserted_primary_key
             assert pk is not None
             order.id = int(pk[0])
@@ -308,6 +323,9 @@ class OrderRepository:
                     "specs": _dump_specs(line.specs),
                     "unit_price_minor": line.unit_price.to_minor(),
                     "quantity": line.quantity,
+                    "tier_percent_off": None
+                    if line.tier_percent_off is None
+                    else str(line.tier_percent_off),
                 }
                 for i, line in enumerate(order.lines)
             ],
@@ -348,6 +366,9 @@ class OrderRepository:
                 quantity=r.quantity,
                 specs=_load_specs(r.specs),
                 product_id=r.product_id,
+                tier_percent_off=None
+                if r.tier_percent_off is None
+                else Decimal(r.tier_percent_off),
             )
             for r in self.conn.execute(
                 select(tb.order_lines)
@@ -464,6 +485,31 @@ class OrderRepository:
             )
         self._insert_children(order, loaded.notes, loaded.communications)
         self._loaded[order.number] = _Loaded(order)
+
+    def find_by_idempotency_key(self, key: str) -> tuple[str, str | None] | None:
+        """``(number, request_hash)`` of the order created under ``key``, if any."""
+        row = self.conn.execute(
+            select(self.t.c.number, self.t.c.request_hash).where(self.t.c.idempotency_key == key)
+        ).first()
+        return None if row is None else (row.number, row.request_hash)
+
+    def set_channel(self, order: Order, channel: str | None) -> None:
+        self.conn.execute(update(self.t).where(self.t.c.id == order.id).values(channel=channel))
+
+    def expired_pending(self, now: datetime, *, limit: int) -> list[str]:
+        """Numbers of pending orders whose payment deadline is before ``now``, oldest first."""
+        query = (
+            select(self.t.c.number)
+            .where(
+                and_(
+                    self.t.c.status == OrderStatus.PENDING.value,
+                    self.t.c.payment_deadline < now,
+                )
+            )
+            .order_by(self.t.c.payment_deadline)
+            .limit(limit)
+        )
+        return list(self.conn.execute(query).scalars())
 
     def numbers(self) -> Iterator[str]:
         yield from self.conn.execute(

@@ -14,6 +14,7 @@ from attrs import frozen
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     Dialect,
@@ -83,6 +84,10 @@ class Tables:
     order_communications: Table
     audit_log: Table
     audit_head: Table
+    coupons: Table
+    coupon_redemptions: Table
+    wallet_accounts: Table
+    wallet_ledger: Table
 
     def name(self, base: str) -> str:
         return f"{self.prefix}{base}"
@@ -127,6 +132,7 @@ def build_tables(prefix: str = "", schema: str | None = None) -> Tables:
         Column("active", Boolean, nullable=False, default=True),
         Column("created_at", UTCDateTime, nullable=False),
         Column("updated_at", UTCDateTime, nullable=False),
+        Column("tiers", Text, nullable=False, server_default="[]"),
         UniqueConstraint("sku", name=n("uq_products_sku")),
     )
 
@@ -153,7 +159,10 @@ def build_tables(prefix: str = "", schema: str | None = None) -> Tables:
         Column("refunded_at", UTCDateTime, nullable=True),
         Column("payment_deadline", UTCDateTime, nullable=True),
         Column("version", Integer, nullable=False, default=0),
+        Column("idempotency_key", String(128), nullable=True),
+        Column("request_hash", String(64), nullable=True),
         UniqueConstraint("number", name=n("uq_orders_number")),
+        Index(n("ux_orders_idempotency_key"), "idempotency_key", unique=True),
         Index(n("ix_orders_created"), "created_at", "id"),
         Index(n("ix_orders_status_created"), "status", "created_at", "id"),
         Index(n("ix_orders_customer_created"), "customer_id", "created_at", "id"),
@@ -174,6 +183,7 @@ def build_tables(prefix: str = "", schema: str | None = None) -> Tables:
         Column("specs", Text, nullable=False),
         _money("unit_price"),
         Column("quantity", Integer, nullable=False),
+        Column("tier_percent_off", String(16), nullable=True),
         UniqueConstraint("order_id", "position", name=n("uq_order_lines_position")),
         Index(n("ix_order_lines_sku"), "sku", "order_id"),
     )
@@ -242,6 +252,74 @@ def build_tables(prefix: str = "", schema: str | None = None) -> Tables:
         Column("hash", String(64), nullable=False),
     )
 
+    coupons = Table(
+        n("coupons"),
+        md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("code", String(64), nullable=False),
+        Column("kind", String(8), nullable=False),
+        Column("currency", String(10), nullable=False),
+        Column("percent", String(16), nullable=True),
+        _money("amount", nullable=True),
+        _money("max_discount", nullable=True),
+        _money("min_amount", nullable=True),
+        Column("valid_from", UTCDateTime, nullable=True),
+        Column("valid_until", UTCDateTime, nullable=True),
+        Column("limit_total", Integer, nullable=True),
+        Column("limit_per_customer", Integer, nullable=True),
+        Column("skus", Text, nullable=False),
+        Column("active", Boolean, nullable=False),
+        Column("uses", Integer, nullable=False),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("updated_at", UTCDateTime, nullable=False),
+        UniqueConstraint("code", name=n("uq_coupons_code")),
+    )
+
+    coupon_redemptions = Table(
+        n("coupon_redemptions"),
+        md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("coupon_id", Integer, ForeignKey(fk("coupons")), nullable=False),
+        Column("order_id", Integer, ForeignKey(fk("orders")), nullable=False),
+        Column("customer_id", Integer, ForeignKey(fk("customers")), nullable=False),
+        Column("status", String(10), nullable=False),
+        _money("discount"),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("updated_at", UTCDateTime, nullable=False),
+        UniqueConstraint("coupon_id", "order_id", name=n("uq_coupon_redemptions_order")),
+        Index(n("ix_coupon_redemptions_customer"), "coupon_id", "customer_id", "status"),
+        Index(n("ix_coupon_redemptions_order"), "order_id"),
+    )
+
+    wallet_accounts = Table(
+        n("wallet_accounts"),
+        md,
+        Column("customer_id", Integer, ForeignKey(fk("customers")), primary_key=True),
+        Column("asset", String(10), primary_key=True),
+        Column("balance", BigInteger, nullable=False),
+        CheckConstraint("balance >= 0", name=n("ck_wallet_accounts_balance")),
+    )
+
+    wallet_ledger = Table(
+        n("wallet_ledger"),
+        md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("customer_id", Integer, ForeignKey(fk("customers")), nullable=False),
+        Column("asset", String(10), nullable=False),
+        Column("delta", BigInteger, nullable=False),
+        Column("balance_after", BigInteger, nullable=False),
+        Column("reason", String(64), nullable=False),
+        Column("order_id", Integer, ForeignKey(fk("orders")), nullable=True),
+        Column("refund_id", Integer, nullable=True),
+        *_actor_columns(),
+        Column("at", UTCDateTime, nullable=False),
+        Column("idempotency_key", String(128), nullable=True),
+        Column("note", Text, nullable=True),
+        Index(n("ix_wallet_ledger_account"), "customer_id", "asset", "id"),
+        Index(n("ix_wallet_ledger_order"), "order_id"),
+        Index(n("ux_wallet_ledger_idempotency_key"), "idempotency_key", unique=True),
+    )
+
     return Tables(
         metadata=md,
         prefix=prefix,
@@ -255,4 +333,8 @@ def build_tables(prefix: str = "", schema: str | None = None) -> Tables:
         order_communications=order_communications,
         audit_log=audit_log,
         audit_head=audit_head,
+        coupons=coupons,
+        coupon_redemptions=coupon_redemptions,
+        wallet_accounts=wallet_accounts,
+        wallet_ledger=wallet_ledger,
     )

@@ -8,8 +8,10 @@ from sqlalchemy import Connection, Engine
 
 from ordercore._audit import AuditEntry
 
+from .coupons import CouponRepository
 from .repositories import AuditRepository, CustomerRepository, OrderRepository, ProductRepository
 from .tables import Tables
+from .wallet import WalletRepository
 
 __all__ = ["UnitOfWork"]
 
@@ -29,6 +31,8 @@ class UnitOfWork:
     products: ProductRepository
     orders: OrderRepository
     audit: AuditRepository
+    coupons: CouponRepository
+    wallet: WalletRepository
 
     def __init__(self, engine: Engine, tables: Tables, audit_key: bytes | None = None) -> None:
         self.engine = engine
@@ -44,6 +48,8 @@ class UnitOfWork:
         self.customers = CustomerRepository(self.conn, self.tables)
         self.products = ProductRepository(self.conn, self.tables)
         self.orders = OrderRepository(self.conn, self.tables, self.audit)
+        self.coupons = CouponRepository(self.conn, self.tables)
+        self.wallet = WalletRepository(self.conn, self.tables)
         return self
 
     def __exit__(
