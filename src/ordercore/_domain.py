@@ -250,8 +250,8 @@ class OrderLine:
 class AdjustmentKind(str, enum.Enum):
     """What moved the amount between the original total and the payable."""
 
-    COUPON = "coupon"
     TIER_DISCOUNT = "tier_discount"
+    COUPON = "coupon"
     MANUAL_DISCOUNT = "manual_discount"
     BALANCE = "balance"
     POINTS = "points"

@@ -14,13 +14,21 @@ from typing import Any
 
 from ._audit import AuditRecord, iso_utc
 from ._domain import Customer, Order, Product, SpecValue
+from ._listing import OrderSummary
+from ._money import Money
+from ._pricing import Coupon
+from ._wallet import LedgerEntry, WalletSnapshot
 
 __all__ = [
     "audit_record_view",
+    "coupon_view",
     "customer_view",
+    "ledger_entry_view",
+    "listed_order_view",
     "order_summary_view",
     "order_view",
     "product_view",
+    "wallet_view",
 ]
 
 
@@ -55,7 +63,83 @@ def product_view(product: Product) -> dict[str, Any]:
         "low_stock_threshold": product.low_stock_threshold,
         "low_on_stock": product.low_on_stock,
         "active": product.active,
+        "tiers": [
+            {"min_quantity": t.min_quantity, "percent_off": str(t.percent_off)}
+            for t in product.tiers
+        ],
         "created_at": _time(product.created_at),
+    }
+
+
+def _amount(value: Money | None) -> str | None:
+    return None if value is None else str(value.amount)
+
+
+def coupon_view(coupon: Coupon, uses: int | None = None) -> dict[str, Any]:
+    return {
+        "code": coupon.code,
+        "kind": coupon.kind.value,
+        "currency": coupon.currency,
+        "percent": None if coupon.percent is None else str(coupon.percent),
+        "amount": _amount(coupon.amount),
+        "max_discount": _amount(coupon.max_discount),
+        "min_amount": _amount(coupon.min_amount),
+        "valid_from": _time(coupon.valid_from),
+        "valid_until": _time(coupon.valid_until),
+        "limit_total": coupon.limit_total,
+        "limit_per_customer": coupon.limit_per_customer,
+        "products": sorted(coupon.skus),
+        "active": coupon.active,
+        "uses": uses,
+    }
+
+
+def ledger_entry_view(entry: LedgerEntry) -> dict[str, Any]:
+    if entry.is_points:
+        delta: Any = entry.delta
+        after: Any = entry.balance_after
+    else:
+        delta = str(entry.delta_money.amount)
+        after = str(entry.balance_after_money.amount)
+    return {
+        "id": entry.id,
+        "customer_id": entry.customer_id,
+        "asset": entry.asset,
+        "delta": delta,
+        "balance_after": after,
+        "reason": entry.reason,
+        "order": entry.order_number,
+        "refund_id": entry.refund_id,
+        "actor": str(entry.actor),
+        "at": _time(entry.at),
+        "idempotency_key": entry.idempotency_key,
+        "note": entry.note,
+    }
+
+
+def wallet_view(wallet: WalletSnapshot) -> dict[str, Any]:
+    return {
+        "customer_id": wallet.customer_id,
+        "balances": {code: str(m.amount) for code, m in sorted(wallet.balances.items())},
+        "points": wallet.points,
+        "entries": [ledger_entry_view(e) for e in wallet.entries],
+    }
+
+
+def listed_order_view(summary: OrderSummary) -> dict[str, Any]:
+    """A row of ``orders list``."""
+    return {
+        "number": summary.number,
+        "status": summary.status.value,
+        "currency": summary.currency.code,
+        "customer_id": summary.customer_id,
+        "payable": str(summary.payable.amount),
+        "paid": str(summary.paid.amount),
+        "refunded": str(summary.refunded.amount),
+        "channel": summary.channel,
+        "created_at": _time(summary.created_at),
+        "special": summary.special,
+        "flags": list(summary.flags),
     }
 
 
@@ -92,6 +176,9 @@ def order_view(
     order: Order,
     customer: Customer | None = None,
     log: tuple[AuditRecord, ...] | list[AuditRecord] = (),
+    *,
+    coupons: tuple[tuple[str, str], ...] = (),
+    wallet_entries: tuple[LedgerEntry, ...] = (),
 ) -> dict[str, Any]:
     """The full order: breakdown, lines, payments, refunds, history, notes, log."""
     return {
@@ -155,6 +242,8 @@ def order_view(
             }
             for c in order.communications
         ],
+        "coupons": [{"code": code, "status": status} for code, status in coupons],
+        "wallet": [ledger_entry_view(e) for e in wallet_entries],
         "log": [audit_record_view(r) for r in log],
         "version": order.version,
     }

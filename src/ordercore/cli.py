@@ -12,6 +12,8 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import click
@@ -19,16 +21,25 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 
-from ._actor import Actor
+from ._actor import Actor, ActorKind
 from ._config import Settings
 from ._core import OrderCore
+from ._domain import QuantityTier
 from ._errors import InvalidField, OrderCoreError
-from ._money import Money
+from ._listing import OrderFilter, date_range, period_range
+from ._money import Money, to_decimal
+from ._pricing import ManualDiscount, UseAll
+from ._services import NewCustomer
+from ._state import CancelReason, OrderStatus
 from ._views import (
     audit_record_view,
+    coupon_view,
     customer_view,
+    ledger_entry_view,
+    listed_order_view,
     order_view,
     product_view,
+    wallet_view,
 )
 from .adapters.sqlalchemy import migrate
 
@@ -295,6 +306,7 @@ def _parse_specs(specs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--stock", type=int, default=None, help="Units available (unlimited if omitted).")
 @click.option("--low-stock", "low_stock", type=int, default=None, help="Low-stock threshold.")
 @click.option("--spec", "specs", multiple=True, help="key=value, repeatable (duration=30d).")
+@click.option("--tier", "tiers", multiple=True, help="MIN_QTY:PERCENT_OFF, repeatable (3:10).")
 @click.option("--inactive", is_flag=True, help="Add it as not for sale.")
 @_actor_option()
 @json_option
@@ -308,6 +320,7 @@ def products_add(
     stock: int | None,
     low_stock: int | None,
     specs: tuple[str, ...],
+    tiers: tuple[str, ...],
     inactive: bool,
     actor: Actor,
     as_json: bool,
@@ -321,6 +334,7 @@ def products_add(
         stock=stock,
         low_stock_threshold=low_stock,
         active=not inactive,
+        tiers=_parse_tiers(tiers),
         actor=actor,
     )
     if as_json:
@@ -364,6 +378,327 @@ def products_show(ctx: click.Context, sku: str, as_json: bool) -> None:
             click.echo(f"{key:20} {'' if value is None else value}")
 
 
+def _parse_tiers(tiers: tuple[str, ...]) -> list[QuantityTier]:
+    out = []
+    for tier in tiers:
+        qty, sep, pct = tier.partition(":")
+        if not sep or not qty.isdigit():
+            raise InvalidField(f"--tier {tier!r} must look like MIN_QTY:PERCENT_OFF", field="tiers")
+        out.append(QuantityTier(min_quantity=int(qty), percent_off=pct))
+    return out
+
+
+@products.command("update")
+@click.argument("sku")
+@click.option("--name", default=None)
+@click.option("--price", default=None, help="New price (same currency).")
+@click.option("--stock", type=int, default=None)
+@click.option("--unlimited-stock", is_flag=True, help="Stop counting stock.")
+@click.option("--low-stock", "low_stock", type=int, default=None)
+@click.option("--spec", "specs", multiple=True, help="key=value; replaces all specs.")
+@click.option("--tier", "tiers", multiple=True, help="MIN_QTY:PERCENT_OFF; replaces all tiers.")
+@click.option("--no-tiers", is_flag=True, help="Remove all quantity tiers.")
+@click.option("--active/--inactive", default=None)
+@click.option("--reason", default=None)
+@_actor_option()
+@json_option
+@click.pass_context
+def products_update(
+    ctx: click.Context,
+    sku: str,
+    name: str | None,
+    price: str | None,
+    stock: int | None,
+    unlimited_stock: bool,
+    low_stock: int | None,
+    specs: tuple[str, ...],
+    tiers: tuple[str, ...],
+    no_tiers: bool,
+    active: bool | None,
+    reason: str | None,
+    actor: Actor,
+    as_json: bool,
+) -> None:
+    """Change a product (orders keep the snapshot they were sold with)."""
+    core = _core(ctx)
+    current = core.products.get(sku)
+    product = core.products.update(
+        sku,
+        name=name,
+        price=Money.of(price, current.price.currency) if price is not None else None,
+        stock=stock,
+        clear_stock=unlimited_stock,
+        low_stock_threshold=low_stock,
+        specs=_parse_specs(specs) if specs else None,
+        tiers=[] if no_tiers else (_parse_tiers(tiers) if tiers else None),
+        active=active,
+        reason=reason,
+        actor=actor,
+    )
+    if as_json:
+        _emit_json(product_view(product))
+    else:
+        click.echo(f"product {product.sku} updated")
+
+
+# -------------------------------------------------------------------------------- wallet
+@cli.group()
+def wallet() -> None:
+    """Customer balances and points (every change is a ledger entry)."""
+
+
+def _wallet_change(
+    ctx: click.Context,
+    customer: str,
+    amount: str | None,
+    currency: str,
+    points: int | None,
+    reason: str,
+    note: str | None,
+    idempotency_key: str | None,
+    actor: Actor,
+    as_json: bool,
+    sign: int,
+) -> None:
+    core = _core(ctx)
+    customer_id = core.customers.resolve(customer).id
+    assert customer_id is not None
+    if (amount is None) == (points is None):
+        raise InvalidField("give --amount or --points", field="amount")
+    kwargs: dict[str, Any] = {
+        "reason": reason,
+        "actor": actor,
+        "idempotency_key": idempotency_key,
+        "note": note,
+    }
+    if amount is not None:
+        money = Money.of(amount, currency.upper())
+        entry = (
+            core.wallet.credit(customer_id, money, **kwargs)
+            if sign > 0
+            else core.wallet.debit(customer_id, money, **kwargs)
+        )
+    else:
+        assert points is not None
+        entry = (
+            core.wallet.credit_points(customer_id, points, **kwargs)
+            if sign > 0
+            else core.wallet.debit_points(customer_id, points, **kwargs)
+        )
+    if as_json:
+        _emit_json(ledger_entry_view(entry))
+    else:
+        view = ledger_entry_view(entry)
+        click.echo(
+            f"customer {customer_id}: {view['delta']} {entry.asset}, "
+            f"balance {view['balance_after']}"
+        )
+
+
+def _wallet_options(f: F) -> F:
+    options: list[Callable[[F], F]] = [
+        click.argument("customer"),
+        click.option("--amount", default=None, help="Money amount."),
+        click.option("--currency", default="CNY", show_default=True),
+        click.option("--points", type=int, default=None, help="Points instead of money."),
+        click.option("--reason", required=True, help="Why (recorded in the ledger)."),
+        click.option("--note", default=None),
+        click.option("--idempotency-key", default=None, help="Repeat-safe key."),
+        _actor_option(),
+        json_option,
+        click.pass_context,  # type: ignore[list-item]
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@wallet.command("credit")
+@_wallet_options
+def wallet_credit(ctx: click.Context, **kw: Any) -> None:
+    """Add balance or points (CUSTOMER is an id, e-mail or external reference)."""
+    _wallet_change(ctx, sign=1, **kw)
+
+
+@wallet.command("debit")
+@_wallet_options
+def wallet_debit(ctx: click.Context, **kw: Any) -> None:
+    """Take balance or points; never below zero."""
+    _wallet_change(ctx, sign=-1, **kw)
+
+
+@wallet.command("show")
+@click.argument("customer")
+@click.option("--limit", default=20, show_default=True, type=int, help="Ledger entries to show.")
+@json_option
+@click.pass_context
+def wallet_show(ctx: click.Context, customer: str, limit: int, as_json: bool) -> None:
+    """Show balances, points and the newest ledger entries."""
+    core = _core(ctx)
+    customer_id = core.customers.resolve(customer).id
+    assert customer_id is not None
+    view = wallet_view(core.wallet.show(customer_id, limit=limit))
+    if as_json:
+        _emit_json(view)
+        return
+    balances = ", ".join(f"{v} {k}" for k, v in view["balances"].items()) or "none"
+    click.echo(f"customer {customer_id}: balance {balances}; {view['points']} points")
+    table = Table("id", "at", "asset", "delta", "after", "reason", "order", "actor")
+    for e in view["entries"]:
+        table.add_row(
+            str(e["id"]),
+            e["at"],
+            e["asset"],
+            str(e["delta"]),
+            str(e["balance_after"]),
+            e["reason"],
+            e["order"] or "",
+            e["actor"],
+        )
+    _console().print(table)
+
+
+# ------------------------------------------------------------------------------- coupons
+@cli.group()
+def coupons() -> None:
+    """Coupons."""
+
+
+def _when(value: str | None, name: str, zone: str) -> datetime | None:
+    if value is None:
+        return None
+    start, end = date_range(value, value, zone)
+    return start if name == "valid_from" else end
+
+
+@coupons.command("add")
+@click.option("--code", required=True)
+@click.option("--percent", default=None, help="Percent off (exclusive with --amount).")
+@click.option("--amount", default=None, help="Fixed amount off.")
+@click.option("--currency", default="CNY", show_default=True)
+@click.option("--max-discount", default=None, help="Cap of a percent coupon.")
+@click.option("--min-amount", default=None, help="Minimum amount of eligible products.")
+@click.option("--valid-from", default=None, help="YYYY-MM-DD or ISO time (in the time zone).")
+@click.option("--valid-until", default=None, help="YYYY-MM-DD (inclusive) or ISO time.")
+@click.option("--limit-total", type=int, default=None)
+@click.option("--limit-per-customer", type=int, default=None)
+@click.option("--product", "skus", multiple=True, help="Restrict to this sku, repeatable.")
+@_actor_option()
+@json_option
+@click.pass_context
+def coupons_add(
+    ctx: click.Context,
+    code: str,
+    percent: str | None,
+    amount: str | None,
+    currency: str,
+    max_discount: str | None,
+    min_amount: str | None,
+    valid_from: str | None,
+    valid_until: str | None,
+    limit_total: int | None,
+    limit_per_customer: int | None,
+    skus: tuple[str, ...],
+    actor: Actor,
+    as_json: bool,
+) -> None:
+    """Add a coupon."""
+    core = _core(ctx)
+    cur = currency.upper()
+    zone = core.settings.timezone
+
+    def money(value: str | None) -> Money | None:
+        return None if value is None else Money.of(value, cur)
+
+    if percent is not None:
+        try:
+            pct: Decimal | None = to_decimal(percent, what="percent")
+        except OrderCoreError:
+            raise InvalidField(f"--percent {percent!r} is not a number", field="percent") from None
+    else:
+        pct = None
+    coupon = core.coupons.add(
+        code=code,
+        currency=cur,
+        percent=pct,
+        amount=money(amount),
+        max_discount=money(max_discount),
+        min_amount=money(min_amount),
+        valid_from=_when(valid_from, "valid_from", zone),
+        valid_until=_when(valid_until, "valid_until", zone),
+        limit_total=limit_total,
+        limit_per_customer=limit_per_customer,
+        skus=skus,
+        actor=actor,
+    )
+    if as_json:
+        _emit_json(coupon_view(coupon, 0))
+    else:
+        click.echo(f"coupon {coupon.code} added")
+
+
+@coupons.command("list")
+@click.option("--limit", default=50, show_default=True, type=int)
+@click.option("--cursor", default=None, help="The next_cursor of the previous page.")
+@json_option
+@click.pass_context
+def coupons_list(ctx: click.Context, limit: int, cursor: str | None, as_json: bool) -> None:
+    """List coupons by code."""
+    items = _core(ctx).coupons.list(limit=limit, after_code=cursor)
+    next_cursor = items[-1][0].code if len(items) == limit else None
+    if as_json:
+        _emit_json({"items": [coupon_view(c, u) for c, u in items], "next_cursor": next_cursor})
+        return
+    table = Table("code", "off", "min", "valid until", "uses", "limit", "active")
+    for c, uses in items:
+        off = f"{c.percent}%" if c.percent is not None else str(c.amount)
+        table.add_row(
+            c.code,
+            off,
+            str(c.min_amount or ""),
+            c.valid_until.isoformat() if c.valid_until else "",
+            str(uses),
+            str(c.limit_total or "∞"),
+            "yes" if c.active else "no",
+        )
+    _console().print(table)
+    if next_cursor:
+        click.echo(f"more: --cursor {next_cursor}")
+
+
+@coupons.command("show")
+@click.argument("code")
+@json_option
+@click.pass_context
+def coupons_show(ctx: click.Context, code: str, as_json: bool) -> None:
+    """Show one coupon and its uses."""
+    coupon, uses = _core(ctx).coupons.get(code)
+    view = coupon_view(coupon, uses)
+    if as_json:
+        _emit_json(view)
+    else:
+        for key, value in view.items():
+            click.echo(f"{key:20} {'' if value is None else value}")
+
+
+@coupons.command("disable")
+@click.argument("code")
+@click.option("--reason", default=None)
+@_actor_option()
+@json_option
+@click.pass_context
+def coupons_disable(
+    ctx: click.Context, code: str, reason: str | None, actor: Actor, as_json: bool
+) -> None:
+    """Disable a coupon (orders holding a use keep it)."""
+    core = _core(ctx)
+    coupon = core.coupons.disable(code, actor=actor, reason=reason)
+    if as_json:
+        _emit_json(coupon_view(coupon, core.coupons.get(code)[1]))
+    else:
+        click.echo(f"coupon {code} disabled")
+
+
 # -------------------------------------------------------------------------------- orders
 @cli.group()
 def orders() -> None:
@@ -380,50 +715,294 @@ def _parse_item(item: str) -> tuple[str, int]:
         raise InvalidField(f"--item {item!r} must look like SKU:QUANTITY", field="item") from None
 
 
+def _details_json(core: OrderCore, number: str, actor: Actor | None = None) -> dict[str, Any]:
+    d = core.orders.details(number, actor=actor)
+    return order_view(
+        d.order, d.customer, d.log, coupons=d.coupons, wallet_entries=d.wallet_entries
+    )
+
+
+def _use_balance(value: str | None, currency: str | None) -> Money | UseAll | None:
+    if value is None:
+        return None
+    if value == "all":
+        return UseAll.ALL
+    if currency is None:
+        raise InvalidField("--use-balance needs an amount or 'all'", field="use_balance")
+    return Money.of(value, currency)
+
+
 @orders.command("create")
-@click.option("--customer", "customer_id", type=int, required=True, help="Customer id.")
+@click.option(
+    "--customer",
+    "customer",
+    default=None,
+    help="Customer id, e-mail or external reference.",
+)
+@click.option("--new-customer-name", default=None, help="Create (or find) the customer by name…")
+@click.option("--new-customer-email", default=None, help="…and e-mail…")
+@click.option("--new-customer-ref", default=None, help="…and external reference.")
 @click.option("--item", "items", multiple=True, required=True, help="SKU:QTY, repeatable.")
+@click.option("--coupon", default=None, help="Coupon code.")
+@click.option("--manual-discount", default=None, help="Operator discount amount (needs --reason).")
+@click.option("--reason", default=None, help="Why the manual discount.")
+@click.option("--use-balance", default=None, help="Balance to use: an amount or 'all'.")
+@click.option("--use-points", default=0, type=int, help="Points to use.")
+@click.option("--channel", default=None, help="Payment channel (its fee rule applies).")
 @click.option("--note", default=None)
 @click.option("--flag", "flags", multiple=True, help="A tag for the order, repeatable.")
 @click.option("--special", is_flag=True, help="Mark the order as special.")
+@click.option("--idempotency-key", default=None, help="Same key + same request = same order.")
 @_actor_option()
 @json_option
 @click.pass_context
 def orders_create(
     ctx: click.Context,
-    customer_id: int,
+    customer: str | None,
+    new_customer_name: str | None,
+    new_customer_email: str | None,
+    new_customer_ref: str | None,
     items: tuple[str, ...],
+    coupon: str | None,
+    manual_discount: str | None,
+    reason: str | None,
+    use_balance: str | None,
+    use_points: int,
+    channel: str | None,
     note: str | None,
     flags: tuple[str, ...],
     special: bool,
+    idempotency_key: str | None,
     actor: Actor,
     as_json: bool,
 ) -> None:
-    """Create a pending order at current prices."""
+    """Create an order: priced with tiers, coupon, discount, balance, points and fee."""
     core = _core(ctx)
+    parsed = [_parse_item(i) for i in items]
+    new = None
+    customer_id = None
+    if new_customer_name or new_customer_email or new_customer_ref:
+        if customer:
+            raise InvalidField("give --customer or --new-customer-*, not both", field="customer")
+        new = NewCustomer(
+            name=new_customer_name or new_customer_email or new_customer_ref or "",
+            email=new_customer_email,
+            external_ref=new_customer_ref,
+        )
+    elif customer:
+        customer_id = core.customers.resolve(customer).id
+    else:
+        raise InvalidField("give --customer or --new-customer-name/-email/-ref", field="customer")
+    currency = core.products.get(parsed[0][0]).price.currency.code if parsed else None
+    discount = None
+    if manual_discount is not None:
+        if currency is None or not reason:
+            raise InvalidField("--manual-discount needs --reason", field="reason")
+        discount = ManualDiscount(Money.of(manual_discount, currency), reason)
     order = core.orders.create(
         customer_id=customer_id,
-        items=[_parse_item(i) for i in items],
+        new_customer=new,
+        items=parsed,
+        coupon=coupon,
+        manual_discount=discount,
+        use_balance=_use_balance(use_balance, currency),
+        use_points=use_points,
+        channel=channel,
         note=note,
         tags=flags,
         special=special,
+        idempotency_key=idempotency_key,
         actor=actor,
     )
     if as_json:
-        details = core.orders.details(order.number)
-        _emit_json(order_view(details.order, details.customer, details.log))
+        _emit_json(_details_json(core, order.number))
     else:
-        click.echo(f"order {order.number} created: {order.amounts.payable} payable")
+        click.echo(
+            f"order {order.number} created: {order.amounts.payable} payable ({order.status.value})"
+        )
+
+
+@orders.command("list")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice([s.value for s in OrderStatus]),
+    help="Repeatable.",
+)
+@click.option(
+    "--period",
+    type=click.Choice(["today", "this-week", "this-month"]),
+    default=None,
+    help="In --tz.",
+)
+@click.option("--from", "date_from", default=None, help="YYYY-MM-DD or ISO time (in --tz).")
+@click.option("--to", "date_to", default=None, help="YYYY-MM-DD (inclusive) or ISO time.")
+@click.option("--tz", default=None, help="IANA time zone for dates [default: the setting].")
+@click.option("--channel", default=None)
+@click.option("--customer", default=None, help="Customer id, e-mail or external reference.")
+@click.option("--product", "sku", default=None, help="Orders with this sku.")
+@click.option("--min-amount", default=None, help="Payable at least (needs one currency).")
+@click.option("--max-amount", default=None, help="Payable at most.")
+@click.option("--currency", default=None, help="Currency of --min/--max-amount [default CNY].")
+@click.option("--flag", default=None)
+@click.option("--number", "number_prefix", default=None, help="Order number prefix.")
+@click.option("--limit", default=50, show_default=True, type=int)
+@click.option("--cursor", default=None, help="The next_cursor of the previous page.")
+@_actor_option()
+@json_option
+@click.pass_context
+def orders_list(
+    ctx: click.Context,
+    statuses: tuple[str, ...],
+    period: str | None,
+    date_from: str | None,
+    date_to: str | None,
+    tz: str | None,
+    channel: str | None,
+    customer: str | None,
+    sku: str | None,
+    min_amount: str | None,
+    max_amount: str | None,
+    currency: str | None,
+    flag: str | None,
+    number_prefix: str | None,
+    limit: int,
+    cursor: str | None,
+    actor: Actor,
+    as_json: bool,
+) -> None:
+    """List orders, newest first, with filters and keyset pagination."""
+    core = _core(ctx)
+    zone = tz or core.settings.timezone
+    created_from = created_to = None
+    if period and (date_from or date_to):
+        raise InvalidField("give --period or --from/--to, not both", field="period")
+    if period:
+        created_from, created_to = period_range(period, zone, core.clock())
+    elif date_from or date_to:
+        created_from, created_to = date_range(date_from, date_to, zone)
+    cur = (currency or "CNY").upper()
+    flt = OrderFilter(
+        statuses=tuple(OrderStatus(s) for s in statuses),
+        created_from=created_from,
+        created_to=created_to,
+        channel=channel,
+        customer_id=core.customers.resolve(customer).id if customer else None,
+        sku=sku,
+        min_amount=Money.of(min_amount, cur) if min_amount else None,
+        max_amount=Money.of(max_amount, cur) if max_amount else None,
+        flag=flag,
+        number_prefix=number_prefix,
+    )
+    page = core.orders.list(flt, limit=limit, cursor=cursor, actor=actor)
+    if as_json:
+        _emit_json(
+            {"items": [listed_order_view(o) for o in page.items], "next_cursor": page.next_cursor}
+        )
+        return
+    table = Table("number", "status", "payable", "customer", "channel", "created", "flags")
+    for o in page.items:
+        table.add_row(
+            o.number,
+            o.status.value,
+            str(o.payable),
+            str(o.customer_id),
+            o.channel or "",
+            o.created_at.isoformat(timespec="seconds"),
+            " ".join(o.flags),
+        )
+    _console().print(table)
+    if page.next_cursor:
+        click.echo(f"more: --cursor {page.next_cursor}")
+
+
+@orders.command("cancel")
+@click.argument("number")
+@click.option(
+    "--reason",
+    type=click.Choice([r.value for r in CancelReason]),
+    default=None,
+    help="[default: user for customers, admin for operators]",
+)
+@click.option("--note", default=None, help="Why (required for admin cancellations).")
+@_actor_option()
+@json_option
+@click.pass_context
+def orders_cancel(
+    ctx: click.Context,
+    number: str,
+    reason: str | None,
+    note: str | None,
+    actor: Actor,
+    as_json: bool,
+) -> None:
+    """Cancel a pending order; stock, coupon use, balance and points go back."""
+    core = _core(ctx)
+    if reason is None:
+        reason = "user" if actor.kind is ActorKind.CUSTOMER else "admin"
+    order = core.orders.cancel(number, actor=actor, reason=reason, note=note)
+    if as_json:
+        _emit_json(_details_json(core, order.number))
+    else:
+        click.echo(f"order {order.number} canceled ({reason})")
+
+
+@orders.command("note")
+@click.argument("number")
+@click.argument("text")
+@_actor_option()
+@json_option
+@click.pass_context
+def orders_note(ctx: click.Context, number: str, text: str, actor: Actor, as_json: bool) -> None:
+    """Add an internal note to an order."""
+    core = _core(ctx)
+    core.orders.add_note(number, text, actor=actor)
+    if as_json:
+        _emit_json(_details_json(core, number))
+    else:
+        click.echo(f"note added to {number}")
+
+
+@orders.command("flag")
+@click.argument("number")
+@click.argument("flag")
+@click.option("--remove", is_flag=True, help="Remove the flag instead.")
+@_actor_option()
+@json_option
+@click.pass_context
+def orders_flag(
+    ctx: click.Context, number: str, flag: str, remove: bool, actor: Actor, as_json: bool
+) -> None:
+    """Add (or --remove) a flag; the flag 'special' marks the order as special."""
+    core = _core(ctx)
+    if flag == "special":
+        core.orders.set_special(number, not remove, actor=actor)
+    elif remove:
+        core.orders.unflag(number, flag, actor=actor)
+    else:
+        core.orders.flag(number, flag, actor=actor)
+    if as_json:
+        _emit_json(_details_json(core, number))
+    else:
+        click.echo(f"{number}: flag {flag} {'removed' if remove else 'set'}")
 
 
 @orders.command("show")
 @click.argument("number")
+@_actor_option()
 @json_option
 @click.pass_context
-def orders_show(ctx: click.Context, number: str, as_json: bool) -> None:
+def orders_show(ctx: click.Context, number: str, actor: Actor, as_json: bool) -> None:
     """Show an order: breakdown, lines, history, notes and operation log."""
-    details = _core(ctx).orders.details(number)
-    view = order_view(details.order, details.customer, details.log)
+    details = _core(ctx).orders.details(number, actor=actor)
+    view = order_view(
+        details.order,
+        details.customer,
+        details.log,
+        coupons=details.coupons,
+        wallet_entries=details.wallet_entries,
+    )
     if as_json:
         _emit_json(view)
         return

@@ -78,7 +78,7 @@ def _after(tables: Tables, cursor: Cursor) -> ColumnElement[bool]:
     o = tables.orders.c
     return and_(
         o.created_at <= cursor.created_at,
-        or_(o.created_at < cursor.created_at, o.id < cursor.id),
+        or_(o.created_at < cursor.created_at, o.id <= cursor.id),
     )
 
 
