@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from ._actor import Actor
 from ._core import OrderCore
-from ._errors import IllegalTransition
+from ._domain import QuantityTier
+from ._errors import IllegalTransition, PermissionDenied
+from ._listing import OrderFilter
 from ._money import Money
+from ._pricing import ManualDiscount, UseAll
 from ._state import CancelReason
 
 __all__ = ["run_demo"]
@@ -19,7 +23,12 @@ def run_demo(database: str | Path) -> list[dict[str, Any]]:
     path = Path(database)
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
-    core = OrderCore.from_url(f"sqlite:///{path}")
+    core = OrderCore.from_url(
+        f"sqlite:///{path}",
+        points_rate=Decimal("0.01"),
+        timezone="Asia/Shanghai",
+        channels={"fakepay": {"fee_percent": "0.6", "fee_borne_by": "customer"}},
+    )
     steps: list[dict[str, Any]] = []
 
     def say(text: str, **data: Any) -> None:
@@ -45,6 +54,7 @@ def run_demo(database: str | Path) -> list[dict[str, Any]]:
             name="VPN, 1 month",
             price=Money.of("30.00", "CNY"),
             specs={"duration": "30d", "traffic": "200GB"},
+            tiers=[QuantityTier(3, Decimal("10"))],
             actor=admin,
         )
         pro = core.products.add(
@@ -116,6 +126,84 @@ def run_demo(database: str | Path) -> list[dict[str, Any]]:
         )
         core.orders.add_note(first.number, "customer asked for an invoice", actor=support)
         core.orders.flag(first.number, "vip", actor=support)
+
+        # -- the order book: wallet, coupons, pricing, idempotency, cancellation, listing
+        core.wallet.credit(li.id or 0, Money.of("50.00", "CNY"), reason="top-up", actor=admin)
+        core.wallet.credit_points(li.id or 0, 1000, reason="welcome gift", actor=admin)
+        core.coupons.add(
+            code="WELCOME20",
+            currency="CNY",
+            percent=Decimal("20"),
+            max_discount=Money.of("50.00", "CNY"),
+            limit_total=100,
+            limit_per_customer=1,
+            actor=admin,
+        )
+        say(f"{li.name}: 50.00 CNY balance and 1000 points; coupon WELCOME20 (20 % off, max 50)")
+        priced = core.orders.create(
+            customer_id=li.id,
+            items=[("VPN-1M", 3), ("VPN-12M", 1)],
+            coupon="WELCOME20",
+            use_balance=Money.of("20.00", "CNY"),
+            use_points=500,
+            channel="fakepay",
+            idempotency_key="demo-checkout-1",
+            actor=Actor.customer(li.id or 0),
+        )
+        parts = ", ".join(f"{k} {v}" for k, v in priced.amounts.as_dict().items())
+        say(
+            f"order {priced.number}: {parts}", order=priced.number, amounts=priced.amounts.as_dict()
+        )
+        again = core.orders.create(
+            customer_id=li.id,
+            items=[("VPN-1M", 3), ("VPN-12M", 1)],
+            coupon="WELCOME20",
+            use_balance=Money.of("20.00", "CNY"),
+            use_points=500,
+            channel="fakepay",
+            idempotency_key="demo-checkout-1",
+            actor=Actor.customer(li.id or 0),
+        )
+        say(f"the same request again (idempotency key) returns the same order: {again.number}")
+        core.orders.cancel(
+            priced.number,
+            actor=support,
+            reason=CancelReason.ADMIN,
+            note="customer called to cancel",
+        )
+        held = core.wallet.show(li.id or 0)
+        uses = core.coupons.get("WELCOME20")[1]
+        say(
+            f"order {priced.number}: cancelled by support; balance back to "
+            f"{held.balances['CNY']}, points back to {held.points}, coupon uses {uses}",
+            order=priced.number,
+            status="canceled",
+        )
+        free = core.orders.create(
+            customer_id=li.id,
+            items=[("VPN-1M", 1)],
+            use_balance=UseAll.ALL,
+            actor=Actor.customer(li.id or 0),
+        )
+        say(
+            f"order {free.number}: fully paid from balance, so it is {free.status.value} at once",
+            order=free.number,
+            status=free.status.value,
+        )
+        try:
+            core.orders.create(
+                customer_id=han.id,
+                items=[("VPN-1M", 1)],
+                manual_discount=ManualDiscount(Money.of("5.00", "CNY"), "goodwill"),
+                actor=Actor.operator("carol", "finance"),
+            )
+        except PermissionDenied as exc:
+            say(f"refused and recorded: {exc}")
+        page = core.orders.list(OrderFilter(customer_id=li.id), limit=10)
+        say(
+            f"{li.name} has {len(page.items)} orders: "
+            + ", ".join(f"{o.number} {o.status.value}" for o in page.items)
+        )
 
         verdict = core.audit.verify()
         say(
