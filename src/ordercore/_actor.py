@@ -44,8 +44,10 @@ class Actor:
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "kind", _kind(self.kind))
-        if not isinstance(self.id, str) or not self.id.strip():
-            raise InvalidField("an actor needs a non-empty id", field="actor")
+        if not isinstance(self.id, str) or not self.id.strip() or ":" in self.id:
+            raise InvalidField("an actor needs a non-empty id without ':'", field="actor")
+        if self.role is not None and (not self.role or ":" in self.role):
+            raise InvalidField("an actor's role must be non-empty and without ':'", field="actor")
 
     @classmethod
     def customer(cls, id: str | int) -> Actor:
@@ -57,7 +59,7 @@ class Actor:
 
     @classmethod
     def system(cls, id: str = "ordercore") -> Actor:
-        return cls(ActorKind.SYSTEM, id, "system")
+        return cls(ActorKind.SYSTEM, id)
 
     @classmethod
     def channel(cls, name: str) -> Actor:
@@ -77,4 +79,4 @@ class Actor:
 
     def __str__(self) -> str:
         base = f"{self.kind.value}:{self.id}"
-        return f"{base}:{self.role}" if self.role and self.kind is ActorKind.OPERATOR else base
+        return f"{base}:{self.role}" if self.role else base

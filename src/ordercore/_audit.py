@@ -22,6 +22,7 @@ from typing import Any, Final
 from attrs import frozen
 
 from ._actor import Actor
+from ._errors import InvalidField
 
 __all__ = [
     "GENESIS",
@@ -59,6 +60,8 @@ def canonical_json(value: object) -> str:
 
 def iso_utc(value: datetime) -> str:
     """ISO 8601 in UTC with microseconds, e.g. ``2026-11-24T08:00:00.000000+00:00``."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidField("audit times must be timezone-aware", field="at")
     return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
@@ -187,10 +190,10 @@ def verify_chain(
         return ChainVerdict(True, 0)
     head_seq, head_hash = head
     if head_seq != last_seq or not hmac.compare_digest(head_hash, prev):
+        first_bad = last_seq + 1 if head_seq > last_seq else head_seq + 1
+        if head_seq == last_seq:
+            first_bad = last_seq
         return ChainVerdict(
-            False,
-            checked,
-            last_seq + 1 if head_seq > last_seq else head_seq,
-            f"chain head says {head_seq} records, {last_seq} found",
+            False, checked, first_bad, f"chain head says {head_seq} records, {last_seq} found"
         )
     return ChainVerdict(True, checked)

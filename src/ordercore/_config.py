@@ -25,6 +25,11 @@ __all__ = ["DEFAULT_DATABASE_URL", "Settings"]
 DEFAULT_DATABASE_URL = "sqlite:///ordercore.db"
 
 
+def _check_key(_instance: object, _attribute: object, value: bytes | None) -> None:
+    if value is not None and (not isinstance(value, bytes) or not value):
+        raise ConfigurationError("audit_key must be non-empty bytes (or None for plain SHA-256)")
+
+
 @frozen
 class Settings:
     """Everything ordercore needs to run.
@@ -37,7 +42,7 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     table_prefix: str = ""
     schema: str | None = None
-    audit_key: bytes | None = field(default=None, repr=False)
+    audit_key: bytes | None = field(default=None, repr=False, validator=_check_key)
     timezone: str = "UTC"
     payment_timeout_minutes: int = 15
     points_rate: Decimal | None = None
@@ -84,6 +89,8 @@ class Settings:
             )
         url = database_url or env.get("ORDERCORE_DATABASE_URL") or section.get("database_url")
         key_text = env.get("ORDERCORE_AUDIT_KEY") or section.get("audit_key")
+        if key_text is not None and not isinstance(key_text, str):
+            raise ConfigurationError("audit_key must be text")
         timeout = section.get("payment_timeout_minutes", 15)
         if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0:
             raise ConfigurationError("payment_timeout_minutes must be a whole number ≥ 1")

@@ -119,7 +119,9 @@ class Customer:
         _text(self.name, "name")
         if self.email is not None:
             validate_email(self.email)
-        if self.phone is not None and not _PHONE.match(self.phone):
+        if self.phone is not None and (
+            not isinstance(self.phone, str) or not _PHONE.match(self.phone)
+        ):
             raise InvalidField(f"{self.phone!r} is not a phone number", field="phone")
         if self.external_ref is not None:
             _text(self.external_ref, "external_ref", max_len=128)
@@ -229,6 +231,20 @@ class OrderLine:
     product_id: int | None = None
     tier_percent_off: Decimal | None = None
 
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.sku, str) or not _SKU.match(self.sku):
+            raise InvalidField(f"line sku {self.sku!r} is not a sku", field="sku")
+        _text(self.name, "name")
+        if not isinstance(self.unit_price, Money):
+            raise InvalidAmount("a line's unit price must be Money", field="unit_price")
+        if self.unit_price.is_negative():
+            raise InvalidAmount(
+                f"line {self.sku}: unit price must not be negative ({self.unit_price})",
+                field="unit_price",
+            )
+        if self.tier_percent_off is not None:
+            object.__setattr__(self, "tier_percent_off", _percent(self.tier_percent_off))
+
     @classmethod
     def from_product(cls, product: Product, quantity: int) -> OrderLine:
         tier = product.tier_for(quantity)
@@ -270,11 +286,21 @@ class AdjustmentKind(str, enum.Enum):
         return 0 if self is AdjustmentKind.MERCHANT_FEE else -1
 
 
+def _adjustment_kind(value: object) -> AdjustmentKind:
+    try:
+        return AdjustmentKind(value)
+    except ValueError:
+        kinds = ", ".join(k.value for k in AdjustmentKind)
+        raise InvalidField(
+            f"adjustment kind must be one of {kinds}, not {value!r}", field="kind"
+        ) from None
+
+
 @frozen
 class AmountAdjustment:
     """A discount, a deduction or a fee, with how it fell on each line (``per_line``)."""
 
-    kind: AdjustmentKind = field(converter=AdjustmentKind)
+    kind: AdjustmentKind = field(converter=_adjustment_kind)
     amount: Money
     label: str | None = None
     per_line: tuple[Money, ...] = ()
@@ -333,6 +359,10 @@ class AmountBreakdown:
         if self.original.is_negative() or self.payable.is_negative():
             raise InvalidAmount(
                 "original and payable amounts must not be negative", field="payable"
+            )
+        if self.paid_amount > self.payable:
+            raise InvalidAmount(
+                f"paid {self.paid} must not exceed payable {self.payable}", field="paid"
             )
         if not (zero <= self.refunded_amount <= self.paid_amount):
             raise InvalidAmount(
@@ -476,6 +506,7 @@ class Order:
         after: Mapping[str, Any] | None,
         reason: str | None = None,
     ) -> None:
+        _aware(at, "at")
         self.pending_audit.append(
             AuditEntry(
                 entity_kind="order",
@@ -511,7 +542,13 @@ class Order:
         self, amount: Money, actor: Actor, at: datetime, reason: str | None = None
     ) -> Transition[OrderStatus, OrderEvent]:
         """Record that the payable amount arrived. Any other amount is refused."""
+        _aware(at, "at")
         ORDER_MACHINE.next_state(self.number, self.status, OrderEvent.PAY)
+        if amount.currency != self.currency:
+            raise CurrencyMismatch(
+                f"order {self.number} is in {self.currency.code}, paid {amount}",
+                order=self.number,
+            )
         if amount != self.amounts.payable:
             raise InvalidAmount(
                 f"order {self.number}: paid {amount} but {self.amounts.payable} is payable",
@@ -532,6 +569,7 @@ class Order:
         self, actor: Actor, at: datetime, reason: str | None = None
     ) -> Transition[OrderStatus, OrderEvent]:
         """What was bought has been activated."""
+        _aware(at, "at")
         transition = self._apply(OrderEvent.COMPLETE, actor, at, reason)
         self.completed_at = at
         return transition
@@ -540,6 +578,7 @@ class Order:
         self, cancel_reason: CancelReason | str, actor: Actor, at: datetime, note: str | None = None
     ) -> Transition[OrderStatus, OrderEvent]:
         """Give the order up before payment. A paid order must be refunded instead."""
+        _aware(at, "at")
         try:
             why = CancelReason(cancel_reason)
         except ValueError:
@@ -567,6 +606,7 @@ class Order:
     ) -> Transition[OrderStatus, OrderEvent] | None:
         """Add a completed refund. Reaching the paid amount moves the order to ``refunded``;
         a partial refund keeps the status and only raises the refunded amount."""
+        _aware(at, "at")
         if self.status not in (OrderStatus.PAID, OrderStatus.COMPLETED):
             ORDER_MACHINE.next_state(self.number, self.status, OrderEvent.REFUND)
         if not amount.is_positive():

@@ -153,7 +153,9 @@ def date_range(
     zone = load_zone(tz)
     start = None if from_text is None else _parse_bound(from_text, zone, "from", end=False)
     end = None if to_text is None else _parse_bound(to_text, zone, "to", end=True)
-    if start is not None and end is not None and start > end:
+    # A "to" date is a whole day: a range that ends with the day before "from" is a mistake.
+    whole_day = to_text is not None and bool(_DATE.match(to_text.strip()))
+    if start is not None and end is not None and (start > end or (whole_day and start == end)):
         raise InvalidField(
             f"the range starts ({from_text}) after it ends ({to_text})",
             field="from",

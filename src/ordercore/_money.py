@@ -61,7 +61,7 @@ _MAX_MINOR: Final = 2**63 - 1
 _CONTEXT: Final = decimal.Context(
     prec=60, rounding=decimal.ROUND_HALF_UP, traps=[decimal.InvalidOperation]
 )
-_DECIMAL_TEXT: Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)\Z")
+_DECIMAL_TEXT: Final = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\Z")
 _CODE: Final = re.compile(r"[A-Z][A-Z0-9]{2,9}\Z")
 
 AmountLike = Decimal | int | str
@@ -206,7 +206,14 @@ class Money:
     currency: Currency = field(converter=_convert_currency)
 
     def __attrs_post_init__(self) -> None:
-        exact = self.amount.quantize(self.currency.exponent, context=_CONTEXT)
+        try:
+            exact = self.amount.quantize(self.currency.exponent, context=_CONTEXT)
+        except decimal.InvalidOperation:
+            raise InvalidAmount(
+                f"{self.amount} {self.currency.code} is too large to store",
+                value=self.amount,
+                currency=self.currency.code,
+            ) from None
         if exact != self.amount:
             raise InvalidAmount(
                 f"{self.amount} has more decimals than {self.currency.code} allows "
@@ -214,7 +221,7 @@ class Money:
                 value=self.amount,
                 currency=self.currency.code,
             )
-        if abs(exact.scaleb(self.currency.minor_units, context=_CONTEXT)) > _MAX_MINOR:
+        if _CONTEXT.abs(exact.scaleb(self.currency.minor_units, context=_CONTEXT)) > _MAX_MINOR:
             raise InvalidAmount(
                 f"{self.amount} {self.currency.code} is too large to store",
                 value=self.amount,
@@ -249,8 +256,12 @@ class Money:
         """Round ``amount`` to the currency's precision (half-up unless told otherwise)."""
         cur = get_currency(currency)
         value = to_decimal(amount)
-        mode = _check_rounding(rounding or cur.rounding)
-        return cls(value.quantize(cur.exponent, rounding=mode, context=_CONTEXT), cur)
+        mode = _check_rounding(cur.rounding if rounding is None else rounding)
+        try:
+            rounded = value.quantize(cur.exponent, rounding=mode, context=_CONTEXT)
+        except decimal.InvalidOperation:
+            raise InvalidAmount(f"{value} {cur.code} is too large to store", value=value) from None
+        return cls(rounded, cur)
 
     # -- conversions --------------------------------------------------------------------
     def to_minor(self) -> int:
@@ -258,10 +269,10 @@ class Money:
         return int(self.amount.scaleb(self.currency.minor_units, context=_CONTEXT))
 
     def __str__(self) -> str:
-        return f"{self.amount} {self.currency.code}"
+        return f"{self.amount:f} {self.currency.code}"
 
     def __repr__(self) -> str:
-        return f"Money('{self.amount}', '{self.currency.code}')"
+        return f"Money('{self.amount:f}', '{self.currency.code}')"
 
     # -- predicates ---------------------------------------------------------------------
     def is_zero(self) -> bool:
@@ -297,10 +308,10 @@ class Money:
         return Money(_CONTEXT.subtract(self.amount, o.amount), self.currency)
 
     def __neg__(self) -> Money:
-        return Money(-self.amount, self.currency)
+        return Money(_CONTEXT.minus(self.amount), self.currency)
 
     def __abs__(self) -> Money:
-        return Money(abs(self.amount), self.currency)
+        return Money(_CONTEXT.abs(self.amount), self.currency)
 
     def __mul__(self, quantity: int) -> Money:
         """Multiply by a whole number (a quantity). Use :meth:`multiply` for ratios."""
@@ -315,9 +326,11 @@ class Money:
     __rmul__ = __mul__
 
     def multiply(self, factor: AmountLike, rounding: Rounding | None = None) -> Money:
-        """Multiply by a decimal factor and round to the currency (e.g. a 10 % discount)."""
-        product = _CONTEXT.multiply(self.amount, to_decimal(factor, what="factor"))
-        return Money.rounded(product, self.currency, rounding)
+        """Multiply by a decimal factor and round once to the currency (a 10 % discount)."""
+        value = to_decimal(factor, what="factor")
+        digits = len(self.amount.as_tuple().digits) + len(value.as_tuple().digits) + 2
+        exact = decimal.Context(prec=max(digits, 28)).multiply(self.amount, value)
+        return Money.rounded(exact, self.currency, rounding)
 
     def min(self, other: Money) -> Money:
         return self if self <= other else other
@@ -355,18 +368,23 @@ class Money:
                 values.append(to_decimal(w, what="weight"))
         if any(v < 0 for v in values):
             raise InvalidAmount("allocation weights must not be negative", weights=tuple(values))
-        total_weight = sum(values, Decimal(0))
-        if total_weight == 0:
+        if all(v == 0 for v in values):
             raise InvalidAmount("allocation weights must not all be zero")
+        # Work in integers: scale the weights to whole numbers, then divmod is exact.
+        tuples = [v.as_tuple() for v in values]
+        scale = max(0, *(-int(t.exponent) for t in tuples))
+        ints = [
+            int("".join(map(str, t.digits)) or "0") * 10 ** (int(t.exponent) + scale)
+            for t in tuples
+        ]
+        total = sum(ints)
         units = self.to_minor()
         sign = -1 if units < 0 else 1
         units = abs(units)
-        shares = [
-            _CONTEXT.divide(_CONTEXT.multiply(Decimal(units), v), total_weight) for v in values
-        ]
-        floors = [int(s.to_integral_value(rounding=decimal.ROUND_FLOOR)) for s in shares]
+        shares = [divmod(units * w, total) for w in ints]
+        floors = [q for q, _ in shares]
         leftover = units - sum(floors)
-        order = sorted(range(len(values)), key=lambda i: (-(shares[i] - floors[i]), i))
+        order = sorted(range(len(ints)), key=lambda i: (-shares[i][1], i))
         for i in order[:leftover]:
             floors[i] += 1
         return [Money.from_minor(sign * f, self.currency) for f in floors]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import secrets
 import threading
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Final
 
 __all__ = ["ORDER_NUMBER", "OrderNumberGenerator"]
@@ -32,6 +32,11 @@ def _encode(value: int) -> str:
     return "".join(reversed(chars))
 
 
+def _next_millisecond(stamp: str) -> str:
+    moment = datetime.strptime(stamp + "000", "%Y%m%d%H%M%S%f") + timedelta(milliseconds=1)
+    return moment.strftime("%Y%m%d%H%M%S%f")[:17]
+
+
 class OrderNumberGenerator:
     """Thread-safe generator; one per process is enough."""
 
@@ -45,8 +50,11 @@ class OrderNumberGenerator:
         with self._lock:
             if stamp < self._last_stamp:  # the clock went back: stay ordered
                 stamp = self._last_stamp
-            if stamp == self._last_stamp and self._last_suffix + 1 < _SPACE:
+            if stamp == self._last_stamp:
                 suffix = self._last_suffix + 1
+                if suffix >= _SPACE:  # this millisecond is used up: borrow the next one
+                    stamp = _next_millisecond(stamp)
+                    suffix = secrets.randbelow(_SPACE // 2)
             else:
                 suffix = secrets.randbelow(_SPACE // 2)  # leave room to count up
             self._last_stamp, self._last_suffix = stamp, suffix

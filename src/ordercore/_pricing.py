@@ -117,6 +117,10 @@ class Coupon:
                     raise InvalidAmount(
                         f"coupon {self.code}: {name} must not be negative", field=name
                     )
+        for name in ("valid_from", "valid_until"):
+            when: datetime | None = getattr(self, name)
+            if when is not None and (when.tzinfo is None or when.utcoffset() is None):
+                raise InvalidField(f"coupon {self.code}: {name} must be timezone-aware", field=name)
         if self.valid_from and self.valid_until and self.valid_from >= self.valid_until:
             raise InvalidField("valid_from must be before valid_until", field="valid_until")
         _positive_int(self.limit_total, "limit_total")

@@ -43,7 +43,7 @@ def order_conditions(tables: Tables, flt: OrderFilter) -> list[ColumnElement[boo
     elif flt.statuses:
         where.append(o.status.in_([s.value for s in flt.statuses]))
     if flt.created_from is not None:
-        where.append(o.created_at > flt.created_from)
+        where.append(o.created_at >= flt.created_from)
     if flt.created_to is not None:
         where.append(o.created_at < flt.created_to)
     if flt.channel is not None:

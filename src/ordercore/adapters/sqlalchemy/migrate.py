@@ -42,6 +42,9 @@ def current_revision(engine: Engine, *, prefix: str = "", schema: str | None = N
     with engine.connect() as connection:
         context = MigrationContext.configure(
             connection,
-            opts={"version_table": f"{prefix}alembic_version", "version_table_schema": schema},
+            opts={
+                "version_table": f"{prefix}ordercore_alembic_version",
+                "version_table_schema": schema,
+            },
         )
         return context.get_current_revision()

@@ -15,7 +15,7 @@ schema: str | None = config.attributes.get("schema")
 
 context.configure(
     connection=connection,
-    version_table=f"{prefix}alembic_version",
+    version_table=f"{prefix}ordercore_alembic_version",
     version_table_schema=schema,
     transaction_per_migration=True,
 )
