@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+import pluggy
 from sqlalchemy import Engine
 
+from ._channel_config import channel_configs
 from ._config import Settings
-from ._errors import ConfigurationError
+from ._errors import ChannelError, ConfigurationError
 from ._money import Money, to_decimal
+from ._payments import AnomalyService, PaymentService
 from ._permissions import Authorizer
+from ._plugins import make_plugin_manager
 from ._pricing import FeeRule
 from ._services import (
     AuditService,
@@ -26,6 +30,7 @@ from .adapters.sqlalchemy import migrate
 from .adapters.sqlalchemy.engine import make_engine
 from .adapters.sqlalchemy.tables import Tables, build_tables
 from .adapters.sqlalchemy.uow import UnitOfWork
+from .channels import ChannelConfig, PaymentChannel
 
 __all__ = ["OrderCore"]
 
@@ -45,9 +50,14 @@ class OrderCore:
         *,
         clock: Callable[[], datetime] = utcnow,
         authorizer: Authorizer | None = None,
+        plugins: Iterable[object] = (),
+        load_entry_points: bool = True,
     ) -> None:
         self.engine = engine
         self.authorizer = authorizer or Authorizer()
+        self._plugin_args = (tuple(plugins), load_entry_points)
+        self._plugins: pluggy.PluginManager | None = None
+        self._channels: dict[str, PaymentChannel] | None = None
         self.settings = settings or Settings(database_url=str(engine.url))
         self.clock = clock
         self.tables: Tables = build_tables(self.settings.table_prefix, self.settings.schema)
@@ -57,6 +67,59 @@ class OrderCore:
         self.audit = AuditService(self)
         self.wallet = WalletService(self)
         self.coupons = CouponService(self)
+        self.payments = PaymentService(self)
+        self.anomalies = AnomalyService(self)
+
+    # -- plugins and channels -------------------------------------------------------------
+    @property
+    def plugins(self) -> pluggy.PluginManager:
+        """The plugin manager (built on first use: built-ins, given plugins, entry points)."""
+        if self._plugins is None:
+            extra, load = self._plugin_args
+            self._plugins = make_plugin_manager(extra, load_entry_points=load)
+        return self._plugins
+
+    def register_plugin(self, plugin: object, name: str | None = None) -> None:
+        """Register a plugin object or module (hook implementations) at run time."""
+        self.plugins.register(plugin, name=name)
+        self.plugins.check_pending()
+        self._channels = None
+
+    @property
+    def channels(self) -> Mapping[str, PaymentChannel]:
+        """Enabled channels by name: every class a plugin registers whose channel is
+        configured (``balance`` and ``bank_transfer`` need no configuration)."""
+        if self._channels is None:
+            configs = channel_configs(self.settings.channels)
+            found: dict[str, PaymentChannel] = {}
+            for classes in self.plugins.hook.ordercore_register_channels(settings=self.settings):
+                for cls in classes or ():
+                    if cls.name in found:
+                        raise ConfigurationError(f"two plugins provide channel {cls.name!r}")
+                    config = configs.get(cls.name)
+                    if config is None and cls.name in ("balance", "bank_transfer"):
+                        config = ChannelConfig(name=cls.name)
+                    if config is not None and config.enabled:
+                        found[cls.name] = cls(config)
+            self._channels = found
+        return self._channels
+
+    def channel(self, name: str) -> PaymentChannel:
+        """The enabled channel ``name``; ChannelError says why it is not available."""
+        try:
+            return self.channels[name]
+        except KeyError:
+            configured = name in self.settings.channels
+            why = (
+                "it is configured but no installed plugin provides it, or it is disabled"
+                if configured
+                else "it is not configured (add a [channels.NAME] table)"
+            )
+            raise ChannelError(
+                f"no payment channel {name!r}: {why}; available: "
+                f"{', '.join(sorted(self.channels)) or 'none'}",
+                channel=name,
+            ) from None
 
     @classmethod
     def from_url(
@@ -65,12 +128,21 @@ class OrderCore:
         *,
         clock: Callable[[], datetime] = utcnow,
         authorizer: Authorizer | None = None,
+        plugins: Iterable[object] = (),
+        load_entry_points: bool = True,
         **settings: Any,
     ) -> OrderCore:
         """Create an engine for ``url`` with ordercore's per-backend settings; keyword
         arguments are :class:`Settings` fields."""
         config = Settings(database_url=url, **settings)
-        return cls(make_engine(url), config, clock=clock, authorizer=authorizer)
+        return cls(
+            make_engine(url),
+            config,
+            clock=clock,
+            authorizer=authorizer,
+            plugins=plugins,
+            load_entry_points=load_entry_points,
+        )
 
     @classmethod
     def from_settings(
@@ -79,29 +151,33 @@ class OrderCore:
         *,
         clock: Callable[[], datetime] = utcnow,
         authorizer: Authorizer | None = None,
+        plugins: Iterable[object] = (),
+        load_entry_points: bool = True,
     ) -> OrderCore:
-        return cls(make_engine(settings.database_url), settings, clock=clock, authorizer=authorizer)
+        return cls(
+            make_engine(settings.database_url),
+            settings,
+            clock=clock,
+            authorizer=authorizer,
+            plugins=plugins,
+            load_entry_points=load_entry_points,
+        )
 
     def fee_rule(self, channel: str) -> FeeRule | None:
-        """The fee rule configured for ``channel`` (``[channels.NAME]`` ``fee_percent``,
-        ``fee_fixed``, ``fee_currency``, ``fee_borne_by``), or None when it has none."""
-        config = self.settings.channels.get(channel)
+        """The fee rule configured for ``channel`` (``fee_percent``, ``fee_fixed`` with
+        ``fee_currency``, ``fee_borne_by``), or None when it has none."""
+        config = channel_configs(self.settings.channels).get(channel)
         if config is None:
             raise ConfigurationError(f"channel {channel!r} is not configured", channel=channel)
-        percent = config.get("fee_percent")
-        fixed = config.get("fee_fixed")
-        if percent is None and fixed is None:
+        if config.fee_percent is None and config.fee_fixed is None:
             return None
-        fixed_money = None
-        if fixed is not None:
-            currency = config.get("fee_currency")
-            if not currency:
+        fixed = None
+        if config.fee_fixed is not None:
+            if not config.fee_currency:
                 raise ConfigurationError(f"channel {channel}: fee_fixed needs fee_currency")
-            fixed_money = Money.of(str(fixed), str(currency))
+            fixed = Money.of(config.fee_fixed, config.fee_currency)
         return FeeRule(
-            percent=to_decimal(str(percent)) if percent is not None else to_decimal(0),
-            fixed=fixed_money,
-            borne_by=str(config.get("fee_borne_by", "merchant")),
+            percent=to_decimal(config.fee_percent or "0"), fixed=fixed, borne_by=config.fee_borne_by
         )
 
     def upgrade(self) -> None:

@@ -173,6 +173,8 @@ class Product:
     low_stock_threshold: int | None = None
     active: bool = True
     tiers: tuple[QuantityTier, ...] = field(default=(), converter=_tiers)
+    activation_mode: str = "auto"
+    activation_delay_minutes: int | None = None
     id: int | None = None
     created_at: datetime | None = None
 
@@ -195,6 +197,18 @@ class Product:
             ):
                 raise InvalidField(f"{name} must be a whole number ≥ 0", field=name)
         _aware(self.created_at, "created_at")
+        if self.activation_mode not in ("auto", "manual", "delayed"):
+            raise InvalidField(
+                f"activation must be auto, manual or delayed, not {self.activation_mode!r}",
+                field="activation_mode",
+            )
+        delay = self.activation_delay_minutes
+        if delay is not None and (
+            isinstance(delay, bool) or not isinstance(delay, int) or delay < 0
+        ):
+            raise InvalidField(
+                "activation delay must be whole minutes ≥ 0", field="activation_delay"
+            )
 
     def tier_for(self, quantity: int) -> QuantityTier | None:
         """The best tier that ``quantity`` reaches, if any."""

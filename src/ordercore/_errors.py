@@ -24,7 +24,8 @@ as attributes, and a message a person can act on.
     │   ├── CustomerNotFound
     │   ├── ProductNotFound
     │   ├── OrderNotFound
-    │   └── CouponNotFound
+    │   ├── CouponNotFound
+    │   └── PaymentNotFound
     ├── Conflict
     │   ├── DuplicateSku
     │   ├── DuplicateCustomer
@@ -32,6 +33,7 @@ as attributes, and a message a person can act on.
     │   ├── IdempotencyConflict    same idempotency key, different request
     │   └── ConcurrentModification optimistic version check failed; reload and retry
     ├── PermissionDenied           the actor's role does not grant the permission
+    ├── ChannelError               a channel is unknown, disabled or cannot do what was asked
     ├── IllegalTransition          the state machine refused an event; nothing changed
     └── ConfigurationError
 """
@@ -41,6 +43,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "ChannelError",
     "ConcurrentModification",
     "ConfigurationError",
     "Conflict",
@@ -62,6 +65,7 @@ __all__ = [
     "OrderCoreError",
     "OrderNotFound",
     "OutOfStock",
+    "PaymentNotFound",
     "PermissionDenied",
     "ProductInactive",
     "ProductNotFound",
@@ -162,6 +166,10 @@ class CouponNotFound(NotFound):
     """No coupon with that code."""
 
 
+class PaymentNotFound(NotFound):
+    """No payment attempt with that out-trade-number."""
+
+
 class Conflict(OrderCoreError):
     """The request collides with what is already stored."""
 
@@ -196,6 +204,11 @@ class IllegalTransition(OrderCoreError):
 
 class PermissionDenied(OrderCoreError):
     """The actor may not do this (insufficient permissions). Only the refusal was recorded."""
+
+
+class ChannelError(OrderCoreError):
+    """A payment channel is unknown, disabled, or cannot do what was asked (method,
+    currency, amount limits); ``channel`` names it."""
 
 
 class ConfigurationError(OrderCoreError):

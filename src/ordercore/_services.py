@@ -680,6 +680,10 @@ class OrderDetails:
     wallet_entries: tuple[LedgerEntry, ...] = ()
 
 
+def products_of(uow: UnitOfWork, lines: Sequence[OrderLine]) -> list[Product]:
+    return [uow.products.get(sku) for sku in sorted({line.sku for line in lines})]
+
+
 def _request_hash(request: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(request).encode()).hexdigest()
 
@@ -706,6 +710,7 @@ class OrderService(_Service):
         special: bool = False,
         payment_timeout: timedelta | None = None,
         idempotency_key: str | None = None,
+        activation: str | None = None,
     ) -> Order:
         """Create an order, priced (tiers, coupon, manual discount, balance, points, fee).
 
@@ -750,6 +755,7 @@ class OrderService(_Service):
             "note": note,
             "tags": sorted(tags),
             "special": special,
+            "activation": activation,
         }
         request_hash = _request_hash(request)
 
@@ -820,6 +826,11 @@ class OrderService(_Service):
             assert order.id is not None
             if channel:
                 uow.orders.set_channel(order, channel)
+            modes = {p.activation_mode for p in products_of(uow, lines)}
+            plan = activation or next((m for m in ("manual", "delayed") if m in modes), "auto")
+            if plan not in ("auto", "manual", "delayed"):
+                raise InvalidField("activation must be auto, manual or delayed", field="activation")
+            uow.payments.set_activation(order.id, mode=str(plan))
             if coupon_obj is not None:
                 uow.coupons.reserve(
                     coupon_obj,
@@ -1077,29 +1088,42 @@ class OrderService(_Service):
         def work(uow: UnitOfWork, now: datetime) -> Order:
             order = uow.orders.get(number, lock=True)
             self._check(actor, _P.ORDERS_CANCEL, f"order:{number}", owner_id=order.customer_id)
-            order.cancel(why, actor, now, note)
-            assert order.id is not None
-            for line in sorted(order.lines, key=lambda ln: ln.sku):
-                product = uow.products.get(line.sku, lock=True)
-                if product.stock is not None:
-                    uow.products.update(evolve(product, stock=product.stock + line.quantity), now)
-            uow.coupons.release(order.id, now)
-            for entry in uow.wallet.for_order(order.id):
-                if entry.reason in ("order.balance_deduction", "order.points_deduction"):
-                    back = uow.wallet.apply(
-                        customer_id=entry.customer_id,
-                        asset=entry.asset,
-                        delta=-entry.delta,
-                        reason="order.cancel_return",
-                        actor=actor,
-                        at=now,
-                        order_id=order.id,
-                        idempotency_key=f"cancel-return:{entry.id}",
-                    )
-                    uow.record(_wallet_audit(back))
+            self._cancel_in(uow, order, why, actor, now, note)
             return order
 
         return self._run(work)
+
+    @staticmethod
+    def _cancel_in(
+        uow: UnitOfWork,
+        order: Order,
+        why: CancelReason,
+        actor: Actor,
+        now: datetime,
+        note: str | None,
+    ) -> None:
+        """Cancel ``order`` (locked by the caller) and give back what it held: stock, the
+        coupon use, balance and points. Part of the caller's transaction."""
+        order.cancel(why, actor, now, note)
+        assert order.id is not None
+        for line in sorted(order.lines, key=lambda ln: ln.sku):
+            product = uow.products.get(line.sku, lock=True)
+            if product.stock is not None:
+                uow.products.update(evolve(product, stock=product.stock + line.quantity), now)
+        uow.coupons.release(order.id, now)
+        for entry in uow.wallet.for_order(order.id):
+            if entry.reason in ("order.balance_deduction", "order.points_deduction"):
+                back = uow.wallet.apply(
+                    customer_id=entry.customer_id,
+                    asset=entry.asset,
+                    delta=-entry.delta,
+                    reason="order.cancel_return",
+                    actor=actor,
+                    at=now,
+                    order_id=order.id,
+                    idempotency_key=f"cancel-return:{entry.id}",
+                )
+                uow.record(_wallet_audit(back))
 
     def cancel_expired(
         self, *, now: datetime | None = None, limit: int = 100

@@ -159,6 +159,8 @@ class ProductRepository:
                 QuantityTier(min_quantity=t[0], percent_off=Decimal(t[1]))
                 for t in json.loads(row.tiers)
             ),
+            activation_mode=row.activation_mode,
+            activation_delay_minutes=row.activation_delay_minutes,
             created_at=row.created_at,
         )
 
@@ -173,6 +175,8 @@ class ProductRepository:
             "low_stock_threshold": product.low_stock_threshold,
             "active": product.active,
             "tiers": canonical_json([[t.min_quantity, str(t.percent_off)] for t in product.tiers]),
+            "activation_mode": product.activation_mode,
+            "activation_delay_minutes": product.activation_delay_minutes,
         }
 
     def add(self, product: Product, now: datetime) -> Product:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -88,6 +89,12 @@ class Tables:
     coupon_redemptions: Table
     wallet_accounts: Table
     wallet_ledger: Table
+    payment_attempts: Table
+    payment_operations: Table
+    payment_events: Table
+    inbox: Table
+    anomalies: Table
+    outbox: Table
 
     def name(self, base: str) -> str:
         return f"{self.prefix}{base}"
@@ -133,6 +140,8 @@ def build_tables(prefix: str = "", schema: str | None = None) -> Tables:
         Column("created_at", UTCDateTime, nullable=False),
         Column("updated_at", UTCDateTime, nullable=False),
         Column("tiers", Text, nullable=False, server_default="[]"),
+        Column("activation_mode", String(16), nullable=False, server_default="auto"),
+        Column("activation_delay_minutes", Integer, nullable=True),
         UniqueConstraint("sku", name=n("uq_products_sku")),
     )
 
@@ -161,7 +170,13 @@ def build_tables(prefix: str = "", schema: str | None = None) -> Tables:
         Column("version", Integer, nullable=False, default=0),
         Column("idempotency_key", String(128), nullable=True),
         Column("request_hash", String(64), nullable=True),
+        Column("activation_mode", String(16), nullable=False, server_default="auto"),
+        Column("activation_due_at", UTCDateTime, nullable=True),
+        Column("activation_attempts", Integer, nullable=False, server_default="0"),
+        Column("activation_error", Text, nullable=True),
+        Column("activation_locked_until", UTCDateTime, nullable=True),
         UniqueConstraint("number", name=n("uq_orders_number")),
+        Index(n("ix_orders_activation_due"), "activation_due_at"),
         Index(n("ux_orders_idempotency_key"), "idempotency_key", unique=True),
         Index(n("ix_orders_created"), "created_at", "id"),
         Index(n("ix_orders_status_created"), "status", "created_at", "id"),
@@ -320,6 +335,118 @@ def build_tables(prefix: str = "", schema: str | None = None) -> Tables:
         Index(n("ux_wallet_ledger_idempotency_key"), "idempotency_key", unique=True),
     )
 
+    payment_attempts = Table(
+        n("payment_attempts"),
+        md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("order_id", Integer, ForeignKey(fk("orders")), nullable=False),
+        Column("channel", String(32), nullable=False),
+        Column("method", String(16), nullable=False),
+        Column("out_trade_no", String(64), nullable=False),
+        Column("currency", String(10), nullable=False),
+        _money("amount"),
+        Column("status", String(16), nullable=False),
+        Column("channel_trade_no", String(128), nullable=True),
+        _money("received", nullable=True),
+        Column("checkout", Text, nullable=True),
+        Column("proof_reference", String(200), nullable=True),
+        Column("proof_file", String(500), nullable=True),
+        Column("failure_reason", Text, nullable=True),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("updated_at", UTCDateTime, nullable=False),
+        Column("paid_at", UTCDateTime, nullable=True),
+        Column("expires_at", UTCDateTime, nullable=True),
+        Column("next_check_at", UTCDateTime, nullable=True),
+        Column("check_count", Integer, nullable=False, server_default="0"),
+        UniqueConstraint("out_trade_no", name=n("uq_payment_attempts_out_trade_no")),
+        Index(n("ix_payment_attempts_order"), "order_id", "id"),
+        Index(n("ix_payment_attempts_check"), "next_check_at"),
+        Index(n("ix_payment_attempts_status"), "status", "created_at"),
+    )
+
+    payment_operations = Table(
+        n("payment_operations"),
+        md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("attempt_id", Integer, ForeignKey(fk("payment_attempts")), nullable=True),
+        Column("refund_id", Integer, nullable=True),
+        Column("kind", String(16), nullable=False),
+        Column("idempotency_key", String(128), nullable=False),
+        Column("state", String(16), nullable=False),
+        Column("request", Text, nullable=True),
+        Column("response", Text, nullable=True),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("finished_at", UTCDateTime, nullable=True),
+        UniqueConstraint("idempotency_key", name=n("uq_payment_operations_key")),
+        Index(n("ix_payment_operations_attempt"), "attempt_id", "id"),
+    )
+
+    inbox = Table(
+        n("inbox"),
+        md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("channel", String(32), nullable=False),
+        Column("received_at", UTCDateTime, nullable=False),
+        Column("remote_addr", String(64), nullable=True),
+        Column("headers", Text, nullable=False),
+        Column("body", LargeBinary, nullable=False),
+        Column("status", String(16), nullable=False),
+        Column("reason", Text, nullable=True),
+        Column("out_trade_no", String(64), nullable=True),
+        Column("order_number", String(32), nullable=True),
+        Column("processed_at", UTCDateTime, nullable=True),
+        Column("replay_of", Integer, nullable=True),
+        Index(n("ix_inbox_received"), "received_at", "id"),
+        Index(n("ix_inbox_order"), "order_number", "id"),
+    )
+
+    payment_events = Table(
+        n("payment_events"),
+        md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("event_key", String(200), nullable=False),
+        Column("attempt_id", Integer, ForeignKey(fk("payment_attempts")), nullable=True),
+        Column("inbox_id", Integer, nullable=True),
+        Column("applied_at", UTCDateTime, nullable=False),
+        UniqueConstraint("event_key", name=n("uq_payment_events_key")),
+    )
+
+    anomalies = Table(
+        n("anomalies"),
+        md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("order_id", Integer, ForeignKey(fk("orders")), nullable=True),
+        Column("attempt_id", Integer, ForeignKey(fk("payment_attempts")), nullable=True),
+        Column("kind", String(32), nullable=False),
+        Column("status", String(24), nullable=False),
+        Column("evidence", Text, nullable=False),
+        Column("dedupe_key", String(200), nullable=False),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("updated_at", UTCDateTime, nullable=False),
+        Column("resolved_at", UTCDateTime, nullable=True),
+        Column("resolution", Text, nullable=True),
+        UniqueConstraint("dedupe_key", name=n("uq_anomalies_dedupe")),
+        Index(n("ix_anomalies_status"), "status", "id"),
+        Index(n("ix_anomalies_order"), "order_id"),
+    )
+
+    outbox = Table(
+        n("outbox"),
+        md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("event_id", String(36), nullable=False),
+        Column("kind", String(64), nullable=False),
+        Column("order_number", String(32), nullable=True),
+        Column("payload", Text, nullable=False),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("available_at", UTCDateTime, nullable=False),
+        Column("attempts", Integer, nullable=False, server_default="0"),
+        Column("delivered_at", UTCDateTime, nullable=True),
+        Column("last_error", Text, nullable=True),
+        UniqueConstraint("event_id", name=n("uq_outbox_event_id")),
+        Index(n("ix_outbox_pending"), "delivered_at", "available_at"),
+    )
+
     return Tables(
         metadata=md,
         prefix=prefix,
@@ -337,4 +464,10 @@ def build_tables(prefix: str = "", schema: str | None = None) -> Tables:
         coupon_redemptions=coupon_redemptions,
         wallet_accounts=wallet_accounts,
         wallet_ledger=wallet_ledger,
+        payment_attempts=payment_attempts,
+        payment_operations=payment_operations,
+        payment_events=payment_events,
+        inbox=inbox,
+        anomalies=anomalies,
+        outbox=outbox,
     )

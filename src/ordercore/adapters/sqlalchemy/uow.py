@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from types import TracebackType
 
 from sqlalchemy import Connection, Engine
 
 from ordercore._audit import AuditEntry
+from ordercore._payments_domain import PaymentAttempt
 
 from .coupons import CouponRepository
+from .payments import PaymentRepository
 from .repositories import AuditRepository, CustomerRepository, OrderRepository, ProductRepository
 from .tables import Tables
 from .wallet import WalletRepository
@@ -33,12 +36,14 @@ class UnitOfWork:
     audit: AuditRepository
     coupons: CouponRepository
     wallet: WalletRepository
+    payments: PaymentRepository
 
     def __init__(self, engine: Engine, tables: Tables, audit_key: bytes | None = None) -> None:
         self.engine = engine
         self.tables = tables
         self.audit_key = audit_key
         self._entries: list[AuditEntry] = []
+        self._attempts: list[PaymentAttempt] = []
         self._committed = False
 
     def __enter__(self) -> UnitOfWork:
@@ -50,6 +55,7 @@ class UnitOfWork:
         self.orders = OrderRepository(self.conn, self.tables, self.audit)
         self.coupons = CouponRepository(self.conn, self.tables)
         self.wallet = WalletRepository(self.conn, self.tables)
+        self.payments = PaymentRepository(self.conn, self.tables)
         return self
 
     def __exit__(
@@ -68,17 +74,31 @@ class UnitOfWork:
         """Queue an audit entry; it is stored at commit, in this transaction."""
         self._entries.append(entry)
 
+    def save_attempt(self, attempt: PaymentAttempt, now: datetime) -> None:
+        """Write a payment attempt back; its audit entries are stored at commit."""
+        if attempt.id is None:
+            self.payments.add_attempt(attempt, now)
+        else:
+            self.payments.save_attempt(attempt, now)
+        if all(a is not attempt for a in self._attempts):
+            self._attempts.append(attempt)
+
     def commit(self) -> None:
         entries = list(self._entries)
         for order in self.orders.seen.values():
             if order.pending_audit:
                 self.orders.save(order)
                 entries.extend(order.pending_audit)
+        for attempt in self._attempts:
+            entries.extend(attempt.pending_audit)
         entries.sort(key=lambda e: e.at)
         self.audit.append(entries)
         self._tx.commit()
         for order in self.orders.seen.values():
             order.pending_audit.clear()
+        for attempt in self._attempts:
+            attempt.pending_audit.clear()
+        self._attempts.clear()
         self._entries.clear()
         self._committed = True
 

@@ -1,0 +1,588 @@
+"""Payment attempts, platform operations, the inbox, applied events, anomalies, the outbox
+and activation bookkeeping."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Row, and_, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ordercore._audit import canonical_json
+from ordercore._errors import NotFound, PaymentNotFound
+from ordercore._money import Money, get_currency
+from ordercore._payments_domain import Anomaly, AnomalyKind, AnomalyStatus, PaymentAttempt
+from ordercore._plugins import OutboxMessage
+from ordercore._state import OrderStatus, PaymentStatus
+
+from .tables import Tables
+
+__all__ = ["PaymentRepository"]
+
+
+class PaymentRepository:
+    """Everything the payment engine stores. Never commits."""
+
+    def __init__(self, conn: Connection, tables: Tables) -> None:
+        self.conn = conn
+        self.tables = tables
+        self.a = tables.payment_attempts
+        self.o = tables.orders
+
+    # -- attempts -----------------------------------------------------------------------
+    def _attempt(self, row: Row[Any]) -> PaymentAttempt:
+        currency = get_currency(row.currency)
+        return PaymentAttempt(
+            id=row.id,
+            order_id=row.order_id,
+            order_number=row.number,
+            channel=row.channel,
+            method=row.method,
+            out_trade_no=row.out_trade_no,
+            amount=Money.from_minor(row.amount_minor, currency),
+            created_at=row.created_at,
+            status=PaymentStatus(row.status),
+            channel_trade_no=row.channel_trade_no,
+            received=None
+            if row.received_minor is None
+            else Money.from_minor(row.received_minor, currency),
+            checkout=None if row.checkout is None else json.loads(row.checkout),
+            proof_reference=row.proof_reference,
+            proof_file=row.proof_file,
+            failure_reason=row.failure_reason,
+            paid_at=row.paid_at,
+            expires_at=row.expires_at,
+            next_check_at=row.next_check_at,
+            check_count=row.check_count,
+        )
+
+    def _attempt_select(self) -> Any:
+        return select(self.a, self.o.c.number).select_from(
+            self.a.join(self.o, self.o.c.id == self.a.c.order_id)
+        )
+
+    def _values(self, attempt: PaymentAttempt, now: datetime) -> dict[str, Any]:
+        return {
+            "status": attempt.status.value,
+            "channel_trade_no": attempt.channel_trade_no,
+            "received_minor": None if attempt.received is None else attempt.received.to_minor(),
+            "checkout": None if attempt.checkout is None else canonical_json(attempt.checkout),
+            "proof_reference": attempt.proof_reference,
+            "proof_file": attempt.proof_file,
+            "failure_reason": attempt.failure_reason,
+            "paid_at": attempt.paid_at,
+            "expires_at": attempt.expires_at,
+            "next_check_at": attempt.next_check_at,
+            "check_count": attempt.check_count,
+            "updated_at": now,
+        }
+
+    def add_attempt(self, attempt: PaymentAttempt, now: datetime) -> PaymentAttempt:
+        result = self.conn.execute(
+            insert(self.a).values(
+                order_id=attempt.order_id,
+                channel=attempt.channel,
+                method=attempt.method,
+                out_trade_no=attempt.out_trade_no,
+                currency=attempt.amount.currency.code,
+                amount_minor=attempt.amount.to_minor(),
+                created_at=attempt.created_at,
+                **self._values(attempt, now),
+            )
+        )
+        pk = result.inserted_primary_key
+        assert pk is not None
+        attempt.id = int(pk[0])
+        return attempt
+
+    def save_attempt(self, attempt: PaymentAttempt, now: datetime) -> None:
+        self.conn.execute(
+            update(self.a).where(self.a.c.id == attempt.id).values(**self._values(attempt, now))
+        )
+
+    def attempt(self, out_trade_no: str, *, lock: bool = False) -> PaymentAttempt:
+        query = self._attempt_select().where(self.a.c.out_trade_no == out_trade_no)
+        if lock:
+            query = query.with_for_update(of=self.a)
+        row = self.conn.execute(query).first()
+        if row is None:
+            raise PaymentNotFound(f"no payment attempt {out_trade_no!r}", out_trade_no=out_trade_no)
+        return self._attempt(row)
+
+    def find_attempt(self, out_trade_no: str) -> PaymentAttempt | None:
+        row = self.conn.execute(
+            self._attempt_select().where(self.a.c.out_trade_no == out_trade_no)
+        ).first()
+        return None if row is None else self._attempt(row)
+
+    def attempts_for(self, order_id: int) -> list[PaymentAttempt]:
+        rows = self.conn.execute(
+            self._attempt_select().where(self.a.c.order_id == order_id).order_by(self.a.c.id)
+        )
+        return [self._attempt(r) for r in rows]
+
+    def list_attempts(
+        self, *, limit: int, before_id: int | None = None, status: str | None = None
+    ) -> builtins.list[PaymentAttempt]:
+        query = self._attempt_select().order_by(self.a.c.id.desc()).limit(limit)
+        if before_id is not None:
+            query = query.where(self.a.c.id < before_id)
+        if status is not None:
+            query = query.where(self.a.c.status == status)
+        return [self._attempt(r) for r in self.conn.execute(query)]
+
+    def due_for_check(self, now: datetime, *, limit: int) -> builtins.list[str]:
+        """Open attempts whose next reconciliation check is due (skipping rows another runner
+        holds, on PostgreSQL)."""
+        query = (
+            select(self.a.c.out_trade_no)
+            .where(
+                and_(
+                    self.a.c.next_check_at <= now,
+                    self.a.c.status.in_([PaymentStatus.PENDING.value, PaymentStatus.UNKNOWN.value]),
+                )
+            )
+            .order_by(self.a.c.next_check_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list(self.conn.execute(query).scalars())
+
+    def postpone_check(self, out_trade_no: str, until: datetime) -> None:
+        self.conn.execute(
+            update(self.a)
+            .where(self.a.c.out_trade_no == out_trade_no)
+            .values(next_check_at=until, check_count=self.a.c.check_count + 1)
+        )
+
+    # -- operations --------------------------------------------------------------------
+    def start_operation(
+        self,
+        *,
+        kind: str,
+        idempotency_key: str,
+        now: datetime,
+        attempt_id: int | None = None,
+        refund_id: int | None = None,
+        request: dict[str, Any] | None = None,
+    ) -> int:
+        t = self.tables.payment_operations
+        result = self.conn.execute(
+            insert(t).values(
+                attempt_id=attempt_id,
+                refund_id=refund_id,
+                kind=kind,
+                idempotency_key=idempotency_key,
+                state="pending",
+                request=None if request is None else canonical_json(request),
+                created_at=now,
+            )
+        )
+        pk = result.inserted_primary_key
+        assert pk is not None
+        return int(pk[0])
+
+    def finish_operation(
+        self, operation_id: int, *, state: str, now: datetime, response: dict[str, Any]
+    ) -> None:
+        t = self.tables.payment_operations
+        self.conn.execute(
+            update(t)
+            .where(t.c.id == operation_id)
+            .values(state=state, response=canonical_json(response), finished_at=now)
+        )
+
+    def operations_for(self, attempt_id: int) -> builtins.list[dict[str, Any]]:
+        t = self.tables.payment_operations
+        rows = self.conn.execute(select(t).where(t.c.attempt_id == attempt_id).order_by(t.c.id))
+        return [
+            {
+                "id": r.id,
+                "kind": r.kind,
+                "idempotency_key": r.idempotency_key,
+                "state": r.state,
+                "request": None if r.request is None else json.loads(r.request),
+                "response": None if r.response is None else json.loads(r.response),
+                "created_at": r.created_at,
+                "finished_at": r.finished_at,
+            }
+            for r in rows
+        ]
+
+    # -- inbox ----------------------------------------------------------------------------
+    def add_inbox(
+        self,
+        *,
+        channel: str,
+        headers: dict[str, str],
+        body: bytes,
+        remote_addr: str | None,
+        now: datetime,
+        replay_of: int | None = None,
+    ) -> int:
+        t = self.tables.inbox
+        result = self.conn.execute(
+            insert(t).values(
+                channel=channel,
+                received_at=now,
+                remote_addr=remote_addr,
+                headers=canonical_json(headers),
+                body=body,
+                status="received",
+                replay_of=replay_of,
+            )
+        )
+        pk = result.inserted_primary_key
+        assert pk is not None
+        return int(pk[0])
+
+    def mark_inbox(
+        self,
+        inbox_id: int,
+        *,
+        status: str,
+        now: datetime,
+        reason: str | None = None,
+        out_trade_no: str | None = None,
+        order_number: str | None = None,
+    ) -> None:
+        t = self.tables.inbox
+        self.conn.execute(
+            update(t)
+            .where(t.c.id == inbox_id)
+            .values(
+                status=status,
+                reason=reason,
+                out_trade_no=out_trade_no,
+                order_number=order_number,
+                processed_at=now,
+            )
+        )
+
+    def _inbox(self, row: Row[Any]) -> dict[str, Any]:
+        return {
+            "id": row.id,
+            "channel": row.channel,
+            "received_at": row.received_at,
+            "remote_addr": row.remote_addr,
+            "headers": json.loads(row.headers),
+            "body": bytes(row.body),
+            "status": row.status,
+            "reason": row.reason,
+            "out_trade_no": row.out_trade_no,
+            "order_number": row.order_number,
+            "processed_at": row.processed_at,
+            "replay_of": row.replay_of,
+        }
+
+    def inbox_entry(self, inbox_id: int) -> dict[str, Any]:
+        t = self.tables.inbox
+        row = self.conn.execute(select(t).where(t.c.id == inbox_id)).first()
+        if row is None:
+            raise NotFound(f"no stored notification #{inbox_id}", inbox_id=inbox_id)
+        return self._inbox(row)
+
+    def inbox_list(
+        self,
+        *,
+        limit: int,
+        before_id: int | None = None,
+        status: str | None = None,
+        order_number: str | None = None,
+        channel: str | None = None,
+    ) -> builtins.list[dict[str, Any]]:
+        t = self.tables.inbox
+        query = select(t).order_by(t.c.id.desc()).limit(limit)
+        if before_id is not None:
+            query = query.where(t.c.id < before_id)
+        if status is not None:
+            query = query.where(t.c.status == status)
+        if order_number is not None:
+            query = query.where(t.c.order_number == order_number)
+        if channel is not None:
+            query = query.where(t.c.channel == channel)
+        return [self._inbox(r) for r in self.conn.execute(query)]
+
+    # -- applied events (dedupe) ----------------------------------------------------------
+    def claim_event(
+        self, event_key: str, *, attempt_id: int | None, inbox_id: int | None, now: datetime
+    ) -> bool:
+        """Record that ``event_key`` is applied; False if it was before (a duplicate)."""
+        t = self.tables.payment_events
+        if self.conn.execute(select(t.c.id).where(t.c.event_key == event_key)).first():
+            return False
+        try:
+            with self.conn.begin_nested():
+                self.conn.execute(
+                    insert(t).values(
+                        event_key=event_key,
+                        attempt_id=attempt_id,
+                        inbox_id=inbox_id,
+                        applied_at=now,
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    # -- anomalies ------------------------------------------------------------------------
+    def open_anomaly(
+        self,
+        *,
+        kind: AnomalyKind,
+        dedupe_key: str,
+        evidence: dict[str, Any],
+        now: datetime,
+        order_id: int | None = None,
+        attempt_id: int | None = None,
+    ) -> tuple[int, bool]:
+        """Open an anomaly unless one with ``dedupe_key`` exists: ``(id, created)``."""
+        t = self.tables.anomalies
+        existing = self.conn.execute(select(t.c.id).where(t.c.dedupe_key == dedupe_key)).first()
+        if existing is not None:
+            return int(existing.id), False
+        result = self.conn.execute(
+            insert(t).values(
+                order_id=order_id,
+                attempt_id=attempt_id,
+                kind=kind.value,
+                status=AnomalyStatus.OPEN.value,
+                evidence=canonical_json(evidence),
+                dedupe_key=dedupe_key,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        pk = result.inserted_primary_key
+        assert pk is not None
+        return int(pk[0]), True
+
+    def _anomaly_select(self) -> Any:
+        t = self.tables.anomalies
+        return select(t, self.o.c.number, self.a.c.out_trade_no).select_from(
+            t.outerjoin(self.o, self.o.c.id == t.c.order_id).outerjoin(
+                self.a, self.a.c.id == t.c.attempt_id
+            )
+        )
+
+    @staticmethod
+    def _anomaly(row: Row[Any]) -> Anomaly:
+        return Anomaly(
+            id=row.id,
+            kind=AnomalyKind(row.kind),
+            status=AnomalyStatus(row.status),
+            evidence=json.loads(row.evidence),
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            order_number=row.number,
+            out_trade_no=row.out_trade_no,
+            resolved_at=row.resolved_at,
+            resolution=row.resolution,
+        )
+
+    def anomaly(self, anomaly_id: int, *, lock: bool = False) -> Anomaly:
+        t = self.tables.anomalies
+        query = self._anomaly_select().where(t.c.id == anomaly_id)
+        if lock:
+            query = query.with_for_update(of=t)
+        row = self.conn.execute(query).first()
+        if row is None:
+            raise NotFound(f"no anomaly #{anomaly_id}", anomaly_id=anomaly_id)
+        return self._anomaly(row)
+
+    def anomalies(
+        self,
+        *,
+        limit: int,
+        before_id: int | None = None,
+        status: str | None = None,
+        kind: str | None = None,
+        order_id: int | None = None,
+    ) -> builtins.list[Anomaly]:
+        t = self.tables.anomalies
+        query = self._anomaly_select().order_by(t.c.id.desc()).limit(limit)
+        if before_id is not None:
+            query = query.where(t.c.id < before_id)
+        if status is not None:
+            query = query.where(t.c.status == status)
+        if kind is not None:
+            query = query.where(t.c.kind == kind)
+        if order_id is not None:
+            query = query.where(t.c.order_id == order_id)
+        return [self._anomaly(r) for r in self.conn.execute(query)]
+
+    def update_anomaly(
+        self,
+        anomaly_id: int,
+        *,
+        status: AnomalyStatus,
+        now: datetime,
+        resolution: str | None = None,
+    ) -> None:
+        t = self.tables.anomalies
+        values: dict[str, Any] = {"status": status.value, "updated_at": now}
+        if status is AnomalyStatus.RESOLVED:
+            values.update(resolved_at=now, resolution=resolution)
+        self.conn.execute(update(t).where(t.c.id == anomaly_id).values(**values))
+
+    # -- outbox ---------------------------------------------------------------------------
+    def add_outbox(
+        self, kind: str, order_number: str | None, payload: dict[str, Any], now: datetime
+    ) -> str:
+        t = self.tables.outbox
+        event_id = str(uuid.uuid4())
+        self.conn.execute(
+            insert(t).values(
+                event_id=event_id,
+                kind=kind,
+                order_number=order_number,
+                payload=canonical_json(payload),
+                created_at=now,
+                available_at=now,
+                attempts=0,
+            )
+        )
+        return event_id
+
+    def claim_outbox(
+        self, now: datetime, *, limit: int, lease: timedelta
+    ) -> builtins.list[OutboxMessage]:
+        """Take due messages for delivery: lock them (skipping other runners' rows), push
+        their next availability past the lease, count the attempt."""
+        t = self.tables.outbox
+        rows = self.conn.execute(
+            select(t)
+            .where(and_(t.c.delivered_at.is_(None), t.c.available_at <= now))
+            .order_by(t.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        if rows:
+            self.conn.execute(
+                update(t)
+                .where(t.c.id.in_([r.id for r in rows]))
+                .values(available_at=now + lease, attempts=t.c.attempts + 1)
+            )
+        return [
+            OutboxMessage(
+                id=r.event_id,
+                kind=r.kind,
+                order_number=r.order_number,
+                payload=json.loads(r.payload),
+                created_at=r.created_at,
+            )
+            for r in rows
+        ]
+
+    def outbox_done(self, event_id: str, now: datetime) -> None:
+        t = self.tables.outbox
+        self.conn.execute(
+            update(t).where(t.c.event_id == event_id).values(delivered_at=now, last_error=None)
+        )
+
+    def outbox_failed(self, event_id: str, error: str, retry_at: datetime) -> None:
+        t = self.tables.outbox
+        self.conn.execute(
+            update(t)
+            .where(t.c.event_id == event_id)
+            .values(available_at=retry_at, last_error=error[:2000])
+        )
+
+    def outbox_messages(
+        self, *, order_number: str | None = None, undelivered: bool = False
+    ) -> builtins.list[dict[str, Any]]:
+        t = self.tables.outbox
+        query = select(t).order_by(t.c.id)
+        if order_number is not None:
+            query = query.where(t.c.order_number == order_number)
+        if undelivered:
+            query = query.where(t.c.delivered_at.is_(None))
+        return [
+            {
+                "event_id": r.event_id,
+                "kind": r.kind,
+                "order_number": r.order_number,
+                "payload": json.loads(r.payload),
+                "attempts": r.attempts,
+                "delivered_at": r.delivered_at,
+                "last_error": r.last_error,
+            }
+            for r in self.conn.execute(query)
+        ]
+
+    # -- activation -----------------------------------------------------------------------
+    def activation(self, order_id: int) -> dict[str, Any]:
+        o = self.o
+        row = self.conn.execute(
+            select(
+                o.c.activation_mode,
+                o.c.activation_due_at,
+                o.c.activation_attempts,
+                o.c.activation_error,
+            ).where(o.c.id == order_id)
+        ).one()
+        return {
+            "mode": row.activation_mode,
+            "due_at": row.activation_due_at,
+            "attempts": row.activation_attempts,
+            "error": row.activation_error,
+        }
+
+    def set_activation(self, order_id: int, **values: Any) -> None:
+        allowed = {"mode", "due_at", "attempts", "error", "locked_until"}
+        unknown = set(values) - allowed
+        assert not unknown, unknown
+        self.conn.execute(
+            update(self.o)
+            .where(self.o.c.id == order_id)
+            .values(**{f"activation_{k}": v for k, v in values.items()})
+        )
+
+    def claim_activations(
+        self, now: datetime, *, limit: int, lease: timedelta
+    ) -> builtins.list[tuple[str, int]]:
+        """Paid orders whose activation is due and not held by another runner: lease them.
+        Returns ``(number, attempt number)`` pairs."""
+        o = self.o
+        rows = self.conn.execute(
+            select(o.c.id, o.c.number, o.c.activation_attempts)
+            .where(
+                and_(
+                    o.c.status == OrderStatus.PAID.value,
+                    o.c.activation_due_at <= now,
+                    or_(o.c.activation_locked_until.is_(None), o.c.activation_locked_until < now),
+                )
+            )
+            .order_by(o.c.activation_due_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        if rows:
+            self.conn.execute(
+                update(o)
+                .where(o.c.id.in_([r.id for r in rows]))
+                .values(activation_locked_until=now + lease)
+            )
+        return [(r.number, int(r.activation_attempts) + 1) for r in rows]
+
+    def order_id(self, number: str) -> int:
+        value = self.conn.execute(select(self.o.c.id).where(self.o.c.number == number)).scalar()
+        if value is None:
+            raise NotFound(f"no order {number!r}", order=number)
+        return int(value)
+
+    def open_attempt_orders(self, now: datetime, *, limit: int) -> builtins.list[str]:
+        """Pending orders past their payment deadline (the timeout job's work list)."""
+        o = self.o
+        query = (
+            select(o.c.number)
+            .where(and_(o.c.status == OrderStatus.PENDING.value, o.c.payment_deadline < now))
+            .order_by(o.c.payment_deadline)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list(self.conn.execute(query).scalars())
