@@ -35,6 +35,7 @@ from ._errors import (
     InvalidAmount,
     InvalidField,
     InvalidQuantity,
+    OrderCoreError,
     OutOfStock,
     PermissionDenied,
     ProductInactive,
@@ -42,6 +43,7 @@ from ._errors import (
 from ._listing import OrderFilter, Page
 from ._money import Money, get_currency
 from ._numbers import OrderNumberGenerator
+from ._payments_domain import Anomaly, PaymentAttempt
 from ._permissions import Permission
 from ._pricing import Coupon, CouponKind, ManualDiscount, UseAll, price_order
 from ._state import CancelReason, OrderStatus, Transition
@@ -53,6 +55,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AuditService",
+    "BatchResult",
     "CouponService",
     "CustomerService",
     "NewCustomer",
@@ -670,6 +673,16 @@ def _coupon_audit(coupon: Coupon) -> dict[str, Any]:
 
 # -------------------------------------------------------------------------------- orders
 @frozen
+class BatchResult:
+    """One order's outcome in a batch operation."""
+
+    number: str
+    ok: bool
+    error: str | None = None
+    error_type: str | None = None
+
+
+@frozen
 class OrderDetails:
     """An order with its customer, its full audit log (operation log) and its wallet entries."""
 
@@ -678,6 +691,9 @@ class OrderDetails:
     log: tuple[AuditRecord, ...]
     coupons: tuple[tuple[str, str], ...] = ()
     wallet_entries: tuple[LedgerEntry, ...] = ()
+    payments: tuple[PaymentAttempt, ...] = ()
+    anomalies: tuple[Anomaly, ...] = ()
+    activation: Mapping[str, Any] | None = None
 
 
 def products_of(uow: UnitOfWork, lines: Sequence[OrderLine]) -> list[Product]:
@@ -980,6 +996,9 @@ class OrderService(_Service):
                 log=tuple(uow.audit.for_entity("order", number)),
                 coupons=tuple(uow.coupons.for_order(order.id)),
                 wallet_entries=tuple(uow.wallet.for_order(order.id)),
+                payments=tuple(uow.payments.attempts_for(order.id)),
+                anomalies=tuple(uow.payments.anomalies(limit=100, order_id=order.id)),
+                activation=uow.payments.activation(order.id),
             )
 
         try:
@@ -1142,6 +1161,39 @@ class OrderService(_Service):
                 done.append(number)
         return done
 
+    def batch(
+        self, action: str, numbers: Sequence[str], *, actor: Actor, reason: str | None = None
+    ) -> builtins.list[BatchResult]:
+        """Apply ``action`` (``approve`` a transfer under review, ``activate``, ``cancel``) to
+        each order in turn; a failure is reported for that order and the rest go on."""
+        if action not in ("approve", "activate", "cancel"):
+            raise InvalidField("batch action must be approve, activate or cancel", field="action")
+        results: builtins.list[BatchResult] = []
+        for number in numbers:
+            try:
+                if action == "cancel":
+                    self.cancel(
+                        number, actor=actor, reason=CancelReason.ADMIN, note=reason or "batch"
+                    )
+                elif action == "activate":
+                    self._core.payments.schedule_activation(number, actor=actor)
+                else:
+                    waiting = [
+                        a
+                        for a in self._core.payments.attempts(number)
+                        if a.status.value == "awaiting_review"
+                    ]
+                    if not waiting:
+                        raise InvalidField(
+                            f"order {number} has no payment awaiting review", field="order"
+                        )
+                    self._core.payments.approve(waiting[-1].out_trade_no, actor=actor, note=reason)
+            except OrderCoreError as exc:
+                results.append(BatchResult(number, False, str(exc), type(exc).__name__))
+            else:
+                results.append(BatchResult(number, True))
+        return results
+
     def record_refund(
         self, number: str, *, amount: Money, actor: Actor, reason: str | None = None
     ) -> Transition[Any, Any] | None:
@@ -1197,7 +1249,15 @@ class AuditService(_Service):
     def verify(self) -> ChainVerdict:
         """Recompute the whole chain; the verdict names the first broken record."""
         key = self._core.settings.audit_key
-        return self._read(lambda uow: verify_chain(uow.audit.records(), key, uow.audit.head()))
+
+        def work(uow: UnitOfWork) -> ChainVerdict:
+            # Read the head first and stop there: records past it were committed after it was
+            # read (every append moves the head in its own transaction), not tampered with.
+            head = uow.audit.head()
+            upto = None if head is None else head[0]
+            return verify_chain(uow.audit.records(upto=upto), key, head)
+
+        return self._read(work)
 
     def records(self, entity_kind: str, entity_id: str) -> list[AuditRecord]:
         return self._read(lambda uow: uow.audit.for_entity(entity_kind, entity_id))

@@ -16,10 +16,13 @@ from ._audit import AuditRecord, iso_utc
 from ._domain import Customer, Order, Product, SpecValue
 from ._listing import OrderSummary
 from ._money import Money
+from ._payments_domain import Anomaly, PaymentAttempt
 from ._pricing import Coupon
 from ._wallet import LedgerEntry, WalletSnapshot
 
 __all__ = [
+    "anomaly_view",
+    "attempt_view",
     "audit_record_view",
     "coupon_view",
     "customer_view",
@@ -91,6 +94,44 @@ def coupon_view(coupon: Coupon, uses: int | None = None) -> dict[str, Any]:
         "products": sorted(coupon.skus),
         "active": coupon.active,
         "uses": uses,
+    }
+
+
+def attempt_view(attempt: PaymentAttempt) -> dict[str, Any]:
+    return {
+        "out_trade_no": attempt.out_trade_no,
+        "order": attempt.order_number,
+        "channel": attempt.channel,
+        "method": attempt.method,
+        "status": attempt.status.value,
+        "amount": str(attempt.amount.amount),
+        "currency": attempt.amount.currency.code,
+        "received": None if attempt.received is None else str(attempt.received.amount),
+        "channel_trade_no": attempt.channel_trade_no,
+        "checkout": dict(attempt.checkout) if attempt.checkout else None,
+        "proof": None
+        if attempt.proof_reference is None
+        else {"reference": attempt.proof_reference, "file": attempt.proof_file},
+        "failure_reason": attempt.failure_reason,
+        "created_at": _time(attempt.created_at),
+        "paid_at": _time(attempt.paid_at),
+        "expires_at": _time(attempt.expires_at),
+        "next_check_at": _time(attempt.next_check_at),
+    }
+
+
+def anomaly_view(anomaly: Anomaly) -> dict[str, Any]:
+    return {
+        "id": anomaly.id,
+        "kind": anomaly.kind.value,
+        "status": anomaly.status.value,
+        "order": anomaly.order_number,
+        "out_trade_no": anomaly.out_trade_no,
+        "evidence": dict(anomaly.evidence),
+        "created_at": _time(anomaly.created_at),
+        "updated_at": _time(anomaly.updated_at),
+        "resolved_at": _time(anomaly.resolved_at),
+        "resolution": anomaly.resolution,
     }
 
 
@@ -179,6 +220,9 @@ def order_view(
     *,
     coupons: tuple[tuple[str, str], ...] = (),
     wallet_entries: tuple[LedgerEntry, ...] = (),
+    payments: tuple[PaymentAttempt, ...] = (),
+    anomalies: tuple[Anomaly, ...] = (),
+    activation: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The full order: breakdown, lines, payments, refunds, history, notes, log."""
     return {
@@ -216,7 +260,16 @@ def order_view(
         "payment_deadline": _time(order.payment_deadline),
         "special": order.special,
         "flags": sorted(order.tags),
-        "payments": [],
+        "payments": [attempt_view(a) for a in payments],
+        "anomalies": [anomaly_view(a) for a in anomalies],
+        "activation": None
+        if activation is None
+        else {
+            "mode": activation["mode"],
+            "due_at": _time(activation["due_at"]),
+            "attempts": activation["attempts"],
+            "error": activation["error"],
+        },
         "refunds": [],
         "history": [
             {

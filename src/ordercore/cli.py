@@ -19,19 +19,21 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from ._actor import Actor, ActorKind
 from ._config import Settings
 from ._core import OrderCore
 from ._domain import QuantityTier
 from ._errors import InvalidField, OrderCoreError
-from ._listing import OrderFilter, date_range, period_range
+from ._listing import OrderFilter, _parse_bound, date_range, load_zone, period_range
 from ._money import Money, to_decimal
 from ._pricing import ManualDiscount, UseAll
-from ._services import NewCustomer
+from ._services import NewCustomer, OrderDetails
 from ._state import CancelReason, OrderStatus
 from ._views import (
+    anomaly_view,
+    attempt_view,
     audit_record_view,
     coupon_view,
     customer_view,
@@ -135,7 +137,12 @@ class _Group(click.Group):
         except SQLAlchemyError as exc:
             if os.environ.get("ORDERCORE_DEBUG"):
                 raise
-            click.echo(f"error: database error: {type(exc).__name__}", err=True)
+            text = str(exc).strip()
+            detail = text.splitlines()[0] if text else type(exc).__name__
+            if isinstance(exc, ArgumentError):  # a malformed URL or an unknown driver
+                click.echo(f"error: the database URL cannot be used ({detail}).", err=True)
+            else:
+                click.echo(f"error: database error ({detail}).", err=True)
             ctx.exit(EXIT_REFUSED)
 
 
@@ -248,8 +255,11 @@ def _cursor_int(cursor: str | None) -> int | None:
 @click.pass_context
 def customers_list(ctx: click.Context, limit: int, cursor: str | None, as_json: bool) -> None:
     """List customers (oldest first)."""
-    items = _core(ctx).customers.list(limit=limit, after_id=_cursor_int(cursor))
-    next_cursor = str(items[-1].id) if len(items) == limit else None
+    core = _core(ctx)
+    items = core.customers.list(limit=limit, after_id=_cursor_int(cursor))
+    # null on the last page: a full page is the last one when nothing follows it
+    more = len(items) == limit and bool(core.customers.list(limit=1, after_id=items[-1].id))
+    next_cursor = str(items[-1].id) if more else None
     if as_json:
         _emit_json({"items": [customer_view(c) for c in items], "next_cursor": next_cursor})
         return
@@ -350,8 +360,10 @@ def products_add(
 @click.pass_context
 def products_list(ctx: click.Context, limit: int, cursor: str | None, as_json: bool) -> None:
     """List products by sku."""
-    items = _core(ctx).products.list(limit=limit, after_sku=cursor)
-    next_cursor = items[-1].sku if len(items) == limit else None
+    core = _core(ctx)
+    items = core.products.list(limit=limit, after_sku=cursor)
+    more = len(items) == limit and bool(core.products.list(limit=1, after_sku=items[-1].sku))
+    next_cursor = items[-1].sku if more else None
     if as_json:
         _emit_json({"items": [product_view(p) for p in items], "next_cursor": next_cursor})
         return
@@ -567,8 +579,7 @@ def coupons() -> None:
 def _when(value: str | None, name: str, zone: str) -> datetime | None:
     if value is None:
         return None
-    start, end = date_range(value, value, zone)
-    return start if name == "valid_from" else end
+    return _parse_time(value, zone, end=name == "valid_until", name=name)
 
 
 @coupons.command("add")
@@ -644,8 +655,10 @@ def coupons_add(
 @click.pass_context
 def coupons_list(ctx: click.Context, limit: int, cursor: str | None, as_json: bool) -> None:
     """List coupons by code."""
-    items = _core(ctx).coupons.list(limit=limit, after_code=cursor)
-    next_cursor = items[-1][0].code if len(items) == limit else None
+    core = _core(ctx)
+    items = core.coupons.list(limit=limit, after_code=cursor)
+    more = len(items) == limit and bool(core.coupons.list(limit=1, after_code=items[-1][0].code))
+    next_cursor = items[-1][0].code if more else None
     if as_json:
         _emit_json({"items": [coupon_view(c, u) for c, u in items], "next_cursor": next_cursor})
         return
@@ -716,9 +729,19 @@ def _parse_item(item: str) -> tuple[str, int]:
 
 
 def _details_json(core: OrderCore, number: str, actor: Actor | None = None) -> dict[str, Any]:
-    d = core.orders.details(number, actor=actor)
+    return _view_of(core.orders.details(number, actor=actor))
+
+
+def _view_of(d: OrderDetails) -> dict[str, Any]:
     return order_view(
-        d.order, d.customer, d.log, coupons=d.coupons, wallet_entries=d.wallet_entries
+        d.order,
+        d.customer,
+        d.log,
+        coupons=d.coupons,
+        wallet_entries=d.wallet_entries,
+        payments=d.payments,
+        anomalies=d.anomalies,
+        activation=d.activation,
     )
 
 
@@ -875,6 +898,7 @@ def orders_list(
     """List orders, newest first, with filters and keyset pagination."""
     core = _core(ctx)
     zone = tz or core.settings.timezone
+    load_zone(zone)  # an unknown --tz is an error even without a date filter
     created_from = created_to = None
     if period and (date_from or date_to):
         raise InvalidField("give --period or --from/--to, not both", field="period")
@@ -996,13 +1020,7 @@ def orders_flag(
 def orders_show(ctx: click.Context, number: str, actor: Actor, as_json: bool) -> None:
     """Show an order: breakdown, lines, history, notes and operation log."""
     details = _core(ctx).orders.details(number, actor=actor)
-    view = order_view(
-        details.order,
-        details.customer,
-        details.log,
-        coupons=details.coupons,
-        wallet_entries=details.wallet_entries,
-    )
+    view = _view_of(details)
     if as_json:
         _emit_json(view)
         return
@@ -1039,6 +1057,479 @@ def orders_show(ctx: click.Context, number: str, actor: Actor, as_json: bool) ->
     console.print(history)
     for note in view["notes"]:
         console.print(f"  note ({note['author']}, {note['at']}): {note['text']}")
+
+
+def _parse_time(value: str, zone: str, *, end: bool = False, name: str = "at") -> datetime:
+    """A date (its first instant, or with ``end`` the first instant of the next day) or an
+    ISO time, local to ``zone`` unless it carries an offset."""
+    return _parse_bound(value, load_zone(zone), name, end=end)
+
+
+@orders.command("pay")
+@click.argument("number")
+@click.option("--channel", required=True, help="balance, bank_transfer, or a plugin's channel.")
+@click.option("--method", default=None, help="qr, h5, page, transfer... [default: the first]")
+@click.option("--client-ip", default=None)
+@_actor_option()
+@json_option
+@click.pass_context
+def orders_pay(
+    ctx: click.Context,
+    number: str,
+    channel: str,
+    method: str | None,
+    client_ip: str | None,
+    actor: Actor,
+    as_json: bool,
+) -> None:
+    """Start paying an order through a channel and print the checkout."""
+    started = _core(ctx).payments.start(
+        number, channel=channel, method=method, actor=actor, client_ip=client_ip
+    )
+    view = attempt_view(started.attempt)
+    if as_json:
+        _emit_json(view)
+        return
+    click.echo(f"attempt {view['out_trade_no']} ({view['channel']}): {view['status']}")
+    checkout = view["checkout"] or {}
+    for key in ("kind", "content", "url", "coin_amount", "message"):
+        if checkout.get(key):
+            click.echo(f"  {key:12} {checkout[key]}")
+
+
+@orders.command("activate")
+@click.argument("number")
+@click.option("--at", "at", default=None, help="ISO time (in the time zone) to activate at.")
+@_actor_option()
+@click.pass_context
+def orders_activate(ctx: click.Context, number: str, at: str | None, actor: Actor) -> None:
+    """Activate a paid order now, or schedule it (--at); `jobs run` does the work."""
+    core = _core(ctx)
+    when = _parse_time(at, core.settings.timezone) if at else None
+    core.payments.schedule_activation(number, actor=actor, at=when)
+    click.echo(f"order {number}: activation {'scheduled for ' + at if at else 'due now'}")
+
+
+@orders.command("batch")
+@click.argument("action", type=click.Choice(["approve", "activate", "cancel"]))
+@click.argument("numbers", nargs=-1, required=True)
+@click.option("--reason", default=None, help="Recorded with each change (cancel needs one).")
+@_actor_option()
+@json_option
+@click.pass_context
+def orders_batch(
+    ctx: click.Context,
+    action: str,
+    numbers: tuple[str, ...],
+    reason: str | None,
+    actor: Actor,
+    as_json: bool,
+) -> None:
+    """Approve transfers, activate or cancel many orders; one result per order."""
+    results = _core(ctx).orders.batch(action, numbers, actor=actor, reason=reason)
+    if as_json:
+        _emit_json(
+            {
+                "items": [
+                    {"number": r.number, "ok": r.ok, "error": r.error, "error_type": r.error_type}
+                    for r in results
+                ],
+                "next_cursor": None,
+            }
+        )
+    else:
+        for r in results:
+            click.echo(f"{r.number}: {'ok' if r.ok else 'failed: ' + (r.error or '')}")
+    if not all(r.ok for r in results):
+        ctx.exit(EXIT_REFUSED)
+
+
+# ------------------------------------------------------------------------------ payments
+@cli.group()
+def payments() -> None:
+    """Payment attempts and transfer reviews."""
+
+
+@payments.command("list")
+@click.option("--status", default=None, help="created, pending, awaiting_review, unknown, ...")
+@click.option("--order", "number", default=None, help="Only this order's attempts.")
+@click.option("--limit", default=50, show_default=True, type=int)
+@click.option("--cursor", default=None)
+@json_option
+@click.pass_context
+def payments_list(
+    ctx: click.Context,
+    status: str | None,
+    number: str | None,
+    limit: int,
+    cursor: str | None,
+    as_json: bool,
+) -> None:
+    """List payment attempts, newest first."""
+    core = _core(ctx)
+    if number:
+        items = core.payments.attempts(number)
+        next_cursor = None
+    else:
+        items = core.payments.list(limit=limit, before_id=_cursor_int(cursor), status=status)
+        next_cursor = str(items[-1].id) if len(items) == limit else None
+    if as_json:
+        _emit_json({"items": [attempt_view(a) for a in items], "next_cursor": next_cursor})
+        return
+    table = Table("attempt", "order", "channel", "status", "amount", "created")
+    for a in items:
+        table.add_row(
+            a.out_trade_no,
+            a.order_number,
+            a.channel,
+            a.status.value,
+            str(a.amount),
+            a.created_at.isoformat(timespec="seconds"),
+        )
+    _console().print(table)
+    if next_cursor:
+        click.echo(f"more: --cursor {next_cursor}")
+
+
+@payments.command("show")
+@click.argument("attempt")
+@json_option
+@click.pass_context
+def payments_show(ctx: click.Context, attempt: str, as_json: bool) -> None:
+    """Show one attempt with its platform operations."""
+    core = _core(ctx)
+    view = attempt_view(core.payments.attempt(attempt))
+    view["operations"] = [
+        {**op, "created_at": str(op["created_at"]), "finished_at": str(op["finished_at"])}
+        for op in core.payments.operations(attempt)
+    ]
+    if as_json:
+        _emit_json(view)
+    else:
+        for key, value in view.items():
+            click.echo(f"{key:16} {'' if value is None else value}")
+
+
+@payments.command("proof")
+@click.argument("attempt")
+@click.option("--reference", required=True, help="The transfer's reference or receipt number.")
+@click.option("--file", "file", default=None, help="Where the receipt is stored.")
+@_actor_option()
+@json_option
+@click.pass_context
+def payments_proof(
+    ctx: click.Context,
+    attempt: str,
+    reference: str,
+    file: str | None,
+    actor: Actor,
+    as_json: bool,
+) -> None:
+    """Attach proof of a bank transfer; the attempt then awaits review."""
+    result = _core(ctx).payments.submit_proof(attempt, reference=reference, file=file, actor=actor)
+    if as_json:
+        _emit_json(attempt_view(result))
+    else:
+        click.echo(f"attempt {attempt}: {result.status.value}")
+
+
+@payments.command("approve")
+@click.argument("attempt")
+@click.option("--note", default=None)
+@_actor_option()
+@json_option
+@click.pass_context
+def payments_approve(
+    ctx: click.Context, attempt: str, note: str | None, actor: Actor, as_json: bool
+) -> None:
+    """Confirm a transfer under review: the order is paid."""
+    result = _core(ctx).payments.approve(attempt, actor=actor, note=note)
+    if as_json:
+        _emit_json(attempt_view(result))
+    else:
+        click.echo(f"attempt {attempt}: approved, order {result.order_number} paid")
+
+
+@payments.command("reject")
+@click.argument("attempt")
+@click.option("--reason", required=True)
+@_actor_option()
+@json_option
+@click.pass_context
+def payments_reject(
+    ctx: click.Context, attempt: str, reason: str, actor: Actor, as_json: bool
+) -> None:
+    """Refuse a transfer's proof: the order is cancelled (reason rejected)."""
+    result = _core(ctx).payments.reject(attempt, actor=actor, reason=reason)
+    if as_json:
+        _emit_json(attempt_view(result))
+    else:
+        click.echo(f"attempt {attempt}: rejected, order {result.order_number} canceled")
+
+
+# ----------------------------------------------------------------------------- callbacks
+@cli.group()
+def callbacks() -> None:
+    """The log of payment notifications: list, show why one was refused, replay."""
+
+
+def _inbox_view(entry: dict[str, Any], *, with_body: bool) -> dict[str, Any]:
+    view = {
+        "id": entry["id"],
+        "channel": entry["channel"],
+        "received_at": entry["received_at"].isoformat(),
+        "remote_addr": entry["remote_addr"],
+        "status": entry["status"],
+        "reason": entry["reason"],
+        "out_trade_no": entry["out_trade_no"],
+        "order": entry["order_number"],
+        "replay_of": entry["replay_of"],
+    }
+    if with_body:
+        view["headers"] = entry["headers"]
+        view["body"] = entry["body"].decode("utf-8", "replace")
+    return view
+
+
+@callbacks.command("list")
+@click.option("--status", default=None, help="applied, duplicate, anomaly, rejected, ignored")
+@click.option("--order", "number", default=None)
+@click.option("--channel", default=None)
+@click.option("--limit", default=50, show_default=True, type=int)
+@click.option("--cursor", default=None)
+@json_option
+@click.pass_context
+def callbacks_list(
+    ctx: click.Context,
+    status: str | None,
+    number: str | None,
+    channel: str | None,
+    limit: int,
+    cursor: str | None,
+    as_json: bool,
+) -> None:
+    """Stored notifications, newest first."""
+    items = _core(ctx).payments.notifications(
+        limit=limit,
+        before_id=_cursor_int(cursor),
+        status=status,
+        order_number=number,
+        channel=channel,
+    )
+    next_cursor = str(items[-1]["id"]) if len(items) == limit else None
+    views = [_inbox_view(e, with_body=False) for e in items]
+    if as_json:
+        _emit_json({"items": views, "next_cursor": next_cursor})
+        return
+    table = Table("id", "received", "channel", "status", "order", "reason")
+    for v in views:
+        table.add_row(
+            str(v["id"]),
+            v["received_at"],
+            v["channel"],
+            v["status"],
+            v["order"] or "",
+            v["reason"] or "",
+        )
+    _console().print(table)
+    if next_cursor:
+        click.echo(f"more: --cursor {next_cursor}")
+
+
+@callbacks.command("show")
+@click.argument("inbox_id", type=int)
+@json_option
+@click.pass_context
+def callbacks_show(ctx: click.Context, inbox_id: int, as_json: bool) -> None:
+    """One stored notification: headers, raw body, outcome and why."""
+    view = _inbox_view(_core(ctx).payments.notification(inbox_id), with_body=True)
+    if as_json:
+        _emit_json(view)
+    else:
+        for key, value in view.items():
+            click.echo(f"{key:14} {'' if value is None else value}")
+
+
+@callbacks.command("replay")
+@click.argument("inbox_id", type=int)
+@_actor_option()
+@json_option
+@click.pass_context
+def callbacks_replay(ctx: click.Context, inbox_id: int, actor: Actor, as_json: bool) -> None:
+    """Process a stored notification again (manually trigger callback processing)."""
+    reply = _core(ctx).payments.replay(inbox_id, actor=actor)
+    data = {"status": reply.status, "body": reply.body.decode("utf-8", "replace")}
+    if as_json:
+        _emit_json(data)
+    else:
+        click.echo(f"replayed #{inbox_id}: HTTP {reply.status} {data['body']}")
+
+
+# ----------------------------------------------------------------------------- anomalies
+@cli.group()
+def anomalies() -> None:
+    """Duplicate payments, amount mismatches, payments after cancel..."""
+
+
+@anomalies.command("list")
+@click.option("--status", default=None, help="open, investigating, contacting, resolved")
+@click.option("--kind", default=None)
+@click.option("--order", "number", default=None)
+@click.option("--limit", default=50, show_default=True, type=int)
+@click.option("--cursor", default=None)
+@json_option
+@click.pass_context
+def anomalies_list(
+    ctx: click.Context,
+    status: str | None,
+    kind: str | None,
+    number: str | None,
+    limit: int,
+    cursor: str | None,
+    as_json: bool,
+) -> None:
+    """List anomalies, newest first."""
+    items = _core(ctx).anomalies.list(
+        limit=limit, before_id=_cursor_int(cursor), status=status, kind=kind, order_number=number
+    )
+    next_cursor = str(items[-1].id) if len(items) == limit else None
+    if as_json:
+        _emit_json({"items": [anomaly_view(a) for a in items], "next_cursor": next_cursor})
+        return
+    table = Table("id", "kind", "status", "order", "attempt", "created")
+    for a in items:
+        table.add_row(
+            str(a.id),
+            a.kind.value,
+            a.status.value,
+            a.order_number or "",
+            a.out_trade_no or "",
+            a.created_at.isoformat(timespec="seconds"),
+        )
+    _console().print(table)
+    if next_cursor:
+        click.echo(f"more: --cursor {next_cursor}")
+
+
+@anomalies.command("show")
+@click.argument("anomaly_id", type=int)
+@json_option
+@click.pass_context
+def anomalies_show(ctx: click.Context, anomaly_id: int, as_json: bool) -> None:
+    """One anomaly with its evidence."""
+    view = anomaly_view(_core(ctx).anomalies.get(anomaly_id))
+    if as_json:
+        _emit_json(view)
+    else:
+        for key, value in view.items():
+            click.echo(f"{key:14} {'' if value is None else value}")
+
+
+@anomalies.command("resolve")
+@click.argument("anomaly_id", type=int)
+@click.option("--resolution", required=True, help="What was done.")
+@_actor_option()
+@json_option
+@click.pass_context
+def anomalies_resolve(
+    ctx: click.Context, anomaly_id: int, resolution: str, actor: Actor, as_json: bool
+) -> None:
+    """Close an anomaly, saying what was done."""
+    anomaly = _core(ctx).anomalies.resolve(anomaly_id, actor=actor, resolution=resolution)
+    if as_json:
+        _emit_json(anomaly_view(anomaly))
+    else:
+        click.echo(f"anomaly #{anomaly_id} resolved")
+
+
+# ---------------------------------------------------------------------------------- jobs
+@cli.command()
+@click.argument("number", required=False)
+@json_option
+@click.pass_context
+def reconcile(ctx: click.Context, number: str | None, as_json: bool) -> None:
+    """Ask the channels about open attempts (of one order, or all that are due)."""
+    core = _core(ctx)
+    if number:
+        attempts = [
+            a
+            for a in core.payments.attempts(number)
+            if a.status.value in ("pending", "unknown", "created")
+        ]
+        results = [core.payments.reconcile(a.out_trade_no) for a in attempts]
+    else:
+        report = core.payments.run_due_jobs()
+        results = []
+        if not as_json:
+            click.echo(f"reconciled {len(report.reconciled)} attempt(s)")
+        else:
+            _emit_json({"reconciled": list(report.reconciled)})
+        return
+    data = [
+        {"out_trade_no": r.out_trade_no, "status": r.status, "reason": r.reason} for r in results
+    ]
+    if as_json:
+        _emit_json({"items": data, "next_cursor": None})
+    else:
+        for item in data:
+            click.echo(f"{item['out_trade_no']}: {item['status']} ({item['reason'] or ''})")
+        if not data:
+            click.echo(f"order {number} has no open payment attempt")
+
+
+@cli.group()
+def jobs() -> None:
+    """Background work: timeouts, reconciliation, activation, notifications."""
+
+
+@jobs.command("run")
+@click.option("--loop", is_flag=True, help="Keep running (Ctrl-C to stop).")
+@click.option(
+    "--interval", default=5.0, show_default=True, type=float, help="Seconds between passes."
+)
+@json_option
+@click.pass_context
+def jobs_run(ctx: click.Context, loop: bool, interval: float, as_json: bool) -> None:
+    """Run due jobs once (or --loop): cancel expired orders, reconcile, activate, deliver."""
+    import time
+
+    core = _core(ctx)
+    while True:
+        report = core.payments.run_due_jobs()
+        data = {
+            "canceled": list(report.canceled),
+            "settled": list(report.settled),
+            "reconciled": list(report.reconciled),
+            "activated": list(report.activated),
+            "activation_failures": list(report.activation_failures),
+            "delivered": report.delivered,
+            "delivery_failures": report.delivery_failures,
+        }
+        if as_json:
+            _emit_json(data)
+        else:
+            click.echo(
+                ", ".join(f"{k} {len(v) if isinstance(v, list) else v}" for k, v in data.items())
+            )
+        if not loop:
+            return
+        try:
+            time.sleep(interval)
+        except KeyboardInterrupt:  # pragma: no cover - interactive
+            return
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int) -> None:
+    """Serve POST /callbacks/{channel} and GET /health for development (WSGI)."""
+    from .web import serve as serve_http
+
+    core = _core(ctx)
+    click.echo(f"ordercore listening on http://{host}:{port} (Ctrl-C to stop)")
+    serve_http(core, host, port)
 
 
 # --------------------------------------------------------------------------------- audit
