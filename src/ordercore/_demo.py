@@ -2,20 +2,118 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from . import testing
 from ._actor import Actor
 from ._core import OrderCore
-from ._domain import QuantityTier
+from ._domain import Order, QuantityTier
 from ._errors import IllegalTransition, PermissionDenied
 from ._listing import OrderFilter
 from ._money import Money
+from ._plugins import ActivationContext, OutboxMessage
 from ._pricing import ManualDiscount, UseAll
 from ._state import CancelReason
+from .hookspecs import hookimpl
+from .testing import FakeGateway, fake_channel_config
+from .web import start_background_server
 
 __all__ = ["run_demo"]
+
+
+class _DemoHost:
+    """The host application's side: activation and notifications (printed by the demo)."""
+
+    def __init__(self) -> None:
+        self.activated: list[str] = []
+        self.notified: list[str] = []
+
+    @hookimpl
+    def ordercore_activate_order(self, order: Order, ctx: ActivationContext) -> None:
+        self.activated.append(order.number)
+
+    @hookimpl
+    def ordercore_notify(self, event: OutboxMessage) -> None:
+        self.notified.append(event.kind)
+
+
+def _pay_orders(
+    core: OrderCore,
+    gateway: FakeGateway,
+    host: _DemoHost,
+    li: int,
+    han: int,
+    say: Callable[..., None],
+) -> None:
+    """Pay orders through the balance, bank-transfer and fake channels; the fake platform's
+    notifications travel over real HTTP to the callback endpoint on loopback."""
+    admin = Actor.operator("alice", "admin")
+    finance = Actor.operator("frank", "finance")
+    server, url = start_background_server(core)
+    try:
+        say(f"callback endpoint listening at {url}/callbacks/{{channel}}")
+        # -- balance
+        core.wallet.credit(li, Money.of("100.00", "CNY"), reason="top-up", actor=admin)
+        order = core.orders.create(customer_id=li, items=[("VPN-1M", 1)], actor=admin)
+        core.payments.start(order.number, channel="balance", actor=Actor.customer(li))
+        say(
+            f"order {order.number}: paid from balance (left: {core.wallet.balance(li, 'CNY')})",
+            order=order.number,
+        )
+        # -- bank transfer, reviewed by finance
+        order = core.orders.create(customer_id=han, items=[("VPN-12M", 1)], actor=admin)
+        started = core.payments.start(order.number, channel="bank_transfer", actor=admin)
+        attempt = started.attempt.out_trade_no
+        core.payments.submit_proof(
+            attempt, reference="ICBC-20261124-0042", actor=Actor.customer(han)
+        )
+        core.payments.approve(attempt, actor=finance, note="seen on the statement")
+        say(f"order {order.number}: bank transfer proof approved by finance", order=order.number)
+        # -- the fake platform, over HTTP
+        order = core.orders.create(
+            customer_id=han, items=[("VPN-1M", 2)], actor=admin, channel="fake"
+        )
+        started = core.payments.start(order.number, channel="fake", method="qr", actor=admin)
+        checkout = started.checkout.content if started.checkout else ""
+        say(f"order {order.number}: QR code {checkout} (payable {order.amounts.payable})")
+        notification = gateway.pay(started.attempt.out_trade_no)
+        status, body = gateway.deliver(f"{url}/callbacks/fake", *notification)
+        again, _ = gateway.deliver(f"{url}/callbacks/fake", *notification)
+        forged, _ = gateway.deliver(
+            f"{url}/callbacks/fake",
+            *gateway.pay(started.attempt.out_trade_no, tamper=True, force=True),
+        )
+        say(
+            f"order {order.number}: signed notification answered HTTP {status} "
+            f"{body.decode()!r}; the same again {again} (nothing changed); "
+            f"a tampered copy {forged} (refused, kept in the inbox)",
+            order=order.number,
+            status=core.orders.get(order.number).status.value,
+        )
+        # -- a payment of the wrong amount is an anomaly, never a payment
+        order = core.orders.create(customer_id=li, items=[("VPN-1M", 1)], actor=admin)
+        started = core.payments.start(order.number, channel="fake", actor=admin)
+        gateway.deliver(
+            f"{url}/callbacks/fake", *gateway.pay(started.attempt.out_trade_no, amount="0.01")
+        )
+        anomaly = core.anomalies.list(order_number=order.number)[0]
+        say(
+            f"order {order.number}: paid 0.01 instead of {order.amounts.payable} — anomaly "
+            f"#{anomaly.id} {anomaly.kind.value}, order still "
+            f"{core.orders.get(order.number).status.value}",
+            order=order.number,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    report = core.payments.run_due_jobs()
+    say(
+        f"jobs: activated {len(report.activated)} order(s) through the host's hook, delivered "
+        f"{report.delivered} notification(s) ({', '.join(sorted(set(host.notified)))})"
+    )
 
 
 def run_demo(database: str | Path) -> list[dict[str, Any]]:
@@ -23,11 +121,16 @@ def run_demo(database: str | Path) -> list[dict[str, Any]]:
     path = Path(database)
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
+    gateway = FakeGateway()
+    host = _DemoHost()
     core = OrderCore.from_url(
         f"sqlite:///{path}",
         points_rate=Decimal("0.01"),
         timezone="Asia/Shanghai",
-        channels={"fakepay": {"fee_percent": "0.6", "fee_borne_by": "customer"}},
+        channels={
+            "fake": fake_channel_config(gateway=gateway, fee_percent="0.6", fee_borne_by="customer")
+        },
+        plugins=[testing, host],
     )
     steps: list[dict[str, Any]] = []
 
@@ -146,7 +249,7 @@ def run_demo(database: str | Path) -> list[dict[str, Any]]:
             coupon="WELCOME20",
             use_balance=Money.of("20.00", "CNY"),
             use_points=500,
-            channel="fakepay",
+            channel="fake",
             idempotency_key="demo-checkout-1",
             actor=Actor.customer(li.id or 0),
         )
@@ -160,7 +263,7 @@ def run_demo(database: str | Path) -> list[dict[str, Any]]:
             coupon="WELCOME20",
             use_balance=Money.of("20.00", "CNY"),
             use_points=500,
-            channel="fakepay",
+            channel="fake",
             idempotency_key="demo-checkout-1",
             actor=Actor.customer(li.id or 0),
         )
@@ -204,6 +307,8 @@ def run_demo(database: str | Path) -> list[dict[str, Any]]:
             f"{li.name} has {len(page.items)} orders: "
             + ", ".join(f"{o.number} {o.status.value}" for o in page.items)
         )
+
+        _pay_orders(core, gateway, host, li.id or 0, han.id or 0, say)
 
         verdict = core.audit.verify()
         say(

@@ -308,11 +308,25 @@ class PaymentService(_Service):
     def _order_paid(
         self, uow: UnitOfWork, order: Order, attempt: PaymentAttempt, now: datetime
     ) -> None:
-        """The order's payable arrived through ``attempt``: mark it paid, consume the coupon,
-        schedule activation, queue the notification. Same transaction as the caller's."""
+        """The order's payable arrived through ``attempt``: mark it paid, then what follows
+        every payment. Same transaction as the caller's."""
         order.mark_paid(
             attempt.amount, Actor.channel(attempt.channel), now, f"attempt {attempt.out_trade_no}"
         )
+        self.after_paid(uow, order, now, channel=attempt.channel, out_trade_no=attempt.out_trade_no)
+
+    def after_paid(
+        self,
+        uow: UnitOfWork,
+        order: Order,
+        now: datetime,
+        *,
+        channel: str | None,
+        out_trade_no: str | None,
+    ) -> None:
+        """What follows every payment of ``order`` (already marked paid), in the caller's
+        transaction: the coupon use is consumed, activation is scheduled by its mode, the
+        ``order.paid`` notification is queued, and other open attempts are cancelled."""
         assert order.id is not None
         uow.coupons.consume(order.id, now)
         mode, due = self._activation_plan(uow, order, now)
@@ -323,17 +337,17 @@ class PaymentService(_Service):
             {
                 "order": order.number,
                 "customer_id": order.customer_id,
-                "amount": str(attempt.amount.amount),
-                "currency": attempt.amount.currency.code,
-                "channel": attempt.channel,
-                "out_trade_no": attempt.out_trade_no,
+                "amount": str(order.amounts.paid_amount.amount),
+                "currency": order.currency.code,
+                "channel": channel,
+                "out_trade_no": out_trade_no,
             },
             now,
         )
-        # Other open attempts of this order can no longer be paid legitimately: close them
-        # at the channel later (reconciliation), and mark them canceled now.
+        # Other open attempts of this order can no longer be paid legitimately: mark them
+        # canceled (a late payment on one of them becomes a duplicate-payment anomaly).
         for other in uow.payments.attempts_for(order.id):
-            if other.out_trade_no != attempt.out_trade_no and other.status in OPEN_ATTEMPT_STATES:
+            if other.out_trade_no != out_trade_no and other.status in OPEN_ATTEMPT_STATES:
                 other.apply(
                     PaymentEvent.CANCEL,
                     Actor.system("payments"),
@@ -487,6 +501,7 @@ class PaymentService(_Service):
         remote_addr: str | None = None,
         *,
         replay_of: int | None = None,
+        received_at: datetime | None = None,
     ) -> HttpReply:
         """Store, verify, apply and acknowledge one notification. Never raises for bad
         input: every refusal is answered the platform's way and left in the inbox."""
@@ -510,7 +525,8 @@ class PaymentService(_Service):
             headers=lowered,
             body=bytes(body),
             remote_addr=remote_addr,
-            received_at=self._now(),
+            # A replay is judged as of its first arrival (freshness windows, signed times).
+            received_at=received_at or self._now(),
         )
         try:
             parsed = chan.parse_notification(notification)
@@ -622,6 +638,7 @@ class PaymentService(_Service):
             entry["body"],
             entry["remote_addr"],
             replay_of=inbox_id,
+            received_at=entry["received_at"],
         )
 
     # -- bank transfer review -------------------------------------------------------------

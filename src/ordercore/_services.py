@@ -886,7 +886,7 @@ class OrderService(_Service):
                     now,
                     "covered by balance, points or discounts",
                 )
-                uow.coupons.consume(order.id, now)
+                self._core.payments.after_paid(uow, order, now, channel=None, out_trade_no=None)
             return order
 
         try:
@@ -1067,17 +1067,23 @@ class OrderService(_Service):
             order = uow.orders.get(number, lock=True)
             self._check(actor, _P.ORDERS_PAY, f"order:{number}")
             order.mark_paid(amount or order.amounts.payable, actor, now, reason)
-            assert order.id is not None
-            uow.coupons.consume(order.id, now)
+            self._core.payments.after_paid(uow, order, now, channel=None, out_trade_no=None)
             return order
 
         return self._run(work)
 
     def complete(self, number: str, *, actor: Actor, reason: str | None = None) -> Order:
-        """Mark what was bought as activated."""
-        return self._change(
-            number, _P.ORDERS_ACTIVATE, actor, lambda o, now: o.complete(actor, now, reason)
-        )
+        """Mark what was bought as activated (by hand: the activation queue is cleared)."""
+
+        def work(uow: UnitOfWork, now: datetime) -> Order:
+            order = uow.orders.get(number, lock=True)
+            self._check(actor, _P.ORDERS_ACTIVATE, f"order:{number}")
+            order.complete(actor, now, reason)
+            assert order.id is not None
+            uow.payments.set_activation(order.id, due_at=None, locked_until=None)
+            return order
+
+        return self._run(work)
 
     def cancel(
         self,

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ordercore._actor import Actor, ActorKind
 from ordercore._errors import IdempotencyConflict, InsufficientFunds
+from ordercore._money import Money
 from ordercore._wallet import POINTS, LedgerEntry
 from ordercore.adapters.sqlalchemy.tables import Tables
 
@@ -121,11 +122,12 @@ class WalletRepository:
         )
         if result.rowcount != 1:
             held = self.balance(customer_id, asset)
-            what = "points" if asset == POINTS else f"{asset} balance (minor units)"
+            if asset == POINTS:
+                what = f"{held} points, {-delta} needed"
+            else:
+                what = f"{Money.from_minor(held, asset)}, {Money.from_minor(-delta, asset)} needed"
             raise InsufficientFunds(
-                f"customer {customer_id} holds {held} {what}, {-delta} needed",
-                customer_id=customer_id,
-                asset=asset,
+                f"customer {customer_id} holds {what}", customer_id=customer_id, asset=asset
             )
         after = self.balance(customer_id, asset)
         row_id = self.conn.execute(
