@@ -9,6 +9,7 @@ status (1 for a refused request, 2 for a usage error, 3 for a broken audit chain
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from ._actor import Actor, ActorKind
@@ -80,7 +82,8 @@ class _State:
 
 
 def _console() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    # markup off: names, notes, reasons are user text; "[/x]" in one must not crash a table
+    return Console(highlight=False, soft_wrap=True, markup=False)
 
 
 def _emit_json(data: Any) -> None:
@@ -1025,7 +1028,11 @@ def orders_show(ctx: click.Context, number: str, actor: Actor, as_json: bool) ->
         _emit_json(view)
         return
     console = _console()
-    console.print(f"[bold]order {view['number']}[/bold]  {view['status']}  {view['currency']}")
+    console.print(
+        Text.assemble(
+            (f"order {view['number']}", "bold"), f"  {view['status']}  {view['currency']}"
+        )
+    )
     console.print(
         f"customer {details.customer.id} {details.customer.name} <{details.customer.email or ''}>"
     )
@@ -1520,16 +1527,38 @@ def jobs_run(ctx: click.Context, loop: bool, interval: float, as_json: bool) -> 
 
 
 @cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--host", default="127.0.0.1", show_default=True, help="The interface to listen on.")
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="The port (0 picks a free one).",
+)
+@click.option("--prefix", default="", help="Serve below this path, e.g. /pay.")
+@click.option("--access-log", is_flag=True, help="Log every request to stderr.")
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int) -> None:
-    """Serve POST /callbacks/{channel} and GET /health for development (WSGI)."""
-    from .web import serve as serve_http
+def serve(ctx: click.Context, host: str, port: int, prefix: str, access_log: bool) -> None:
+    """Run the payment callback endpoint for development (POST /callbacks/CHANNEL,
+    GET /health), until Ctrl-C. Use a production WSGI/ASGI server in production."""
+    from . import web
 
     core = _core(ctx)
-    click.echo(f"ordercore listening on http://{host}:{port} (Ctrl-C to stop)")
-    serve_http(core, host, port)
+    if access_log:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logging.getLogger("ordercore.web").addHandler(handler)
+        logging.getLogger("ordercore.web").setLevel(logging.INFO)
+    base = prefix.rstrip("/")
+
+    def ready(url: str) -> None:
+        click.echo(
+            f"serving POST {url}{base}/callbacks/<channel> and GET {url}{base}/health;"
+            " Ctrl-C to stop",
+            err=True,
+        )
+
+    web.serve(core, host, port, prefix=prefix, log_requests=access_log, ready=ready)
 
 
 # --------------------------------------------------------------------------------- audit
@@ -1610,7 +1639,7 @@ def demo(database: str, as_json: bool) -> None:
         return
     console = _console()
     for step in steps:
-        console.print(f"[bold]•[/bold] {step['text']}")
+        console.print(Text.assemble(("•", "bold"), f" {step['text']}"))
     console.print(f"\nexplore it: ordercore --database-url sqlite:///{database} orders show NUMBER")
 
 
