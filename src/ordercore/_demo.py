@@ -298,7 +298,7 @@ def run_demo(database: str | Path) -> list[dict[str, Any]]:
                 customer_id=han.id,
                 items=[("VPN-1M", 1)],
                 manual_discount=ManualDiscount(Money.of("5.00", "CNY"), "goodwill"),
-                actor=Actor.operator("carol", "finance"),
+                actor=Actor.operator("bob", "support"),
             )
         except PermissionDenied as exc:
             say(f"refused and recorded: {exc}")

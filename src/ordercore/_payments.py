@@ -599,7 +599,7 @@ class PaymentService(_Service):
                 status=status[:16],
                 reason=reason,
                 now=now,
-                out_trade_no=out_trade_no,
+                out_trade_no=None if out_trade_no is None else out_trade_no[:64],
                 order_number=order_number,
             )
         )

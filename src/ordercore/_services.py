@@ -891,12 +891,17 @@ class OrderService(_Service):
 
         try:
             return self._run(work)
-        except IntegrityError:
-            # A concurrent request with the same idempotency key won the race.
+        except PermissionDenied:
+            raise
+        except (IntegrityError, OrderCoreError):
+            # A concurrent request with the same key may have won while this one waited on a
+            # lock (and then found the stock, the coupon or the balance taken, or the number
+            # or key index occupied). Everything here was rolled back; if the winner's order
+            # exists now, it is this request's answer too.
             if idempotency_key is None:
                 raise
             again = self._read(existing)
-            if again is None:  # pragma: no cover - the key's row must exist now
+            if again is None:
                 raise
             return again
 
@@ -1105,10 +1110,19 @@ class OrderService(_Service):
             raise InvalidField(
                 f"cancel reason must be one of {reasons}, not {reason!r}", field="reason"
             ) from None
+        allowed = {
+            ActorKind.CUSTOMER: {CancelReason.USER},
+            ActorKind.OPERATOR: {CancelReason.ADMIN},
+            ActorKind.SYSTEM: {CancelReason.TIMEOUT, CancelReason.SYSTEM, CancelReason.REJECTED},
+            ActorKind.CHANNEL: set(),
+        }[actor.kind]
+        if why not in allowed:
+            names = ", ".join(sorted(r.value for r in allowed)) or "none"
+            raise InvalidField(
+                f"a {actor.kind.value} cancels with reason {names}, not {why.value}", field="reason"
+            )
         if why is CancelReason.ADMIN and not (note and note.strip()):
             raise InvalidField("an operator's cancellation needs a reason text", field="note")
-        if actor.kind is ActorKind.CUSTOMER and why is not CancelReason.USER:
-            raise InvalidField("a customer cancels with reason 'user'", field="reason")
 
         def work(uow: UnitOfWork, now: datetime) -> Order:
             order = uow.orders.get(number, lock=True)
@@ -1174,13 +1188,18 @@ class OrderService(_Service):
         each order in turn; a failure is reported for that order and the rest go on."""
         if action not in ("approve", "activate", "cancel"):
             raise InvalidField("batch action must be approve, activate or cancel", field="action")
+        if action == "cancel" and not (reason and reason.strip()):
+            raise InvalidField("a batch cancellation needs a reason", field="reason")
         results: builtins.list[BatchResult] = []
         for number in numbers:
             try:
                 if action == "cancel":
-                    self.cancel(
-                        number, actor=actor, reason=CancelReason.ADMIN, note=reason or "batch"
+                    why = (
+                        CancelReason.SYSTEM
+                        if actor.kind is ActorKind.SYSTEM
+                        else CancelReason.ADMIN
                     )
+                    self.cancel(number, actor=actor, reason=why, note=reason)
                 elif action == "activate":
                     self._core.payments.schedule_activation(number, actor=actor)
                 else:

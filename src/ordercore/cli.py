@@ -27,7 +27,7 @@ from ._actor import Actor, ActorKind
 from ._config import Settings
 from ._core import OrderCore
 from ._domain import QuantityTier
-from ._errors import InvalidField, OrderCoreError
+from ._errors import ConfigurationError, InvalidField, OrderCoreError
 from ._listing import OrderFilter, _parse_bound, date_range, load_zone, period_range
 from ._money import Money, to_decimal
 from ._pricing import ManualDiscount, UseAll
@@ -73,7 +73,7 @@ class _State:
                     core.engine, prefix=settings.table_prefix, schema=settings.schema
                 )
                 if current != migrate.head_revision():
-                    raise click.ClickException(
+                    raise ConfigurationError(
                         f"the database at {core.engine.url.render_as_string(hide_password=True)} "
                         "is not initialised or not up to date; run `ordercore db upgrade` first"
                     )
@@ -1179,7 +1179,10 @@ def payments_list(
         next_cursor = None
     else:
         items = core.payments.list(limit=limit, before_id=_cursor_int(cursor), status=status)
-        next_cursor = str(items[-1].id) if len(items) == limit else None
+        more = len(items) == limit and bool(
+            core.payments.list(limit=1, before_id=items[-1].id, status=status)
+        )
+        next_cursor = str(items[-1].id) if more else None
     if as_json:
         _emit_json({"items": [attempt_view(a) for a in items], "next_cursor": next_cursor})
         return
@@ -1316,14 +1319,13 @@ def callbacks_list(
     as_json: bool,
 ) -> None:
     """Stored notifications, newest first."""
-    items = _core(ctx).payments.notifications(
-        limit=limit,
-        before_id=_cursor_int(cursor),
-        status=status,
-        order_number=number,
-        channel=channel,
+    core = _core(ctx)
+    filters: dict[str, Any] = {"status": status, "order_number": number, "channel": channel}
+    items = core.payments.notifications(limit=limit, before_id=_cursor_int(cursor), **filters)
+    more = len(items) == limit and bool(
+        core.payments.notifications(limit=1, before_id=items[-1]["id"], **filters)
     )
-    next_cursor = str(items[-1]["id"]) if len(items) == limit else None
+    next_cursor = str(items[-1]["id"]) if more else None
     views = [_inbox_view(e, with_body=False) for e in items]
     if as_json:
         _emit_json({"items": views, "next_cursor": next_cursor})
@@ -1396,10 +1398,13 @@ def anomalies_list(
     as_json: bool,
 ) -> None:
     """List anomalies, newest first."""
-    items = _core(ctx).anomalies.list(
-        limit=limit, before_id=_cursor_int(cursor), status=status, kind=kind, order_number=number
+    core = _core(ctx)
+    filters: dict[str, Any] = {"status": status, "kind": kind, "order_number": number}
+    items = core.anomalies.list(limit=limit, before_id=_cursor_int(cursor), **filters)
+    more = len(items) == limit and bool(
+        core.anomalies.list(limit=1, before_id=items[-1].id, **filters)
     )
-    next_cursor = str(items[-1].id) if len(items) == limit else None
+    next_cursor = str(items[-1].id) if more else None
     if as_json:
         _emit_json({"items": [anomaly_view(a) for a in items], "next_cursor": next_cursor})
         return

@@ -7,18 +7,45 @@ all turn ``created_at <= c`` into the start of an index range (MariaDB does not 
 row-value comparisons; PostgreSQL and SQLite would not for a bare ``OR``), so a page a
 million orders deep costs what the first page costs. There is no OFFSET anywhere.
 
-Each filter maps onto an index of ``tables.py``: status, customer and channel onto their
-``(column, created_at, id)`` indexes, a date range onto ``(created_at, id)``, a sku or a flag
-onto ``EXISTS`` probes of ``(sku, order_id)`` / ``(tag, order_id)``, an order number prefix onto
-the unique index on ``number`` (as a range, which every backend and collation can use; the
-``LIKE`` beside it only makes the match exact).
+Status, customer, channel and a date range have ``(column, created_at, id)`` indexes (or
+``(created_at, id)`` itself), which hand out rows already in list order: a page reads about
+``limit`` index entries whatever the table's size.
+
+A sku, a flag, an amount range and an order number prefix have no such index (a sku or a flag
+lives in another table; an amount or a number range is sorted by amount or number, not by
+time), and the right plan depends on how many orders match: few are best fetched through their
+own index and sorted; many are best met while walking the time index. Planners guess that
+number badly here (SQLite keeps no histograms; PostgreSQL assumes matches are spread evenly
+and prices random reads for spinning disks), so :func:`list_orders` measures it: a *bounded
+probe* reads at most :data:`CANDIDATE_LIMIT` + 1 ids from the filter's index
+(``ix_order_lines_sku``, ``ix_order_tags_tag``, ``ix_orders_payable``, the unique number
+index). If the probe ends early, the page is chosen among those ids (``id IN (...)``); if
+not, the filter is written so that no index range can serve it (``EXISTS`` probes,
+``payable_minor + 0``) and the page comes from walking ``(created_at, id)``, which then meets
+a match every ``table size / CANDIDATE_LIMIT`` rows on average. Either way a page costs a few
+thousand index entries at most, as long as the matches are spread over time. Order numbers are
+the exception: they start with their creation time, so a short prefix (a month) matches a
+block of time that the walk might reach only after a year of newer orders; many matches of a
+number prefix are collected through the number index and sorted instead. See
+``docs/performance.md`` for the figures and the limits.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, exists, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    exists,
+    or_,
+    select,
+    true,
+)
 
 from ordercore._errors import InvalidField
 from ordercore._listing import Cursor, OrderFilter, OrderSummary, Page
@@ -27,15 +54,59 @@ from ordercore._state import OrderStatus
 
 from .tables import Tables
 
-__all__ = ["MAX_LIMIT", "list_orders", "order_conditions"]
+__all__ = [
+    "CANDIDATE_LIMIT",
+    "MAX_LIMIT",
+    "SQLITE_CANDIDATE_LIMIT",
+    "list_orders",
+    "order_conditions",
+]
 
 #: The largest page :func:`list_orders` returns.
 MAX_LIMIT = 1000
+#: A filter matching at most this many rows is applied by fetching their ids first.
+CANDIDATE_LIMIT = 5000
+#: SQLite fetches a row by id at about five times the cost of a step of the time-index walk
+#: (PostgreSQL at about the same cost), which moves the break-even point down.
+SQLITE_CANDIDATE_LIMIT = 2000
 _NUMBER_LEN = 32  # orders.number is String(32)
 
 
-def order_conditions(tables: Tables, flt: OrderFilter) -> list[ColumnElement[bool]]:
-    """The WHERE conditions on ``tables.orders`` that select the orders ``flt`` describes."""
+def _number_range(tables: Tables, prefix: str) -> list[ColumnElement[bool]]:
+    # [0-9A-Z] only (OrderFilter checks it), and "Z" sorts after every one of them, in any
+    # collation: an index range that every backend can use, whatever its collation.
+    number = tables.orders.c.number
+    return [number >= prefix, number <= prefix + "Z" * max(0, _NUMBER_LEN - len(prefix))]
+
+
+def _number_like(tables: Tables, prefix: str) -> ColumnElement[bool]:
+    return tables.orders.c.number.like(prefix + "%")
+
+
+def _amount(tables: Tables, flt: OrderFilter, *, indexable: bool) -> list[ColumnElement[bool]]:
+    payable: Any = tables.orders.c.payable_minor
+    if not indexable:
+        payable = payable + 0  # same values, but no index range can serve it
+    where = []
+    if flt.min_amount is not None:
+        where.append(payable >= flt.min_amount.to_minor())
+    if flt.max_amount is not None:
+        where.append(payable <= flt.max_amount.to_minor())
+    return where
+
+
+def _sku_exists(tables: Tables, sku: str) -> ColumnElement[bool]:
+    lines = tables.order_lines.c
+    return exists().where(and_(lines.sku == sku, lines.order_id == tables.orders.c.id))
+
+
+def _flag_exists(tables: Tables, flag: str) -> ColumnElement[bool]:
+    tags = tables.order_tags.c
+    return exists().where(and_(tags.tag == flag, tags.order_id == tables.orders.c.id))
+
+
+def _direct_conditions(tables: Tables, flt: OrderFilter) -> list[ColumnElement[bool]]:
+    """Conditions whose index (if any) yields rows in list order."""
     o = tables.orders.c
     where: list[ColumnElement[bool]] = []
     if len(flt.statuses) == 1:
@@ -52,25 +123,83 @@ def order_conditions(tables: Tables, flt: OrderFilter) -> list[ColumnElement[boo
         where.append(o.customer_id == flt.customer_id)
     if flt.special is not None:
         where.append(o.special == flt.special)
-    currency = flt.currency
-    if currency is not None:
-        where.append(o.currency == currency.code)
-        if flt.min_amount is not None:
-            where.append(o.payable_minor >= flt.min_amount.to_minor())
-        if flt.max_amount is not None:
-            where.append(o.payable_minor <= flt.max_amount.to_minor())
+    if flt.currency is not None:
+        where.append(o.currency == flt.currency.code)
+    return where
+
+
+def order_conditions(tables: Tables, flt: OrderFilter) -> list[ColumnElement[bool]]:
+    """The WHERE conditions on ``tables.orders`` that select the orders ``flt`` describes
+    (the plain statement of the filter, without the probing :func:`list_orders` does)."""
+    where = _direct_conditions(tables, flt)
+    where += _amount(tables, flt, indexable=True)
     if flt.number_prefix is not None:
-        prefix = flt.number_prefix
-        # [0-9A-Z] only (OrderFilter checks it), and "Z" sorts after every one of them.
-        where.append(o.number >= prefix)
-        where.append(o.number <= prefix + "Z" * max(0, _NUMBER_LEN - len(prefix)))
-        where.append(o.number.like(prefix + "%"))
+        where += [
+            *_number_range(tables, flt.number_prefix),
+            _number_like(tables, flt.number_prefix),
+        ]
+    if flt.sku is not None:
+        where.append(_sku_exists(tables, flt.sku))
+    if flt.flag is not None:
+        where.append(_flag_exists(tables, flt.flag))
+    return where
+
+
+def _probe(conn: Connection, query: Select[Any]) -> set[int] | None:
+    """The ids ``query`` selects if there are at most CANDIDATE_LIMIT of them, else None."""
+    bound = CANDIDATE_LIMIT
+    if conn.dialect.name == "sqlite":
+        bound = min(bound, SQLITE_CANDIDATE_LIMIT)
+    ids = conn.execute(query.limit(bound + 1)).scalars().all()
+    return None if len(ids) > bound else {int(i) for i in ids}
+
+
+def _planned_conditions(
+    conn: Connection, tables: Tables, flt: OrderFilter
+) -> list[ColumnElement[bool]] | None:
+    """The conditions of the page query after the bounded probes (None: nothing matches)."""
+    o = tables.orders.c
+    where = _direct_conditions(tables, flt)
+    candidates: list[set[int]] = []
+
+    def probe(query: Select[Any], few: Sequence[ColumnElement[bool]], many: Sequence[Any]) -> None:
+        found = _probe(conn, query)
+        if found is None:
+            where.extend(many)
+        else:
+            candidates.append(found)
+            where.extend(few)
+
     if flt.sku is not None:
         lines = tables.order_lines.c
-        where.append(exists().where(and_(lines.sku == flt.sku, lines.order_id == o.id)))
+        probe(
+            select(lines.order_id).where(lines.sku == flt.sku),
+            [],
+            [_sku_exists(tables, flt.sku)],
+        )
     if flt.flag is not None:
         tags = tables.order_tags.c
-        where.append(exists().where(and_(tags.tag == flt.flag, tags.order_id == o.id)))
+        probe(
+            select(tags.order_id).where(tags.tag == flt.flag),
+            [],
+            [_flag_exists(tables, flt.flag)],
+        )
+    if flt.currency is not None:
+        amount = _amount(tables, flt, indexable=True)
+        probe(select(o.id).where(*amount), amount, _amount(tables, flt, indexable=False))
+    if flt.number_prefix is not None:
+        # Numbers start with their creation time, so a prefix's matches are bunched in time:
+        # walking the time index could pass a year of orders before the first one. When
+        # there are many, the number index still collects them, and they get sorted.
+        number_range = _number_range(tables, flt.number_prefix)
+        like = _number_like(tables, flt.number_prefix)
+        probe(select(o.id).where(*number_range), [like], [*number_range, like])
+    if candidates:
+        ids = set.intersection(*candidates)
+        if not ids:
+            return None
+        # Literal integers: no limit on bound parameters, and they come from our own rows.
+        where.append(o.id.in_(bindparam("candidates", sorted(ids), literal_execute=True)))
     return where
 
 
@@ -105,15 +234,19 @@ def list_orders(
     """One page of the orders ``flt`` selects, newest first, starting after ``cursor`` (a
     ``next_cursor`` from an earlier page of the list, or None for the first page).
 
-    Two queries: the page's orders (``limit + 1`` rows, to know whether another page
-    follows), then the flags of exactly those orders.
+    Queries: a bounded probe for each sku, flag, amount or number-prefix criterion (see the
+    module's docstring), the page itself (``limit + 1`` rows, to know whether another page
+    follows), then the flags of exactly the page's orders.
     """
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise InvalidField(f"limit must be a whole number from 1 to {MAX_LIMIT}", field="limit")
+    after = None if cursor is None else _after(tables, Cursor.decode(cursor))
+    where = _planned_conditions(conn, tables, flt)
+    if where is None:
+        return Page(items=(), next_cursor=None)
+    if after is not None:
+        where.append(after)
     o = tables.orders.c
-    where = order_conditions(tables, flt)
-    if cursor is not None:
-        where.append(_after(tables, Cursor.decode(cursor)))
     query = (
         select(
             o.id,

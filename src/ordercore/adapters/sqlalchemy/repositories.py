@@ -603,13 +603,14 @@ class AuditRepository:
         ).first()
         return None if row is None else (int(row.seq), str(row.hash))
 
-    def records(self, *, batch: int = 1000) -> Iterator[AuditRecord]:
-        """Every record in ``seq`` order, read in batches."""
+    def records(self, *, batch: int = 1000, upto: int | None = None) -> Iterator[AuditRecord]:
+        """Every record in ``seq`` order (up to ``upto`` when given), read in batches."""
         after = 0
         while True:
-            rows = self.conn.execute(
-                select(self.t).where(self.t.c.seq > after).order_by(self.t.c.seq).limit(batch)
-            ).all()
+            query = select(self.t).where(self.t.c.seq > after)
+            if upto is not None:
+                query = query.where(self.t.c.seq <= upto)
+            rows = self.conn.execute(query.order_by(self.t.c.seq).limit(batch)).all()
             if not rows:
                 return
             for row in rows:

@@ -7,6 +7,7 @@ stored as integer minor units next to its currency code; times as UTC with micro
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timezone
 from typing import Any
 
@@ -100,8 +101,10 @@ class Tables:
         return f"{self.prefix}{base}"
 
 
+@functools.lru_cache(maxsize=32)
 def build_tables(prefix: str = "", schema: str | None = None) -> Tables:
-    """Build the table objects for table-name ``prefix`` (e.g. ``"oc_"``) and ``schema``."""
+    """The table objects for table-name ``prefix`` (e.g. ``"oc_"``) and ``schema`` (built once
+    per pair: the definitions are immutable and cheap to share, expensive to rebuild)."""
     md = MetaData(schema=schema)
 
     def n(base: str) -> str:

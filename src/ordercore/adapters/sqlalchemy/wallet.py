@@ -121,6 +121,23 @@ class WalletRepository:
             update(self.accounts).where(where).values(balance=self.accounts.c.balance + delta)
         )
         if result.rowcount != 1:
+            if idempotency_key is not None:
+                # We may have waited on the row for a concurrent call with the same key: once
+                # it committed, its entry is visible, and it is this call's answer.
+                repeat = self.by_idempotency_key(idempotency_key)
+                if repeat is not None:
+                    return self.apply(
+                        customer_id=customer_id,
+                        asset=asset,
+                        delta=delta,
+                        reason=reason,
+                        actor=actor,
+                        at=at,
+                        order_id=order_id,
+                        refund_id=refund_id,
+                        idempotency_key=idempotency_key,
+                        note=note,
+                    )
             held = self.balance(customer_id, asset)
             if asset == POINTS:
                 what = f"{held} points, {-delta} needed"

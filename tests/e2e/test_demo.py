@@ -1,0 +1,99 @@
+"""``ordercore demo``: the README's first command. It builds a fresh SQLite file, walks sample
+orders through their life, prints what happened, and leaves a database the other commands
+can explore."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from ordercore.cli import cli
+
+from .conftest import OC, run_script, sqlite_url
+
+
+def demo(*args: str) -> Any:
+    result = CliRunner().invoke(cli, ["demo", *args])
+    assert result.exit_code == 0, f"{result.stderr!r} {result.exception!r}"
+    assert "Traceback" not in result.stderr
+    return result
+
+
+def test_demo_as_installed_in_the_working_directory(tmp_path: Path) -> None:
+    """Exactly as the README runs it: no options, the default file in the working directory."""
+    result = run_script("demo", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    database = tmp_path / "ordercore-demo.db"
+    assert database.is_file()
+    assert "audit chain" in result.stdout
+    assert "intact" in result.stdout
+    assert "ordercore --database-url sqlite:///ordercore-demo.db" in result.stdout
+    assert not (tmp_path / "ordercore.db").exists()  # the demo leaves the default db alone
+
+
+def test_demo_json_and_the_database_it_leaves(tmp_path: Path) -> None:
+    database = tmp_path / "demo.db"
+    data = json.loads(demo("--database", str(database), "--json").stdout)
+    assert data["database"] == str(database)
+    steps = data["steps"]
+    assert isinstance(steps, list)
+    assert len(steps) >= 10
+    assert all(isinstance(step["text"], str) and step["text"] for step in steps)
+    assert steps[0]["text"].startswith("created")
+    assert [step["audit_ok"] for step in steps if "audit_ok" in step] == [True]
+    statuses = {step.get("status") for step in steps}
+    assert {"completed", "canceled", "refunded", "paid"} <= statuses
+
+    # the file is a normal ordercore database: every command works on it
+    oc = OC(database)
+    assert oc.json("audit", "verify")["ok"] is True
+    orders = oc.json("orders", "list")
+    assert orders["next_cursor"] is None
+    listed = {o["number"]: o["status"] for o in orders["items"]}
+    for step in steps:
+        if "order" in step and "status" in step:
+            assert step["order"] in listed
+    assert {"completed", "canceled", "refunded"} <= set(listed.values())
+    for number in listed:
+        shown = oc.json("orders", "show", number)
+        assert shown["number"] == number
+        assert {"original", "payable", "paid", "refunded"} <= set(shown["amounts"])
+        assert all(isinstance(v, str) for v in shown["amounts"].values())
+    assert len(oc.json("customers", "list")["items"]) >= 2
+    assert {"VPN-1M", "VPN-12M"} <= {p["sku"] for p in oc.json("products", "list")["items"]}
+    current = oc.json("db", "current")
+    assert current["current"] == current["head"]
+
+
+def test_demo_twice_replaces_the_file(tmp_path: Path) -> None:
+    database = tmp_path / "demo.db"
+    first = demo("--database", str(database))
+    assert "•" in first.stdout
+    assert "intact" in first.stdout
+    numbers_first = {o["number"] for o in OC(database).json("orders", "list")["items"]}
+    customers_first = len(OC(database).json("customers", "list")["items"])
+
+    second = json.loads(demo("--database", str(database), "--json").stdout)
+    assert [step["audit_ok"] for step in second["steps"] if "audit_ok" in step] == [True]
+    oc = OC(database)
+    numbers_second = {o["number"] for o in oc.json("orders", "list")["items"]}
+    assert len(numbers_second) == len(numbers_first)  # a fresh database, not twice the orders
+    assert numbers_second.isdisjoint(numbers_first)
+    assert len(oc.json("customers", "list")["items"]) == customers_first
+    assert oc.json("audit", "verify")["ok"] is True
+
+
+def test_demo_ignores_the_configured_database(tmp_path: Path) -> None:
+    """``demo`` builds its own file; the --database-url of the user's real data is untouched."""
+    real = tmp_path / "real.db"
+    result = CliRunner().invoke(
+        cli,
+        ["--database-url", sqlite_url(real), "demo", "--database", str(tmp_path / "d.db")],
+    )
+    assert result.exit_code == 0, result.stderr
+    assert not real.exists()
+    assert (tmp_path / "d.db").is_file()
