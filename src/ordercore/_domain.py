@@ -118,13 +118,18 @@ class Customer:
     def __attrs_post_init__(self) -> None:
         _text(self.name, "name")
         if self.email is not None:
-            validate_email(self.email)
+            # E-mail addresses are compared case-insensitively everywhere: stored lower-case.
+            object.__setattr__(self, "email", validate_email(self.email).lower())
         if self.phone is not None and (
             not isinstance(self.phone, str) or not _PHONE.match(self.phone)
         ):
             raise InvalidField(f"{self.phone!r} is not a phone number", field="phone")
         if self.external_ref is not None:
             _text(self.external_ref, "external_ref", max_len=128)
+            if self.external_ref != self.external_ref.strip():
+                raise InvalidField(
+                    "external_ref must not start or end with white space", field="external_ref"
+                )
         _aware(self.created_at, "created_at")
 
 

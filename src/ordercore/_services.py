@@ -748,7 +748,9 @@ class OrderService(_Service):
         for tag in tags:
             validate_tag(tag)
         if idempotency_key is not None and not (
-            isinstance(idempotency_key, str) and 1 <= len(idempotency_key) <= 128
+            isinstance(idempotency_key, str)
+            and 1 <= len(idempotency_key) <= 128
+            and idempotency_key == idempotency_key.strip()
         ):
             raise InvalidField("an idempotency key is 1-128 characters", field="idempotency_key")
         fee_rule = self._core.fee_rule(channel) if channel else None

@@ -125,7 +125,7 @@ class CustomerRepository:
         """Customers matching every given criterion (exact match)."""
         query = select(self.t).order_by(self.t.c.id)
         if email is not None:
-            query = query.where(self.t.c.email == email)
+            query = query.where(self.t.c.email == email.lower())
         if external_ref is not None:
             query = query.where(self.t.c.external_ref == external_ref)
         if name is not None:

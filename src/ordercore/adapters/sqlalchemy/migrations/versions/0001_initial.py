@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from ordercore.adapters.sqlalchemy.tables import UTCDateTime
+from ordercore.adapters.sqlalchemy.tables import Str, UTCDateTime
 
 revision = "0001"
 down_revision = None
@@ -22,9 +22,9 @@ GENESIS = "0" * 64
 
 def _actor() -> list[sa.Column[object]]:
     return [
-        sa.Column("actor_kind", sa.String(16), nullable=False),
-        sa.Column("actor_id", sa.String(128), nullable=False),
-        sa.Column("actor_role", sa.String(64), nullable=True),
+        sa.Column("actor_kind", Str(16), nullable=False),
+        sa.Column("actor_id", Str(128), nullable=False),
+        sa.Column("actor_role", Str(64), nullable=True),
     ]
 
 
@@ -38,10 +38,10 @@ def upgrade(prefix: str = "", schema: str | None = None) -> None:
     op.create_table(
         n("customers"),
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("external_ref", sa.String(128), nullable=True),
-        sa.Column("name", sa.String(200), nullable=False),
-        sa.Column("email", sa.String(254), nullable=True),
-        sa.Column("phone", sa.String(40), nullable=True),
+        sa.Column("external_ref", Str(128), nullable=True),
+        sa.Column("name", Str(200), nullable=False),
+        sa.Column("email", Str(254), nullable=True),
+        sa.Column("phone", Str(40), nullable=True),
         sa.Column("identity_verified", sa.Boolean, nullable=False),
         sa.Column("created_at", UTCDateTime, nullable=False),
         sa.UniqueConstraint("external_ref", name=n("uq_customers_external_ref")),
@@ -53,9 +53,9 @@ def upgrade(prefix: str = "", schema: str | None = None) -> None:
     op.create_table(
         n("products"),
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("sku", sa.String(64), nullable=False),
-        sa.Column("name", sa.String(200), nullable=False),
-        sa.Column("currency", sa.String(10), nullable=False),
+        sa.Column("sku", Str(64), nullable=False),
+        sa.Column("name", Str(200), nullable=False),
+        sa.Column("currency", Str(10), nullable=False),
         sa.Column("price_minor", sa.BigInteger, nullable=False),
         sa.Column("specs", sa.Text, nullable=False),
         sa.Column("stock", sa.Integer, nullable=True),
@@ -70,17 +70,17 @@ def upgrade(prefix: str = "", schema: str | None = None) -> None:
     op.create_table(
         n("orders"),
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("number", sa.String(32), nullable=False),
+        sa.Column("number", Str(32), nullable=False),
         sa.Column("customer_id", sa.Integer, sa.ForeignKey(fk("customers")), nullable=False),
-        sa.Column("currency", sa.String(10), nullable=False),
-        sa.Column("status", sa.String(16), nullable=False),
-        sa.Column("cancel_reason", sa.String(16), nullable=True),
+        sa.Column("currency", Str(10), nullable=False),
+        sa.Column("status", Str(16), nullable=False),
+        sa.Column("cancel_reason", Str(16), nullable=True),
         sa.Column("original_minor", sa.BigInteger, nullable=False),
         sa.Column("payable_minor", sa.BigInteger, nullable=False),
         sa.Column("paid_minor", sa.BigInteger, nullable=False),
         sa.Column("refunded_minor", sa.BigInteger, nullable=False),
         sa.Column("adjustments", sa.Text, nullable=False),
-        sa.Column("channel", sa.String(32), nullable=True),
+        sa.Column("channel", Str(32), nullable=True),
         sa.Column("special", sa.Boolean, nullable=False),
         sa.Column("created_at", UTCDateTime, nullable=False),
         sa.Column("paid_at", UTCDateTime, nullable=True),
@@ -108,8 +108,8 @@ def upgrade(prefix: str = "", schema: str | None = None) -> None:
         sa.Column("order_id", sa.Integer, sa.ForeignKey(fk("orders")), nullable=False),
         sa.Column("position", sa.Integer, nullable=False),
         sa.Column("product_id", sa.Integer, sa.ForeignKey(fk("products")), nullable=True),
-        sa.Column("sku", sa.String(64), nullable=False),
-        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("sku", Str(64), nullable=False),
+        sa.Column("name", Str(200), nullable=False),
         sa.Column("specs", sa.Text, nullable=False),
         sa.Column("unit_price_minor", sa.BigInteger, nullable=False),
         sa.Column("quantity", sa.Integer, nullable=False),
@@ -121,7 +121,7 @@ def upgrade(prefix: str = "", schema: str | None = None) -> None:
     op.create_table(
         n("order_tags"),
         sa.Column("order_id", sa.Integer, sa.ForeignKey(fk("orders")), primary_key=True),
-        sa.Column("tag", sa.String(40), primary_key=True),
+        sa.Column("tag", Str(40), primary_key=True),
         schema=schema,
     )
     op.create_index(n("ix_order_tags_tag"), n("order_tags"), ["tag", "order_id"], schema=schema)
@@ -141,8 +141,8 @@ def upgrade(prefix: str = "", schema: str | None = None) -> None:
         n("order_communications"),
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("order_id", sa.Integer, sa.ForeignKey(fk("orders")), nullable=False),
-        sa.Column("channel", sa.String(32), nullable=False),
-        sa.Column("direction", sa.String(8), nullable=False),
+        sa.Column("channel", Str(32), nullable=False),
+        sa.Column("direction", Str(8), nullable=False),
         sa.Column("text", sa.Text, nullable=False),
         *_actor(),
         sa.Column("at", UTCDateTime, nullable=False),
@@ -160,14 +160,14 @@ def upgrade(prefix: str = "", schema: str | None = None) -> None:
         sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
         sa.Column("at", UTCDateTime, nullable=False),
         *_actor(),
-        sa.Column("entity_kind", sa.String(32), nullable=False),
-        sa.Column("entity_id", sa.String(64), nullable=False),
-        sa.Column("action", sa.String(64), nullable=False),
+        sa.Column("entity_kind", Str(32), nullable=False),
+        sa.Column("entity_id", Str(64), nullable=False),
+        sa.Column("action", Str(64), nullable=False),
         sa.Column("before", sa.Text, nullable=True),
         sa.Column("after", sa.Text, nullable=True),
         sa.Column("reason", sa.Text, nullable=True),
-        sa.Column("prev_hash", sa.String(64), nullable=False),
-        sa.Column("hash", sa.String(64), nullable=False),
+        sa.Column("prev_hash", Str(64), nullable=False),
+        sa.Column("hash", Str(64), nullable=False),
         schema=schema,
     )
     op.create_index(
@@ -178,7 +178,7 @@ def upgrade(prefix: str = "", schema: str | None = None) -> None:
         n("audit_head"),
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("seq", sa.BigInteger, nullable=False),
-        sa.Column("hash", sa.String(64), nullable=False),
+        sa.Column("hash", Str(64), nullable=False),
         schema=schema,
     )
     op.bulk_insert(head, [{"id": 1, "seq": 0, "hash": GENESIS}])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from ordercore.adapters.sqlalchemy.tables import UTCDateTime
+from ordercore.adapters.sqlalchemy.tables import Str, UTCDateTime
 
 revision = "0002"
 down_revision = "0001"
@@ -20,9 +20,9 @@ depends_on = None
 
 def _actor() -> list[sa.Column[object]]:
     return [
-        sa.Column("actor_kind", sa.String(16), nullable=False),
-        sa.Column("actor_id", sa.String(128), nullable=False),
-        sa.Column("actor_role", sa.String(64), nullable=True),
+        sa.Column("actor_kind", Str(16), nullable=False),
+        sa.Column("actor_id", Str(128), nullable=False),
+        sa.Column("actor_role", Str(64), nullable=True),
     ]
 
 
@@ -39,14 +39,10 @@ def upgrade(prefix: str = "", schema: str | None = None) -> None:
         schema=schema,
     )
     op.add_column(
-        n("order_lines"), sa.Column("tier_percent_off", sa.String(16), nullable=True), schema=schema
+        n("order_lines"), sa.Column("tier_percent_off", Str(16), nullable=True), schema=schema
     )
-    op.add_column(
-        n("orders"), sa.Column("idempotency_key", sa.String(128), nullable=True), schema=schema
-    )
-    op.add_column(
-        n("orders"), sa.Column("request_hash", sa.String(64), nullable=True), schema=schema
-    )
+    op.add_column(n("orders"), sa.Column("idempotency_key", Str(128), nullable=True), schema=schema)
+    op.add_column(n("orders"), sa.Column("request_hash", Str(64), nullable=True), schema=schema)
     op.create_index(
         n("ux_orders_idempotency_key"), n("orders"), ["idempotency_key"], unique=True, schema=schema
     )
@@ -54,10 +50,10 @@ def upgrade(prefix: str = "", schema: str | None = None) -> None:
     op.create_table(
         n("coupons"),
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("code", sa.String(64), nullable=False),
-        sa.Column("kind", sa.String(8), nullable=False),
-        sa.Column("currency", sa.String(10), nullable=False),
-        sa.Column("percent", sa.String(16), nullable=True),
+        sa.Column("code", Str(64), nullable=False),
+        sa.Column("kind", Str(8), nullable=False),
+        sa.Column("currency", Str(10), nullable=False),
+        sa.Column("percent", Str(16), nullable=True),
         sa.Column("amount_minor", sa.BigInteger, nullable=True),
         sa.Column("max_discount_minor", sa.BigInteger, nullable=True),
         sa.Column("min_amount_minor", sa.BigInteger, nullable=True),
@@ -79,7 +75,7 @@ def upgrade(prefix: str = "", schema: str | None = None) -> None:
         sa.Column("coupon_id", sa.Integer, sa.ForeignKey(fk("coupons")), nullable=False),
         sa.Column("order_id", sa.Integer, sa.ForeignKey(fk("orders")), nullable=False),
         sa.Column("customer_id", sa.Integer, sa.ForeignKey(fk("customers")), nullable=False),
-        sa.Column("status", sa.String(10), nullable=False),
+        sa.Column("status", Str(10), nullable=False),
         sa.Column("discount_minor", sa.BigInteger, nullable=False),
         sa.Column("created_at", UTCDateTime, nullable=False),
         sa.Column("updated_at", UTCDateTime, nullable=False),
@@ -99,7 +95,7 @@ def upgrade(prefix: str = "", schema: str | None = None) -> None:
     op.create_table(
         n("wallet_accounts"),
         sa.Column("customer_id", sa.Integer, sa.ForeignKey(fk("customers")), primary_key=True),
-        sa.Column("asset", sa.String(10), primary_key=True),
+        sa.Column("asset", Str(10), primary_key=True),
         sa.Column("balance", sa.BigInteger, nullable=False),
         sa.CheckConstraint("balance >= 0", name=n("ck_wallet_accounts_balance")),
         schema=schema,
@@ -108,15 +104,15 @@ def upgrade(prefix: str = "", schema: str | None = None) -> None:
         n("wallet_ledger"),
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("customer_id", sa.Integer, sa.ForeignKey(fk("customers")), nullable=False),
-        sa.Column("asset", sa.String(10), nullable=False),
+        sa.Column("asset", Str(10), nullable=False),
         sa.Column("delta", sa.BigInteger, nullable=False),
         sa.Column("balance_after", sa.BigInteger, nullable=False),
-        sa.Column("reason", sa.String(64), nullable=False),
+        sa.Column("reason", Str(64), nullable=False),
         sa.Column("order_id", sa.Integer, sa.ForeignKey(fk("orders")), nullable=True),
         sa.Column("refund_id", sa.Integer, nullable=True),
         *_actor(),
         sa.Column("at", UTCDateTime, nullable=False),
-        sa.Column("idempotency_key", sa.String(128), nullable=True),
+        sa.Column("idempotency_key", Str(128), nullable=True),
         sa.Column("note", sa.Text, nullable=True),
         schema=schema,
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from ordercore.adapters.sqlalchemy.tables import UTCDateTime
+from ordercore.adapters.sqlalchemy.tables import Str, UTCDateTime
 
 revision = "0003"
 down_revision = "0002"
@@ -30,12 +30,10 @@ def upgrade(prefix: str = "", schema: str | None = None) -> None:
 
     add(
         "products",
-        sa.Column("activation_mode", sa.String(16), nullable=False, server_default="auto"),
+        sa.Column("activation_mode", Str(16), nullable=False, server_default="auto"),
     )
     add("products", sa.Column("activation_delay_minutes", sa.Integer, nullable=True))
-    add(
-        "orders", sa.Column("activation_mode", sa.String(16), nullable=False, server_default="auto")
-    )
+    add("orders", sa.Column("activation_mode", Str(16), nullable=False, server_default="auto"))
     add("orders", sa.Column("activation_due_at", UTCDateTime, nullable=True))
     add("orders", sa.Column("activation_attempts", sa.Integer, nullable=False, server_default="0"))
     add("orders", sa.Column("activation_error", sa.Text, nullable=True))
@@ -48,17 +46,17 @@ def upgrade(prefix: str = "", schema: str | None = None) -> None:
         n("payment_attempts"),
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("order_id", sa.Integer, sa.ForeignKey(fk("orders")), nullable=False),
-        sa.Column("channel", sa.String(32), nullable=False),
-        sa.Column("method", sa.String(16), nullable=False),
-        sa.Column("out_trade_no", sa.String(64), nullable=False),
-        sa.Column("currency", sa.String(10), nullable=False),
+        sa.Column("channel", Str(32), nullable=False),
+        sa.Column("method", Str(16), nullable=False),
+        sa.Column("out_trade_no", Str(64), nullable=False),
+        sa.Column("currency", Str(10), nullable=False),
         sa.Column("amount_minor", sa.BigInteger, nullable=False),
-        sa.Column("status", sa.String(16), nullable=False),
-        sa.Column("channel_trade_no", sa.String(128), nullable=True),
+        sa.Column("status", Str(16), nullable=False),
+        sa.Column("channel_trade_no", Str(128), nullable=True),
         sa.Column("received_minor", sa.BigInteger, nullable=True),
         sa.Column("checkout", sa.Text, nullable=True),
-        sa.Column("proof_reference", sa.String(200), nullable=True),
-        sa.Column("proof_file", sa.String(500), nullable=True),
+        sa.Column("proof_reference", Str(200), nullable=True),
+        sa.Column("proof_file", Str(500), nullable=True),
         sa.Column("failure_reason", sa.Text, nullable=True),
         sa.Column("created_at", UTCDateTime, nullable=False),
         sa.Column("updated_at", UTCDateTime, nullable=False),
@@ -81,9 +79,9 @@ def upgrade(prefix: str = "", schema: str | None = None) -> None:
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("attempt_id", sa.Integer, sa.ForeignKey(fk("payment_attempts")), nullable=True),
         sa.Column("refund_id", sa.Integer, nullable=True),
-        sa.Column("kind", sa.String(16), nullable=False),
-        sa.Column("idempotency_key", sa.String(128), nullable=False),
-        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("kind", Str(16), nullable=False),
+        sa.Column("idempotency_key", Str(128), nullable=False),
+        sa.Column("state", Str(16), nullable=False),
         sa.Column("request", sa.Text, nullable=True),
         sa.Column("response", sa.Text, nullable=True),
         sa.Column("created_at", UTCDateTime, nullable=False),
@@ -101,15 +99,15 @@ def upgrade(prefix: str = "", schema: str | None = None) -> None:
     op.create_table(
         n("inbox"),
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("channel", sa.String(32), nullable=False),
+        sa.Column("channel", Str(32), nullable=False),
         sa.Column("received_at", UTCDateTime, nullable=False),
-        sa.Column("remote_addr", sa.String(64), nullable=True),
+        sa.Column("remote_addr", Str(64), nullable=True),
         sa.Column("headers", sa.Text, nullable=False),
         sa.Column("body", sa.LargeBinary, nullable=False),
-        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("status", Str(16), nullable=False),
         sa.Column("reason", sa.Text, nullable=True),
-        sa.Column("out_trade_no", sa.String(64), nullable=True),
-        sa.Column("order_number", sa.String(32), nullable=True),
+        sa.Column("out_trade_no", Str(64), nullable=True),
+        sa.Column("order_number", Str(32), nullable=True),
         sa.Column("processed_at", UTCDateTime, nullable=True),
         sa.Column("replay_of", sa.Integer, nullable=True),
         schema=schema,
@@ -120,7 +118,7 @@ def upgrade(prefix: str = "", schema: str | None = None) -> None:
     op.create_table(
         n("payment_events"),
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("event_key", sa.String(200), nullable=False),
+        sa.Column("event_key", Str(200), nullable=False),
         sa.Column("attempt_id", sa.Integer, sa.ForeignKey(fk("payment_attempts")), nullable=True),
         sa.Column("inbox_id", sa.Integer, nullable=True),
         sa.Column("applied_at", UTCDateTime, nullable=False),
@@ -133,10 +131,10 @@ def upgrade(prefix: str = "", schema: str | None = None) -> None:
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("order_id", sa.Integer, sa.ForeignKey(fk("orders")), nullable=True),
         sa.Column("attempt_id", sa.Integer, sa.ForeignKey(fk("payment_attempts")), nullable=True),
-        sa.Column("kind", sa.String(32), nullable=False),
-        sa.Column("status", sa.String(24), nullable=False),
+        sa.Column("kind", Str(32), nullable=False),
+        sa.Column("status", Str(24), nullable=False),
         sa.Column("evidence", sa.Text, nullable=False),
-        sa.Column("dedupe_key", sa.String(200), nullable=False),
+        sa.Column("dedupe_key", Str(200), nullable=False),
         sa.Column("created_at", UTCDateTime, nullable=False),
         sa.Column("updated_at", UTCDateTime, nullable=False),
         sa.Column("resolved_at", UTCDateTime, nullable=True),
@@ -150,9 +148,9 @@ def upgrade(prefix: str = "", schema: str | None = None) -> None:
     op.create_table(
         n("outbox"),
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("event_id", sa.String(36), nullable=False),
-        sa.Column("kind", sa.String(64), nullable=False),
-        sa.Column("order_number", sa.String(32), nullable=True),
+        sa.Column("event_id", Str(36), nullable=False),
+        sa.Column("kind", Str(64), nullable=False),
+        sa.Column("order_number", Str(32), nullable=True),
         sa.Column("payload", sa.Text, nullable=False),
         sa.Column("created_at", UTCDateTime, nullable=False),
         sa.Column("available_at", UTCDateTime, nullable=False),
