@@ -19,7 +19,6 @@ Rules this module keeps (design.md 3, 5, 6, 7):
 from __future__ import annotations
 
 import builtins
-import contextlib
 import secrets
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -49,6 +48,7 @@ from .channels import (
     Notification,
     Outcome,
     PaymentChannel,
+    PaymentQuery,
     RefundEvent,
 )
 from .channels import PaymentEvent as ChannelPaymentEvent
@@ -220,7 +220,8 @@ class PaymentService(_Service):
             if current.status is PaymentStatus.CREATED:
                 if checkout.outcome in (Outcome.PENDING, Outcome.SUCCEEDED):
                     current.apply(PaymentEvent.SUBMIT, system, now)
-                    current.next_check_at = now + backoff(0)
+                    if chan.capabilities.query:  # else only a notification or review decides
+                        current.next_check_at = now + backoff(0)
                 elif checkout.outcome is Outcome.UNKNOWN:
                     current.apply(PaymentEvent.LOSE_TRACK, system, now, checkout.message)
                     current.next_check_at = now + backoff(0)
@@ -354,6 +355,7 @@ class PaymentService(_Service):
                     now,
                     "order paid by another attempt",
                 )
+                other.next_check_at = now  # close it at the platform (reconciliation)
                 uow.save_attempt(other, now)
 
     def _activation_plan(
@@ -538,8 +540,23 @@ class PaymentService(_Service):
                 inbox_id, "rejected", f"{parsed.rejection.code}: {parsed.rejection.message}"
             )
             return chan.acknowledge(False, parsed.rejection.message)
+        try:
+            results = self._apply_events(chan, parsed.events, inbox_id)
+        except OrderCoreError as exc:
+            # A refusal of our own while applying (it should not happen): keep the reason with
+            # the notification, answer failure so the platform retries, replay once fixed.
+            self._mark_inbox(inbox_id, "error", f"{type(exc).__name__}: {exc}"[:1000])
+            return chan.acknowledge(False, "not applied")
+        return self._answer(chan, inbox_id, results)
+
+    def _apply_events(
+        self,
+        chan: PaymentChannel,
+        events: tuple[ChannelPaymentEvent | RefundEvent, ...],
+        inbox_id: int,
+    ) -> list[ApplyResult]:
         results: list[ApplyResult] = []
-        for event in parsed.events:
+        for event in events:
             if isinstance(event, ChannelPaymentEvent):
                 results.append(
                     self._run(
@@ -555,6 +572,9 @@ class PaymentService(_Service):
                 )
             elif isinstance(event, RefundEvent):
                 results.append(self._refund_event(event))
+        return results
+
+    def _answer(self, chan: PaymentChannel, inbox_id: int, results: list[ApplyResult]) -> HttpReply:
         if not results:
             self._mark_inbox(inbox_id, "ignored", "no event to apply")
             return chan.acknowledge(True)
@@ -766,35 +786,17 @@ class PaymentService(_Service):
     # -- reconciliation --------------------------------------------------------------------
     def reconcile(self, out_trade_no: str, *, source: str = "query") -> ApplyResult:
         """Ask the channel about one attempt and apply what it says (no lock held while
-        asking). A lost answer keeps the attempt as it is and schedules the next check."""
+        asking). A lost answer keeps the attempt as it is and schedules the next check. A
+        given-up attempt (cancelled or expired) is asked once more — money that arrived is
+        applied (as an anomaly) — and then closed at the platform."""
         attempt = self.attempt(out_trade_no)
         chan = self.channel(attempt.channel)
-        op_id = self._run(
-            lambda uow, now: uow.payments.start_operation(
-                kind="query",
-                idempotency_key=f"query:{out_trade_no}:{now.isoformat()}:{secrets.token_hex(4)}",
-                attempt_id=attempt.id,
-                now=now,
-            )
-        )
-        error: str | None = None
-        try:
-            answer = chan.query_payment(out_trade_no) if chan.capabilities.query else None
-        except Exception as exc:  # a transport error is an unknown outcome, never a failure
-            answer = None
-            error = repr(exc)[:500]
+        if attempt.status in (PaymentStatus.CANCELED, PaymentStatus.EXPIRED):
+            return self._close_given_up(attempt, chan)
+        answer = self._query(attempt, chan) if chan.capabilities.query else None
 
         def work(uow: UnitOfWork, now: datetime) -> ApplyResult:
             outcome = answer.outcome if answer is not None else Outcome.UNKNOWN
-            uow.payments.finish_operation(
-                op_id,
-                state=outcome.value,
-                now=now,
-                response={
-                    "outcome": outcome.value,
-                    "message": error or (answer.message if answer else None),
-                },
-            )
             if (
                 answer is not None
                 and answer.outcome is Outcome.SUCCEEDED
@@ -827,6 +829,85 @@ class PaymentService(_Service):
 
         return self._run(work)
 
+    def _call_close(self, attempt: PaymentAttempt, chan: PaymentChannel) -> Outcome:
+        """Close ``attempt`` at the platform, recorded as an operation (no lock held)."""
+        op_id = self._run(
+            lambda uow, now: uow.payments.start_operation(
+                kind="close",
+                idempotency_key=f"close:{attempt.out_trade_no}:{secrets.token_hex(6)}",
+                attempt_id=attempt.id,
+                now=now,
+            )
+        )
+        error = None
+        try:
+            outcome = chan.close(attempt.out_trade_no)
+        except Exception as exc:  # no answer: the trade may still be payable
+            outcome, error = Outcome.UNKNOWN, repr(exc)[:500]
+        self._run(
+            lambda uow, now: uow.payments.finish_operation(
+                op_id, state=outcome.value, now=now, response={"error": error}
+            )
+        )
+        return outcome
+
+    def _close_given_up(self, attempt: PaymentAttempt, chan: PaymentChannel) -> ApplyResult:
+        if chan.capabilities.query:
+            answer = self._query(attempt, chan)
+            if answer is not None and answer.outcome is Outcome.SUCCEEDED and answer.event:
+                event = answer.event
+                return self._run(
+                    lambda uow, now: self._apply_payment(
+                        uow, event, channel=chan.name, source="query", inbox_id=None, now=now
+                    )
+                )
+        outcome = self._call_close(attempt, chan) if chan.capabilities.close else Outcome.SUCCEEDED
+
+        def record(uow: UnitOfWork, now: datetime) -> ApplyResult:
+            current = uow.payments.attempt(attempt.out_trade_no, lock=True)
+            if current.status not in (PaymentStatus.CANCELED, PaymentStatus.EXPIRED):
+                return ApplyResult("unchanged", current.order_number, current.out_trade_no)
+            if outcome is Outcome.SUCCEEDED:
+                current.next_check_at = None
+            else:
+                current.next_check_at = now + backoff(current.check_count + 1)
+                current.check_count += 1
+            uow.save_attempt(current, now)
+            return ApplyResult(
+                "closed" if outcome is Outcome.SUCCEEDED else "unchanged",
+                current.order_number,
+                current.out_trade_no,
+                f"close: {outcome.value}",
+            )
+
+        return self._run(record)
+
+    def _query(self, attempt: PaymentAttempt, chan: PaymentChannel) -> PaymentQuery | None:
+        """Ask the platform about ``attempt``, recorded as an operation; None = no answer."""
+        op_id = self._run(
+            lambda uow, now: uow.payments.start_operation(
+                kind="query",
+                idempotency_key=f"query:{attempt.out_trade_no}:{secrets.token_hex(6)}",
+                attempt_id=attempt.id,
+                now=now,
+            )
+        )
+        error = None
+        try:
+            answer: PaymentQuery | None = chan.query_payment(attempt.out_trade_no)
+        except Exception as exc:  # a transport error is an unknown outcome, never a failure
+            answer, error = None, repr(exc)[:500]
+        outcome = Outcome.UNKNOWN if answer is None else answer.outcome
+        self._run(
+            lambda uow, now: uow.payments.finish_operation(
+                op_id,
+                state=outcome.value,
+                now=now,
+                response={"message": error or (answer.message if answer else None)},
+            )
+        )
+        return answer
+
     def close_and_cancel(self, number: str, *, now: datetime | None = None) -> str:
         """The timeout path for one pending order past its deadline: query every open
         attempt first — if one was paid, settle instead — else close them at the channel and
@@ -836,20 +917,19 @@ class PaymentService(_Service):
         if any(a.status is PaymentStatus.AWAITING_REVIEW for a in attempts):
             return "skipped"
         for attempt in attempts:
-            if attempt.status in OPEN_ATTEMPT_STATES and attempt.channel != "balance":
-                chan = self.channel(attempt.channel)
-                if chan.capabilities.query:
-                    result = self.reconcile(attempt.out_trade_no, source="timeout query")
-                    if (
-                        result.status in ("applied", "duplicate")
-                        and self._core.orders.get(number).status is not OrderStatus.PENDING
-                    ):
-                        return "settled"
-                if chan.capabilities.close:
-                    # If closing fails the order is still cancelled: a late payment becomes a
-                    # payment-after-cancel anomaly.
-                    with contextlib.suppress(Exception):
-                        chan.close(attempt.out_trade_no)
+            if attempt.status not in OPEN_ATTEMPT_STATES or attempt.channel == "balance":
+                continue
+            chan = self.channel(attempt.channel)
+            if chan.capabilities.query:
+                result = self.reconcile(attempt.out_trade_no, source="timeout query")
+                if self._core.orders.get(number).status is not OrderStatus.PENDING:
+                    return "settled"
+                if result.reason == Outcome.UNKNOWN.value:
+                    return "skipped"  # no answer: only a later query may decide (guarantee 5)
+            if chan.capabilities.close and self._call_close(attempt, chan) is not Outcome.SUCCEEDED:
+                # Still payable, or paid meanwhile: never cancel what may be paid.
+                paid = self._core.orders.get(number).status is not OrderStatus.PENDING
+                return "settled" if paid else "skipped"
 
         def work(uow: UnitOfWork, at: datetime) -> str:
             order = uow.orders.get(number, lock=True)
@@ -961,14 +1041,21 @@ class PaymentService(_Service):
         moment = now or self._now()
         canceled: list[str] = []
         settled: list[str] = []
-        for number in self._read(lambda uow: uow.payments.open_attempt_orders(moment, limit=batch)):
+        lease = timedelta(minutes=5)
+        expired = self._run(
+            lambda uow, _now: uow.payments.claim_expired_orders(moment, limit=batch, lease=lease)
+        )
+        for number in expired:
             outcome = self.close_and_cancel(number, now=moment)
             if outcome == "canceled":
                 canceled.append(number)
             elif outcome == "settled":
                 settled.append(number)
         reconciled = []
-        for out_trade_no in self._read(lambda uow: uow.payments.due_for_check(moment, limit=batch)):
+        checks = self._run(
+            lambda uow, _now: uow.payments.claim_checks(moment, limit=batch, lease=lease)
+        )
+        for out_trade_no in checks:
             result = self.reconcile(out_trade_no)
             if result.status in ("applied", "anomaly"):
                 reconciled.append(out_trade_no)

@@ -17,6 +17,7 @@ the lines' remaining amounts, so no minor unit is lost), and the breakdown's own
 
 from __future__ import annotations
 
+import decimal
 import enum
 from collections.abc import Sequence
 from datetime import datetime
@@ -387,14 +388,23 @@ def price_order(
                 f"the customer holds {points_available} points, {use_points} were asked for",
                 field="use_points",
             )
-        value = Money.rounded(to_decimal(points_rate) * use_points, currency, "ROUND_DOWN")
+        rate = to_decimal(points_rate)
+        value = Money.rounded(rate * use_points, currency, "ROUND_DOWN")
         left = remaining()
         if value > left:
             raise DiscountTooLarge(
                 f"{use_points} points are worth {value}, more than what is left to pay ({left})",
                 field="use_points",
             )
-        take(AdjustmentKind.POINTS, _allocate(value, nets), f"{use_points} points")
+        # Spend only the points the deduction is worth: the fraction of a minor unit that
+        # rounding dropped is not taken from the customer (50 points at 0.01 on a JPY order
+        # are worth nothing, so none are spent).
+        points_used = int((value.amount / rate).to_integral_value(rounding=decimal.ROUND_CEILING))
+        if points_used:
+            take(AdjustmentKind.POINTS, _allocate(value, nets), f"{points_used} points")
+
+    else:
+        points_used = 0
 
     # 7. fee
     to_pay = remaining()
@@ -415,6 +425,6 @@ def price_order(
     return PricedOrder(
         breakdown=breakdown,
         balance_used=balance_used,
-        points_used=use_points,
+        points_used=points_used,
         coupon_discount=coupon_discount,
     )

@@ -43,10 +43,10 @@ from ._errors import (
 from ._listing import OrderFilter, Page
 from ._money import Money, get_currency
 from ._numbers import OrderNumberGenerator
-from ._payments_domain import Anomaly, PaymentAttempt
+from ._payments_domain import OPEN_ATTEMPT_STATES, Anomaly, PaymentAttempt
 from ._permissions import Permission
 from ._pricing import Coupon, CouponKind, ManualDiscount, UseAll, price_order
-from ._state import CancelReason, OrderStatus, Transition
+from ._state import CancelReason, OrderStatus, PaymentEvent, Transition
 from ._wallet import POINTS, LedgerEntry, WalletSnapshot
 
 if TYPE_CHECKING:
@@ -198,7 +198,8 @@ class CustomerService(_Service):
         for criteria in (
             {"email": new.email} if new.email else None,
             {"external_ref": new.external_ref} if new.external_ref else None,
-            {"name": new.name},
+            # A name alone identifies nobody when an e-mail or a reference was given.
+            {"name": new.name} if not (new.email or new.external_ref) else None,
         ):
             if criteria:
                 found = uow.customers.find(**criteria)
@@ -393,8 +394,7 @@ class WalletService(_Service):
         def work(uow: UnitOfWork, now: datetime) -> LedgerEntry:
             self._check(actor, _P.WALLET_ADJUST, f"customer:{customer_id}")
             uow.customers.get(customer_id)
-            repeat = idempotency_key is not None and uow.wallet.by_idempotency_key(idempotency_key)
-            entry = uow.wallet.apply(
+            entry, created = uow.wallet.apply_tracked(
                 customer_id=customer_id,
                 asset=asset,
                 delta=delta,
@@ -404,7 +404,7 @@ class WalletService(_Service):
                 idempotency_key=idempotency_key,
                 note=note,
             )
-            if not repeat:
+            if created:  # an idempotent repeat changed nothing and is not audited again
                 uow.record(_wallet_audit(entry))
             return entry
 
@@ -1147,6 +1147,11 @@ class OrderService(_Service):
         coupon use, balance and points. Part of the caller's transaction."""
         order.cancel(why, actor, now, note)
         assert order.id is not None
+        for attempt in uow.payments.attempts_for(order.id):
+            if attempt.status in OPEN_ATTEMPT_STATES and attempt.can(PaymentEvent.CANCEL):
+                attempt.apply(PaymentEvent.CANCEL, actor, now, f"order canceled ({why.value})")
+                attempt.next_check_at = now  # close it at the platform (reconciliation)
+                uow.save_attempt(attempt, now)
         for line in sorted(order.lines, key=lambda ln: ln.sku):
             product = uow.products.get(line.sku, lock=True)
             if product.stock is not None:

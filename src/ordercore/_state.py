@@ -134,9 +134,10 @@ PAYMENT_TRANSITIONS: Mapping[PaymentStatus, Mapping[PaymentEvent, PaymentStatus]
         _PE.RESUME: _P.PENDING,
     },
     _P.SUCCEEDED: {},
-    _P.FAILED: {},
-    # Money can still arrive after we gave an attempt up (a late scan, a slow bank): the
-    # platform's fact wins, and the engine records an anomaly if the order was cancelled.
+    # Money can still arrive after a failed try (the payer tries again on the same trade) or
+    # after we gave an attempt up (a late scan, a slow bank): the platform's fact wins, and
+    # the engine records an anomaly if the order was cancelled or paid meanwhile.
+    _P.FAILED: {_PE.SUCCEED: _P.SUCCEEDED},
     _P.CANCELED: {_PE.SUCCEED: _P.SUCCEEDED},
     _P.EXPIRED: {_PE.SUCCEED: _P.SUCCEEDED},
 }

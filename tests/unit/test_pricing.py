@@ -12,32 +12,32 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_CEILING, ROUND_DOWN, Decimal
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from ordercore import AdjustmentKind, Money, OrderLine, Product
-from ordercore._domain import QuantityTier
-from ordercore._errors import (
+from ordercore import (
+    AdjustmentKind,
+    Coupon,
+    CouponKind,
     CouponUnusable,
     CurrencyMismatch,
     DiscountTooLarge,
+    FeeRule,
     InsufficientFunds,
     InvalidAmount,
     InvalidField,
-)
-from ordercore._pricing import (
-    Coupon,
-    CouponKind,
-    FeeRule,
     ManualDiscount,
-    PricedOrder,
+    Money,
+    OrderLine,
+    Product,
+    QuantityTier,
     UseAll,
-    price_order,
 )
+from ordercore._pricing import PricedOrder, price_order
 
 NOW = datetime(2026, 11, 24, 8, 30, 15, 123456, tzinfo=timezone.utc)
 TYPED = (
@@ -110,8 +110,13 @@ def order_lines(draw: st.DrawFn, currency: str) -> list[OrderLine]:
                     QuantityTier,
                     min_quantity=st.integers(2, 12),
                     percent_off=st.sampled_from(
-                        [Decimal("5"), Decimal("10"), Decimal("12.5"), Decimal("33.33"),
-                         Decimal("100")]
+                        [
+                            Decimal("5"),
+                            Decimal("10"),
+                            Decimal("12.5"),
+                            Decimal("33.33"),
+                            Decimal("100"),
+                        ]
                     ),
                 ),
                 max_size=3,
@@ -124,28 +129,43 @@ def order_lines(draw: st.DrawFn, currency: str) -> list[OrderLine]:
 
 
 def amounts(currency: str, max_minor: int = 2_000_000) -> st.SearchStrategy[Money]:
-    return st.integers(0, max_minor).map(lambda u: money(u, currency))
+    """Small amounts as often as large ones, so that every step gets to succeed."""
+    return st.one_of(st.integers(0, 2_000), st.integers(0, max_minor)).map(
+        lambda u: money(u, currency)
+    )
 
 
 def positive_amounts(currency: str, max_minor: int = 2_000_000) -> st.SearchStrategy[Money]:
-    return st.integers(1, max_minor).map(lambda u: money(u, currency))
+    return st.one_of(st.integers(1, 2_000), st.integers(1, max_minor)).map(
+        lambda u: money(u, currency)
+    )
+
+
+def one_in(n: int) -> st.SearchStrategy[bool]:
+    """True about once in ``n`` draws (a middle value: Hypothesis favours the ends), and
+    False when shrunk."""
+    return st.integers(1, n).map(lambda i: i == n // 2 + 1)
 
 
 @st.composite
-def coupons(draw: st.DrawFn, currency: str) -> Coupon:
-    # Mostly the order's currency; sometimes a foreign one (which must be refused).
-    ccy = draw(st.sampled_from([currency] * 9 + ["USD"]))
+def coupons(draw: st.DrawFn, currency: str, skus: Sequence[str] = SKUS) -> Coupon:
+    # Mostly usable; now and then foreign, disabled, not yet valid or expired.
+    ccy = "USD" if draw(one_in(12)) else currency
     kind = draw(st.sampled_from(CouponKind))
     percent = amount = None
     if kind is CouponKind.PERCENT:
-        percent = draw(
-            st.decimals(min_value=Decimal("0.01"), max_value=Decimal("100"), places=2)
-        )
+        percent = draw(st.decimals(min_value=Decimal("0.01"), max_value=Decimal("100"), places=2))
     else:
         amount = draw(positive_amounts(ccy, 500_000))
-    start = draw(st.sampled_from([None, NOW - timedelta(days=1), NOW, NOW + timedelta(days=1)]))
+    start = draw(
+        st.sampled_from([NOW, NOW + timedelta(microseconds=1), NOW + timedelta(days=1)])
+        if draw(one_in(8))
+        else st.sampled_from([None, NOW - timedelta(days=1), NOW])
+    )
     end = draw(
-        st.sampled_from([None, NOW, NOW + timedelta(microseconds=1), NOW + timedelta(days=2)])
+        st.sampled_from([NOW - timedelta(days=1), NOW])
+        if draw(one_in(8))
+        else st.sampled_from([None, NOW + timedelta(microseconds=1), NOW + timedelta(days=2)])
     )
     assume(not (start and end and start >= end))
     return Coupon(
@@ -158,8 +178,13 @@ def coupons(draw: st.DrawFn, currency: str) -> Coupon:
         min_amount=draw(st.none() | amounts(ccy, 1_000_000)),
         valid_from=start,
         valid_until=end,
-        skus=frozenset(draw(st.lists(st.sampled_from([*SKUS, "other"]), max_size=3))),
-        active=draw(st.booleans() | st.just(True)),
+        # Restricted to some products now and then: mostly some of the order's own.
+        skus=frozenset(
+            draw(st.lists(st.sampled_from([*sorted(set(skus)), "other"]), min_size=1, max_size=3))
+            if draw(one_in(2))
+            else ()
+        ),
+        active=not draw(one_in(10)),
     )
 
 
@@ -175,7 +200,7 @@ def fee_rules(draw: st.DrawFn, currency: str) -> FeeRule | None:
     )
     fixed = None
     if shape in ("fixed", "both"):
-        fixed = draw(amounts(draw(st.sampled_from([currency] * 9 + ["USD"])), 10_000))
+        fixed = draw(amounts("USD" if draw(one_in(15)) else currency, 10_000))
     return FeeRule(
         percent=percent, fixed=fixed, borne_by=draw(st.sampled_from(["merchant", "customer"]))
     )
@@ -213,7 +238,7 @@ class Case:
 def cases(draw: st.DrawFn) -> Case:
     currency = draw(st.sampled_from(["CNY", "JPY"]))
     lines = draw(order_lines(currency))
-    if draw(st.integers(0, 30)) == 0:  # now and then an order mixing two currencies
+    if draw(one_in(30)):  # now and then an order mixing two currencies
         stray = Product(sku="stray", name="stray", price=Money.of("1", "USD"))
         lines.append(OrderLine.from_product(stray, 1))
     manual = None
@@ -229,15 +254,15 @@ def cases(draw: st.DrawFn) -> Case:
         use_balance = draw(amounts(currency, 3_000_000))
     return Case(
         lines=lines,
-        coupon=draw(st.none() | coupons(currency)),
+        coupon=draw(st.none() | coupons(currency, [ln.sku for ln in lines])),
         manual=manual,
         use_balance=use_balance,
-        balance_available=draw(st.none() | amounts(currency, 3_000_000)),
-        use_points=draw(st.sampled_from([0, 0, 1, 50, 100, 999, 5_000, 200_000])),
-        points_available=draw(st.sampled_from([0, 100, 10_000, 1_000_000])),
-        points_rate=draw(
-            st.sampled_from([None, Decimal("0.01"), Decimal("0.1"), Decimal("1"), Decimal("0.003")])
-        ),
+        balance_available=None if draw(one_in(6)) else draw(amounts(currency, 3_000_000)),
+        use_points=draw(st.sampled_from([0, 1, 50, 100, 999, 5_000, 0, 200_000])),
+        points_available=draw(st.sampled_from([100, 10_000, 0, 1_000_000])),
+        points_rate=None
+        if draw(one_in(8))
+        else draw(st.sampled_from([Decimal(r) for r in ("0.01", "0.1", "1", "0.003")])),
         fee_rule=draw(fee_rules(currency)),
     )
 
@@ -320,7 +345,14 @@ def check_breakdown(case: Case, priced: PricedOrder) -> None:
         assert case.manual is None
     assert priced.balance_used == b.total_of(AdjustmentKind.BALANCE)
     assert priced.coupon_discount == b.total_of(AdjustmentKind.COUPON)
-    assert priced.points_used == case.use_points
+    # Only the points the deduction is worth are spent (never more than asked).
+    worth_points = b.total_of(AdjustmentKind.POINTS).amount
+    if case.use_points and case.points_rate is not None:
+        spent = int((worth_points / case.points_rate).to_integral_value(rounding=ROUND_CEILING))
+        assert priced.points_used == spent
+        assert priced.points_used <= case.use_points
+    else:
+        assert priced.points_used == 0
 
     # The fee is computed on what is left to pay; the merchant's does not change payable.
     fee = by_kind.get(AdjustmentKind.FEE) or by_kind.get(AdjustmentKind.MERCHANT_FEE)
@@ -369,27 +401,39 @@ def check_refusal(case: Case, exc: Exception) -> None:
         elif code == "inactive":
             assert not coupon.active
         elif code == "not_yet_valid":
-            assert coupon.valid_from is not None and NOW < coupon.valid_from
+            assert coupon.valid_from is not None
+            assert coupon.valid_from > NOW
         elif code == "expired":
-            assert coupon.valid_until is not None and NOW >= coupon.valid_until
+            assert coupon.valid_until is not None
+            assert coupon.valid_until <= NOW
         elif code == "not_applicable":
             assert not any(coupon.applies_to(ln.sku) for ln in case.lines)
         else:
             assert code == "below_minimum", code
             assert coupon.min_amount is not None
     elif isinstance(exc, InsufficientFunds):
-        held = case.balance_available
-        asked_balance = isinstance(case.use_balance, Money) and (
-            held is None or case.use_balance > held
-        )
-        assert asked_balance or case.use_points > case.points_available
+        if exc.field == "use_balance":
+            held = case.balance_available or Money.zero(case.lines[0].unit_price.currency)
+            assert isinstance(case.use_balance, Money)
+            assert case.use_balance > held
+        else:
+            assert exc.field == "use_points"
+            assert case.use_points > case.points_available
     elif isinstance(exc, DiscountTooLarge):
-        assert case.manual or case.use_balance or case.use_points
+        # Only an explicit amount can be too large: never a coupon, a tier or UseAll.ALL.
+        assert exc.field in ("manual_discount", "use_balance", "use_points"), exc.field
+        if exc.field == "manual_discount":
+            assert case.manual is not None
+        elif exc.field == "use_balance":
+            assert isinstance(case.use_balance, Money)
+        else:
+            assert case.use_points > 0
     elif isinstance(exc, CurrencyMismatch):
         foreign_fee = case.fee_rule is not None and case.fee_rule.fixed is not None
         assert len(currencies) > 1 or foreign_fee
     elif isinstance(exc, InvalidField):
-        assert case.use_points and case.points_rate is None
+        assert case.use_points
+        assert case.points_rate is None
     else:
         # Every amount drawn is valid: an InvalidAmount here is a broken breakdown invariant.
         pytest.fail(f"price_order broke its own invariant: {exc!r}")
@@ -405,7 +449,7 @@ def check_refusal(case: Case, exc: Exception) -> None:
 def test_price_order_invariants(case: Case) -> None:
     try:
         priced = case.price()
-    except Exception as exc:  # noqa: BLE001 - the point is to see which error it is
+    except Exception as exc:  # the point is to see which error it is
         check_refusal(case, exc)
         return
     check_breakdown(case, priced)
@@ -423,7 +467,7 @@ def test_a_coupon_never_exceeds_its_base_and_loses_no_cent(
 ) -> None:
     lines = [
         OrderLine(sku=f"s{i}", name="x", unit_price=money(p, "CNY"), quantity=q)
-        for i, (p, q) in enumerate(zip(prices, quantities))
+        for i, (p, q) in enumerate(zip(prices, quantities, strict=False))
     ]
     coupon = Coupon(
         code="PCT",
@@ -659,7 +703,7 @@ def test_a_coupon_refuses_a_naive_validity_time(field: str) -> None:
     """A naive time cannot be compared with the aware clock (TypeError at pricing) and cannot
     be stored (the UTC column refuses it): the coupon must refuse it, typed, when built."""
     with pytest.raises(InvalidField):
-        _coupon(**{field: datetime(2026, 12, 1)})  # noqa: DTZ001 - the point of the test
+        _coupon(**{field: datetime(2026, 12, 1)})  # naive on purpose
 
 
 # ----------------------------------------------------------------------- zero and refusals
@@ -702,24 +746,45 @@ def test_use_all_takes_what_is_held_when_less_than_payable() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "field"),
     [
-        ({"manual_discount": ManualDiscount(cny("30.01"), "too much")}, DiscountTooLarge,
-         "manual_discount"),
-        ({"use_balance": cny("30.01"), "balance_available": cny("100.00")}, DiscountTooLarge,
-         "use_balance"),
-        ({"use_balance": cny("10.00"), "balance_available": cny("9.99")}, InsufficientFunds,
-         "use_balance"),
+        (
+            {"manual_discount": ManualDiscount(cny("30.01"), "too much")},
+            DiscountTooLarge,
+            "manual_discount",
+        ),
+        (
+            {"use_balance": cny("30.01"), "balance_available": cny("100.00")},
+            DiscountTooLarge,
+            "use_balance",
+        ),
+        (
+            {"use_balance": cny("10.00"), "balance_available": cny("9.99")},
+            InsufficientFunds,
+            "use_balance",
+        ),
         ({"use_balance": cny("10.00")}, InsufficientFunds, "use_balance"),
-        ({"use_balance": cny("-1.00"), "balance_available": cny("9.99")}, InvalidAmount,
-         "use_balance"),
-        ({"use_points": 3001, "points_available": 5000, "points_rate": Decimal("0.01")},
-         DiscountTooLarge, "use_points"),
-        ({"use_points": 10, "points_available": 9, "points_rate": Decimal("0.01")},
-         InsufficientFunds, "use_points"),
+        (
+            {"use_balance": cny("-1.00"), "balance_available": cny("9.99")},
+            InvalidAmount,
+            "use_balance",
+        ),
+        (
+            {"use_points": 3001, "points_available": 5000, "points_rate": Decimal("0.01")},
+            DiscountTooLarge,
+            "use_points",
+        ),
+        (
+            {"use_points": 10, "points_available": 9, "points_rate": Decimal("0.01")},
+            InsufficientFunds,
+            "use_points",
+        ),
         ({"use_points": 10, "points_available": 10}, InvalidField, "use_points"),
         ({"use_points": -1}, InvalidField, "use_points"),
         ({"manual_discount": ManualDiscount(Money.of("5", "JPY"), "x")}, CurrencyMismatch, None),
-        ({"use_balance": Money.of("5", "JPY"), "balance_available": cny("9.00")},
-         CurrencyMismatch, None),
+        (
+            {"use_balance": Money.of("5", "JPY"), "balance_available": cny("9.00")},
+            CurrencyMismatch,
+            None,
+        ),
         ({"fee_rule": FeeRule(fixed=Money.of("1.00", "USD"))}, CurrencyMismatch, None),
     ],
     ids=[
@@ -776,7 +841,11 @@ def test_orders_mixing_currencies_and_empty_orders_are_refused() -> None:
         lambda: Coupon(code="F", kind="fixed", currency="CNY", amount=Money.of("1", "JPY")),
         lambda: Coupon(code="F", kind="fixed", currency="CNY", amount=cny("1"), limit_total=0),
         lambda: Coupon(
-            code="F", kind="fixed", currency="CNY", amount=cny("1"), valid_from=NOW,
+            code="F",
+            kind="fixed",
+            currency="CNY",
+            amount=cny("1"),
+            valid_from=NOW,
             valid_until=NOW,
         ),
         lambda: FeeRule(percent=Decimal("100")),
@@ -807,3 +876,19 @@ def test_the_tier_discount_is_at_most_the_line(units: int, quantity: int) -> Non
     b = price_order(lines, now=NOW).breakdown
     assert b.payable >= Money.zero("CNY")
     assert b.original - b.total_of(AdjustmentKind.TIER_DISCOUNT) == b.payable
+
+
+def test_points_worth_nothing_are_not_spent() -> None:
+    """50 points at 0.01 are worth 0.50, which is 0 JPY: the customer must not lose 50 points
+    for a deduction of nothing (either refused, or not used)."""
+    jpy = [OrderLine(sku="a", name="a", unit_price=Money.of("300", "JPY"), quantity=1)]
+    try:
+        priced = price_order(
+            jpy, now=NOW, use_points=50, points_available=50, points_rate=Decimal("0.01")
+        )
+    except TYPED:
+        return
+    deducted = priced.breakdown.total_of(AdjustmentKind.POINTS)
+    assert priced.points_used == 0 or deducted.is_positive(), (
+        f"{priced.points_used} points spent for a deduction of {deducted}"
+    )

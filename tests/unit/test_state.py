@@ -80,8 +80,8 @@ EXPECTED: dict[str, dict[str, dict[str, str]]] = {
             "resume": "pending",
         },
         "succeeded": {},
-        "failed": {},
-        "canceled": {"succeed": "succeeded"},  # late money: the platform's fact wins
+        "failed": {"succeed": "succeeded"},  # late money: the platform's fact wins
+        "canceled": {"succeed": "succeeded"},
         "expired": {"succeed": "succeeded"},
     },
     "refund": {

@@ -39,9 +39,11 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Select,
+    Table,
     and_,
     bindparam,
     exists,
+    literal,
     or_,
     select,
     true,
@@ -57,6 +59,7 @@ from .tables import Tables
 __all__ = [
     "CANDIDATE_LIMIT",
     "MAX_LIMIT",
+    "MYSQL_CANDIDATE_LIMIT",
     "SQLITE_CANDIDATE_LIMIT",
     "list_orders",
     "order_conditions",
@@ -64,11 +67,20 @@ __all__ = [
 
 #: The largest page :func:`list_orders` returns.
 MAX_LIMIT = 1000
-#: A filter matching at most this many rows is applied by fetching their ids first.
-CANDIDATE_LIMIT = 5000
-#: SQLite fetches a row by id at about five times the cost of a step of the time-index walk
-#: (PostgreSQL at about the same cost), which moves the break-even point down.
+#: A filter matching at most this many rows is applied by fetching their ids first. The
+#: break-even point, measured at a million orders (docs/performance.md), is near 8000 ids on
+#: PostgreSQL, where each step of the walk is an index probe as dear as fetching a row by id.
+CANDIDATE_LIMIT = 8000
+#: On SQLite a walk step costs a fifth of a fetch by id, which moves the break-even point down.
 SQLITE_CANDIDATE_LIMIT = 2000
+#: MariaDB/MySQL turn an IN list of more than 1000 values into a temporary table, and PyMySQL
+#: reads ids slowly.
+MYSQL_CANDIDATE_LIMIT = 1000
+_DIALECT_LIMITS = {
+    "sqlite": lambda: SQLITE_CANDIDATE_LIMIT,
+    "mysql": lambda: MYSQL_CANDIDATE_LIMIT,
+    "mariadb": lambda: MYSQL_CANDIDATE_LIMIT,
+}
 _NUMBER_LEN = 32  # orders.number is String(32)
 
 
@@ -103,6 +115,21 @@ def _sku_exists(tables: Tables, sku: str) -> ColumnElement[bool]:
 def _flag_exists(tables: Tables, flag: str) -> ColumnElement[bool]:
     tags = tables.order_tags.c
     return exists().where(and_(tags.tag == flag, tags.order_id == tables.orders.c.id))
+
+
+def _has_child(table: Table, column: str, value: str, order_id: Any) -> ColumnElement[bool]:
+    """``(SELECT 1 FROM table WHERE column = value AND order_id = orders.id LIMIT 1) IS NOT
+    NULL``: an EXISTS that stays a probe per row. Planners turn a plain EXISTS into a
+    semi-join, which MariaDB runs by copying every matching child row into a temporary table
+    and PostgreSQL by splitting the walk over parallel workers: both slower than walking the
+    time index and probing ``(column, order_id)`` for each order, once the match is common."""
+    probe = (
+        select(literal(1))
+        .where(and_(table.c[column] == value, table.c.order_id == order_id))
+        .limit(1)
+        .scalar_subquery()
+    )
+    return probe.is_not(None)
 
 
 def _direct_conditions(tables: Tables, flt: OrderFilter) -> list[ColumnElement[bool]]:
@@ -148,16 +175,34 @@ def order_conditions(tables: Tables, flt: OrderFilter) -> list[ColumnElement[boo
 def _probe(conn: Connection, query: Select[Any]) -> set[int] | None:
     """The ids ``query`` selects if there are at most CANDIDATE_LIMIT of them, else None."""
     bound = CANDIDATE_LIMIT
-    if conn.dialect.name == "sqlite":
-        bound = min(bound, SQLITE_CANDIDATE_LIMIT)
+    dialect_limit = _DIALECT_LIMITS.get(conn.dialect.name)
+    if dialect_limit is not None:
+        bound = min(bound, dialect_limit())
     ids = conn.execute(query.limit(bound + 1)).scalars().all()
     return None if len(ids) > bound else {int(i) for i in ids}
 
 
+def _walk_index(tables: Tables, flt: OrderFilter) -> str:
+    """The ``(..., created_at, id)`` index a walk should follow.
+
+    MariaDB needs to be told (``FORCE INDEX``): for ``status = x`` with a cursor it prefers
+    reading every ``x`` entry from the newest one down (``ref`` access) to starting at the
+    cursor (``range`` access), so a deep page would read all the newer orders first.
+    """
+    if flt.customer_id is not None:
+        return tables.name("ix_orders_customer_created")
+    if flt.channel is not None:
+        return tables.name("ix_orders_channel_created")
+    if len(flt.statuses) == 1:
+        return tables.name("ix_orders_status_created")
+    return tables.name("ix_orders_created")
+
+
 def _planned_conditions(
     conn: Connection, tables: Tables, flt: OrderFilter
-) -> list[ColumnElement[bool]] | None:
-    """The conditions of the page query after the bounded probes (None: nothing matches)."""
+) -> tuple[list[ColumnElement[bool]], bool] | None:
+    """The conditions of the page query after the bounded probes, and whether the page comes
+    from a walk of a time index (None: nothing matches)."""
     o = tables.orders.c
     where = _direct_conditions(tables, flt)
     candidates: list[set[int]] = []
@@ -175,14 +220,14 @@ def _planned_conditions(
         probe(
             select(lines.order_id).where(lines.sku == flt.sku),
             [],
-            [_sku_exists(tables, flt.sku)],
+            [_has_child(tables.order_lines, "sku", flt.sku, o.id)],
         )
     if flt.flag is not None:
         tags = tables.order_tags.c
         probe(
             select(tags.order_id).where(tags.tag == flt.flag),
             [],
-            [_flag_exists(tables, flt.flag)],
+            [_has_child(tables.order_tags, "tag", flt.flag, o.id)],
         )
     if flt.currency is not None:
         amount = _amount(tables, flt, indexable=True)
@@ -200,7 +245,8 @@ def _planned_conditions(
             return None
         # Literal integers: no limit on bound parameters, and they come from our own rows.
         where.append(o.id.in_(bindparam("candidates", sorted(ids), literal_execute=True)))
-    return where
+        return where, False
+    return where, flt.number_prefix is None
 
 
 def _after(tables: Tables, cursor: Cursor) -> ColumnElement[bool]:
@@ -241,9 +287,10 @@ def list_orders(
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise InvalidField(f"limit must be a whole number from 1 to {MAX_LIMIT}", field="limit")
     after = None if cursor is None else _after(tables, Cursor.decode(cursor))
-    where = _planned_conditions(conn, tables, flt)
-    if where is None:
+    planned = _planned_conditions(conn, tables, flt)
+    if planned is None:
         return Page(items=(), next_cursor=None)
+    where, walk = planned
     if after is not None:
         where.append(after)
     o = tables.orders.c
@@ -265,6 +312,10 @@ def list_orders(
         .order_by(o.created_at.desc(), o.id.desc())
         .limit(limit + 1)
     )
+    if walk and conn.dialect.name in ("mysql", "mariadb"):
+        query = query.with_hint(
+            tables.orders, f"FORCE INDEX ({_walk_index(tables, flt)})", conn.dialect.name
+        )
     rows = conn.execute(query).all()
     more = len(rows) > limit
     rows = rows[:limit]

@@ -135,22 +135,30 @@ class PaymentRepository:
             query = query.where(self.a.c.status == status)
         return [self._attempt(r) for r in self.conn.execute(query)]
 
-    def due_for_check(self, now: datetime, *, limit: int) -> builtins.list[str]:
-        """Open attempts whose next reconciliation check is due (skipping rows another runner
-        holds, on PostgreSQL)."""
-        query = (
-            select(self.a.c.out_trade_no)
-            .where(
-                and_(
-                    self.a.c.next_check_at <= now,
-                    self.a.c.status.in_([PaymentStatus.PENDING.value, PaymentStatus.UNKNOWN.value]),
-                )
-            )
+    def claim_checks(self, now: datetime, *, limit: int, lease: timedelta) -> builtins.list[str]:
+        """Attempts whose next check is due — open ones to query, given-up ones to close at
+        the platform — leased to this runner: their next check moves past the lease in the
+        same transaction (rows another runner is claiming are skipped on PostgreSQL)."""
+        due = [
+            PaymentStatus.PENDING.value,
+            PaymentStatus.UNKNOWN.value,
+            PaymentStatus.CANCELED.value,
+            PaymentStatus.EXPIRED.value,
+        ]
+        rows = self.conn.execute(
+            select(self.a.c.id, self.a.c.out_trade_no)
+            .where(and_(self.a.c.next_check_at <= now, self.a.c.status.in_(due)))
             .order_by(self.a.c.next_check_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
-        )
-        return list(self.conn.execute(query).scalars())
+        ).all()
+        if rows:
+            self.conn.execute(
+                update(self.a)
+                .where(self.a.c.id.in_([r.id for r in rows]))
+                .values(next_check_at=now + lease)
+            )
+        return [r.out_trade_no for r in rows]
 
     def postpone_check(self, out_trade_no: str, until: datetime) -> None:
         self.conn.execute(
@@ -575,14 +583,29 @@ class PaymentRepository:
             raise NotFound(f"no order {number!r}", order=number)
         return int(value)
 
-    def open_attempt_orders(self, now: datetime, *, limit: int) -> builtins.list[str]:
-        """Pending orders past their payment deadline (the timeout job's work list)."""
+    def claim_expired_orders(
+        self, now: datetime, *, limit: int, lease: timedelta
+    ) -> builtins.list[str]:
+        """Pending orders past their payment deadline, leased to this runner for the timeout
+        work (skipping rows other runners hold, and orders another runner leased)."""
         o = self.o
-        query = (
-            select(o.c.number)
-            .where(and_(o.c.status == OrderStatus.PENDING.value, o.c.payment_deadline < now))
+        rows = self.conn.execute(
+            select(o.c.id, o.c.number)
+            .where(
+                and_(
+                    o.c.status == OrderStatus.PENDING.value,
+                    o.c.payment_deadline < now,
+                    or_(o.c.timeout_locked_until.is_(None), o.c.timeout_locked_until < now),
+                )
+            )
             .order_by(o.c.payment_deadline)
             .limit(limit)
             .with_for_update(skip_locked=True)
-        )
-        return list(self.conn.execute(query).scalars())
+        ).all()
+        if rows:
+            self.conn.execute(
+                update(o)
+                .where(o.c.id.in_([r.id for r in rows]))
+                .values(timeout_locked_until=now + lease)
+            )
+        return [r.number for r in rows]

@@ -192,6 +192,7 @@ def build_tables(prefix: str = "", schema: str | None = None) -> Tables:
         Column("activation_attempts", Integer, nullable=False, server_default="0"),
         Column("activation_error", Text, nullable=True),
         Column("activation_locked_until", UTCDateTime, nullable=True),
+        Column("timeout_locked_until", UTCDateTime, nullable=True),
         UniqueConstraint("number", name=n("uq_orders_number")),
         Index(n("ix_orders_activation_due"), "activation_due_at"),
         Index(n("ux_orders_idempotency_key"), "idempotency_key", unique=True),

@@ -71,7 +71,11 @@ class WalletRepository:
         row = self.conn.execute(self._select().where(self.ledger.c.idempotency_key == key)).first()
         return None if row is None else self._entry(row)
 
-    def apply(
+    def apply(self, **change: Any) -> LedgerEntry:
+        """Move an account by ``delta`` and record why (see :meth:`apply_tracked`)."""
+        return self.apply_tracked(**change)[0]
+
+    def apply_tracked(
         self,
         *,
         customer_id: int,
@@ -84,9 +88,10 @@ class WalletRepository:
         refund_id: int | None = None,
         idempotency_key: str | None = None,
         note: str | None = None,
-    ) -> LedgerEntry:
-        """Move an account by ``delta`` and record why. A repeated idempotency key returns the
-        first entry if it describes the same change, else raises IdempotencyConflict."""
+    ) -> tuple[LedgerEntry, bool]:
+        """Move an account by ``delta`` and record why: ``(entry, created)``. A repeated
+        idempotency key returns the first entry (``created`` false) if it describes the same
+        change, else raises IdempotencyConflict."""
         if idempotency_key is not None:
             existing = self.by_idempotency_key(idempotency_key)
             if existing is not None:
@@ -101,7 +106,7 @@ class WalletRepository:
                         f"idempotency key {idempotency_key!r} was used for another wallet change",
                         idempotency_key=idempotency_key,
                     )
-                return existing
+                return existing, False
         if delta > 0:
             try:
                 with self.conn.begin_nested():
@@ -126,7 +131,7 @@ class WalletRepository:
                 # it committed, its entry is visible, and it is this call's answer.
                 repeat = self.by_idempotency_key(idempotency_key)
                 if repeat is not None:
-                    return self.apply(
+                    return self.apply_tracked(
                         customer_id=customer_id,
                         asset=asset,
                         delta=delta,
@@ -166,7 +171,7 @@ class WalletRepository:
         ).inserted_primary_key
         assert row_id is not None
         row = self.conn.execute(self._select().where(self.ledger.c.id == row_id[0])).one()
-        return self._entry(row)
+        return self._entry(row), True
 
     def entries(
         self,

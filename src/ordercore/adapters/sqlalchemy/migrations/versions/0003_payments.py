@@ -38,6 +38,7 @@ def upgrade(prefix: str = "", schema: str | None = None) -> None:
     add("orders", sa.Column("activation_attempts", sa.Integer, nullable=False, server_default="0"))
     add("orders", sa.Column("activation_error", sa.Text, nullable=True))
     add("orders", sa.Column("activation_locked_until", UTCDateTime, nullable=True))
+    add("orders", sa.Column("timeout_locked_until", UTCDateTime, nullable=True))
     op.create_index(
         n("ix_orders_activation_due"), n("orders"), ["activation_due_at"], schema=schema
     )
@@ -181,6 +182,7 @@ def downgrade(prefix: str = "", schema: str | None = None) -> None:
     op.drop_index(n("ix_orders_activation_due"), n("orders"), schema=schema)
     with op.batch_alter_table(n("orders"), schema=schema) as batch:
         for column in (
+            "timeout_locked_until",
             "activation_locked_until",
             "activation_error",
             "activation_attempts",
