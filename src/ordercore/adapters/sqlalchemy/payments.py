@@ -9,7 +9,8 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, insert, or_, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from ordercore._audit import canonical_json
@@ -23,6 +24,65 @@ from .tables import Tables
 
 __all__ = ["PaymentRepository"]
 
+_STATEMENTS_KEY = "ordercore.payment_statements"
+
+
+class _Statements:
+    """The statements of the callback path, built once per table set and reused.
+
+    SQLAlchemy memoizes a statement's cache key on the statement object, so executing the same
+    object again (with its bound parameters given at execution) skips building the statement
+    and computing its cache key — most of the Python time of a small query. Parameters named
+    ``b_*`` are the WHERE clause's; an UPDATE's SET clause is taken from the other keys.
+    """
+
+    def __init__(self, tables: Tables) -> None:
+        self.tables = tables
+        a, o = tables.payment_attempts, tables.orders
+        inbox, events = tables.inbox, tables.payment_events
+        attempts = select(a, o.c.number).select_from(a.join(o, o.c.id == a.c.order_id))
+        self.attempt = attempts.where(a.c.out_trade_no == bindparam("b_out_trade_no"))
+        self.attempt_locked = self.attempt.with_for_update(of=a)
+        self.attempts_for = attempts.where(a.c.order_id == bindparam("b_order_id")).order_by(a.c.id)
+        self.insert_attempt = insert(a)
+        self.update_attempt = update(a).where(a.c.id == bindparam("b_id"))
+        self.insert_inbox = insert(inbox)
+        self.update_inbox = update(inbox).where(inbox.c.id == bindparam("b_id"))
+        self.event_claimed = select(events.c.id).where(
+            events.c.event_key == bindparam("b_event_key")
+        )
+        self.insert_event = insert(events)
+        # One statement for "claim unless claimed" where the backend has it: PostgreSQL
+        # returns the new row's id (none when the key was claimed), SQLite counts the row
+        # (RETURNING needs SQLite 3.35).
+        self.claim_event: dict[str, Any] = {
+            "postgresql": postgresql.insert(events)
+            .on_conflict_do_nothing(index_elements=[events.c.event_key])
+            .returning(events.c.id),
+            "sqlite": sqlite.insert(events).on_conflict_do_nothing(
+                index_elements=[events.c.event_key]
+            ),
+        }
+        self.insert_outbox = insert(tables.outbox)
+        self.activation = select(
+            o.c.activation_mode,
+            o.c.activation_due_at,
+            o.c.activation_attempts,
+            o.c.activation_error,
+        ).where(o.c.id == bindparam("b_id"))
+        self.update_order = update(o).where(o.c.id == bindparam("b_id"))
+
+
+def _statements(tables: Tables) -> _Statements:
+    """The statements for ``tables``, kept in the attempts table's ``info`` (one set per
+    table set; building one twice in a race is harmless)."""
+    info = tables.payment_attempts.info
+    found = info.get(_STATEMENTS_KEY)
+    if not isinstance(found, _Statements) or found.tables is not tables:
+        found = _Statements(tables)
+        info[_STATEMENTS_KEY] = found
+    return found
+
 
 class PaymentRepository:
     """Everything the payment engine stores. Never commits."""
@@ -32,6 +92,7 @@ class PaymentRepository:
         self.tables = tables
         self.a = tables.payment_attempts
         self.o = tables.orders
+        self.sql = _statements(tables)
 
     # -- attempts -----------------------------------------------------------------------
     def _attempt(self, row: Row[Any]) -> PaymentAttempt:
@@ -83,16 +144,17 @@ class PaymentRepository:
 
     def add_attempt(self, attempt: PaymentAttempt, now: datetime) -> PaymentAttempt:
         result = self.conn.execute(
-            insert(self.a).values(
-                order_id=attempt.order_id,
-                channel=attempt.channel,
-                method=attempt.method,
-                out_trade_no=attempt.out_trade_no,
-                currency=attempt.amount.currency.code,
-                amount_minor=attempt.amount.to_minor(),
-                created_at=attempt.created_at,
+            self.sql.insert_attempt,
+            {
+                "order_id": attempt.order_id,
+                "channel": attempt.channel,
+                "method": attempt.method,
+                "out_trade_no": attempt.out_trade_no,
+                "currency": attempt.amount.currency.code,
+                "amount_minor": attempt.amount.to_minor(),
+                "created_at": attempt.created_at,
                 **self._values(attempt, now),
-            )
+            },
         )
         pk = result.inserted_primary_key
         assert pk is not None
@@ -101,28 +163,22 @@ class PaymentRepository:
 
     def save_attempt(self, attempt: PaymentAttempt, now: datetime) -> None:
         self.conn.execute(
-            update(self.a).where(self.a.c.id == attempt.id).values(**self._values(attempt, now))
+            self.sql.update_attempt, {"b_id": attempt.id, **self._values(attempt, now)}
         )
 
     def attempt(self, out_trade_no: str, *, lock: bool = False) -> PaymentAttempt:
-        query = self._attempt_select().where(self.a.c.out_trade_no == out_trade_no)
-        if lock:
-            query = query.with_for_update(of=self.a)
-        row = self.conn.execute(query).first()
+        query = self.sql.attempt_locked if lock else self.sql.attempt
+        row = self.conn.execute(query, {"b_out_trade_no": out_trade_no}).first()
         if row is None:
             raise PaymentNotFound(f"no payment attempt {out_trade_no!r}", out_trade_no=out_trade_no)
         return self._attempt(row)
 
     def find_attempt(self, out_trade_no: str) -> PaymentAttempt | None:
-        row = self.conn.execute(
-            self._attempt_select().where(self.a.c.out_trade_no == out_trade_no)
-        ).first()
+        row = self.conn.execute(self.sql.attempt, {"b_out_trade_no": out_trade_no}).first()
         return None if row is None else self._attempt(row)
 
     def attempts_for(self, order_id: int) -> list[PaymentAttempt]:
-        rows = self.conn.execute(
-            self._attempt_select().where(self.a.c.order_id == order_id).order_by(self.a.c.id)
-        )
+        rows = self.conn.execute(self.sql.attempts_for, {"b_order_id": order_id})
         return [self._attempt(r) for r in rows]
 
     def list_attempts(
@@ -232,17 +288,17 @@ class PaymentRepository:
         now: datetime,
         replay_of: int | None = None,
     ) -> int:
-        t = self.tables.inbox
         result = self.conn.execute(
-            insert(t).values(
-                channel=channel,
-                received_at=now,
-                remote_addr=remote_addr,
-                headers=canonical_json(headers),
-                body=body,
-                status="received",
-                replay_of=replay_of,
-            )
+            self.sql.insert_inbox,
+            {
+                "channel": channel,
+                "received_at": now,
+                "remote_addr": remote_addr,
+                "headers": canonical_json(headers),
+                "body": body,
+                "status": "received",
+                "replay_of": replay_of,
+            },
         )
         pk = result.inserted_primary_key
         assert pk is not None
@@ -258,17 +314,16 @@ class PaymentRepository:
         out_trade_no: str | None = None,
         order_number: str | None = None,
     ) -> None:
-        t = self.tables.inbox
         self.conn.execute(
-            update(t)
-            .where(t.c.id == inbox_id)
-            .values(
-                status=status,
-                reason=reason,
-                out_trade_no=out_trade_no,
-                order_number=order_number,
-                processed_at=now,
-            )
+            self.sql.update_inbox,
+            {
+                "b_id": inbox_id,
+                "status": status,
+                "reason": reason,
+                "out_trade_no": out_trade_no,
+                "order_number": order_number,
+                "processed_at": now,
+            },
         )
 
     def _inbox(self, row: Row[Any]) -> dict[str, Any]:
@@ -319,20 +374,28 @@ class PaymentRepository:
     def claim_event(
         self, event_key: str, *, attempt_id: int | None, inbox_id: int | None, now: datetime
     ) -> bool:
-        """Record that ``event_key`` is applied; False if it was before (a duplicate)."""
-        t = self.tables.payment_events
-        if self.conn.execute(select(t.c.id).where(t.c.event_key == event_key)).first():
+        """Record that ``event_key`` is applied; False if it was before (a duplicate).
+
+        On PostgreSQL and SQLite one ``INSERT … ON CONFLICT (event_key) DO NOTHING``: a
+        concurrent claim of the same key waits for the other transaction and then inserts
+        nothing. Elsewhere a check, then the insert in a savepoint (a unique violation there
+        means another transaction claimed it first)."""
+        values = {
+            "event_key": event_key,
+            "attempt_id": attempt_id,
+            "inbox_id": inbox_id,
+            "applied_at": now,
+        }
+        dialect = self.conn.dialect.name
+        if dialect == "postgresql":
+            return self.conn.execute(self.sql.claim_event[dialect], values).first() is not None
+        if dialect == "sqlite":
+            return int(self.conn.execute(self.sql.claim_event[dialect], values).rowcount) == 1
+        if self.conn.execute(self.sql.event_claimed, {"b_event_key": event_key}).first():
             return False
         try:
             with self.conn.begin_nested():
-                self.conn.execute(
-                    insert(t).values(
-                        event_key=event_key,
-                        attempt_id=attempt_id,
-                        inbox_id=inbox_id,
-                        applied_at=now,
-                    )
-                )
+                self.conn.execute(self.sql.insert_event, values)
         except IntegrityError:
             return False
         return True
@@ -441,18 +504,18 @@ class PaymentRepository:
     def add_outbox(
         self, kind: str, order_number: str | None, payload: dict[str, Any], now: datetime
     ) -> str:
-        t = self.tables.outbox
         event_id = str(uuid.uuid4())
         self.conn.execute(
-            insert(t).values(
-                event_id=event_id,
-                kind=kind,
-                order_number=order_number,
-                payload=canonical_json(payload),
-                created_at=now,
-                available_at=now,
-                attempts=0,
-            )
+            self.sql.insert_outbox,
+            {
+                "event_id": event_id,
+                "kind": kind,
+                "order_number": order_number,
+                "payload": canonical_json(payload),
+                "created_at": now,
+                "available_at": now,
+                "attempts": 0,
+            },
         )
         return event_id
 
@@ -524,15 +587,7 @@ class PaymentRepository:
 
     # -- activation -----------------------------------------------------------------------
     def activation(self, order_id: int) -> dict[str, Any]:
-        o = self.o
-        row = self.conn.execute(
-            select(
-                o.c.activation_mode,
-                o.c.activation_due_at,
-                o.c.activation_attempts,
-                o.c.activation_error,
-            ).where(o.c.id == order_id)
-        ).one()
+        row = self.conn.execute(self.sql.activation, {"b_id": order_id}).one()
         return {
             "mode": row.activation_mode,
             "due_at": row.activation_due_at,
@@ -545,9 +600,8 @@ class PaymentRepository:
         unknown = set(values) - allowed
         assert not unknown, unknown
         self.conn.execute(
-            update(self.o)
-            .where(self.o.c.id == order_id)
-            .values(**{f"activation_{k}": v for k, v in values.items()})
+            self.sql.update_order,
+            {"b_id": order_id, **{f"activation_{k}": v for k, v in values.items()}},
         )
 
     def claim_activations(
