@@ -126,6 +126,28 @@ def _redact(headers: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+@frozen
+class _Outcome:
+    """What the inbox records for a processed notification."""
+
+    status: str
+    reason: str | None
+    out_trade_no: str | None
+    order_number: str | None
+
+
+def _outcome(results: list[ApplyResult]) -> _Outcome:
+    if not results:
+        return _Outcome("ignored", "no event to apply", None, None)
+    first = results[0]
+    statuses = sorted({r.status for r in results})
+    status = statuses[0] if len(statuses) == 1 else "+".join(statuses)
+    if any(r.status == "unknown_payment" for r in results):
+        status = "rejected"  # answered with the platform's failure acknowledgement
+    reason = "; ".join(r.reason for r in results if r.reason) or None
+    return _Outcome(status, reason, first.out_trade_no, first.order_number)
+
+
 class PaymentService(_Service):
     """Paying orders through channels, and everything that follows a payment."""
 
@@ -417,7 +439,7 @@ class PaymentService(_Service):
             return ApplyResult(
                 "unknown_payment", None, event.out_trade_no, "no such payment attempt"
             )
-        order = uow.orders.get(found.order_number, lock=True)
+        order = uow.orders.get(found.order_number, lock=True, light=True)
         attempt = uow.payments.attempt(event.out_trade_no, lock=True)
         result = ApplyResult("applied", order.number, attempt.out_trade_no)
         actor = Actor.channel(channel)
@@ -541,26 +563,39 @@ class PaymentService(_Service):
             )
             return chan.acknowledge(False, parsed.rejection.message)
         try:
-            results = self._apply_events(chan, parsed.events, inbox_id)
+            results, marked = self._apply_events(chan, parsed.events, inbox_id)
         except OrderCoreError as exc:
             # A refusal of our own while applying (it should not happen): keep the reason with
             # the notification, answer failure so the platform retries, replay once fixed.
             self._mark_inbox(inbox_id, "error", f"{type(exc).__name__}: {exc}"[:1000])
             return chan.acknowledge(False, "not applied")
-        return self._answer(chan, inbox_id, results)
+        return self._answer(chan, inbox_id, results, marked)
 
     def _apply_events(
         self,
         chan: PaymentChannel,
         events: tuple[ChannelPaymentEvent | RefundEvent, ...],
         inbox_id: int,
-    ) -> list[ApplyResult]:
+    ) -> tuple[list[ApplyResult], bool]:
+        """Apply the events; ``(results, marked)`` — a lone payment event (the usual case) is
+        applied and its inbox entry marked in one transaction."""
+        if len(events) == 1 and isinstance(events[0], ChannelPaymentEvent):
+            event = events[0]
+
+            def apply_and_mark(uow: UnitOfWork, now: datetime) -> ApplyResult:
+                result = self._apply_payment(
+                    uow, event, channel=chan.name, source="notification", inbox_id=inbox_id, now=now
+                )
+                self._mark(uow, inbox_id, _outcome([result]), now)
+                return result
+
+            return [self._run(apply_and_mark)], True
         results: list[ApplyResult] = []
-        for event in events:
-            if isinstance(event, ChannelPaymentEvent):
+        for each in events:
+            if isinstance(each, ChannelPaymentEvent):
                 results.append(
                     self._run(
-                        lambda uow, now, ev=event: self._apply_payment(  # type: ignore[misc]
+                        lambda uow, now, ev=each: self._apply_payment(  # type: ignore[misc]
                             uow,
                             ev,
                             channel=chan.name,
@@ -570,28 +605,30 @@ class PaymentService(_Service):
                         )
                     )
                 )
-            elif isinstance(event, RefundEvent):
-                results.append(self._refund_event(event))
-        return results
+            elif isinstance(each, RefundEvent):
+                results.append(self._refund_event(each))
+        return results, False
 
-    def _answer(self, chan: PaymentChannel, inbox_id: int, results: list[ApplyResult]) -> HttpReply:
-        if not results:
-            self._mark_inbox(inbox_id, "ignored", "no event to apply")
-            return chan.acknowledge(True)
-        unknown = [r for r in results if r.status == "unknown_payment"]
-        first = results[0]
-        statuses = sorted({r.status for r in results})
-        status = statuses[0] if len(statuses) == 1 else "+".join(statuses)
-        self._mark_inbox(
-            inbox_id,
-            "rejected" if unknown else status,
-            "; ".join(r.reason for r in results if r.reason) or None,
-            out_trade_no=first.out_trade_no,
-            order_number=first.order_number,
-        )
-        if unknown:
+    def _answer(
+        self, chan: PaymentChannel, inbox_id: int, results: list[ApplyResult], marked: bool
+    ) -> HttpReply:
+        outcome = _outcome(results)
+        if not marked:
+            self._run(lambda uow, now: self._mark(uow, inbox_id, outcome, now))
+        if outcome.status == "rejected":
             return chan.acknowledge(False, "unknown payment")
         return chan.acknowledge(True)
+
+    @staticmethod
+    def _mark(uow: UnitOfWork, inbox_id: int, outcome: _Outcome, now: datetime) -> None:
+        uow.payments.mark_inbox(
+            inbox_id,
+            status=outcome.status[:16],
+            reason=outcome.reason,
+            now=now,
+            out_trade_no=None if outcome.out_trade_no is None else outcome.out_trade_no[:64],
+            order_number=outcome.order_number,
+        )
 
     @staticmethod
     def _refund_event(event: RefundEvent) -> ApplyResult:
@@ -604,25 +641,9 @@ class PaymentService(_Service):
             f"refund {event.out_refund_no}: no refund engine yet",
         )
 
-    def _mark_inbox(
-        self,
-        inbox_id: int,
-        status: str,
-        reason: str | None,
-        *,
-        out_trade_no: str | None = None,
-        order_number: str | None = None,
-    ) -> None:
-        self._run(
-            lambda uow, now: uow.payments.mark_inbox(
-                inbox_id,
-                status=status[:16],
-                reason=reason,
-                now=now,
-                out_trade_no=None if out_trade_no is None else out_trade_no[:64],
-                order_number=order_number,
-            )
-        )
+    def _mark_inbox(self, inbox_id: int, status: str, reason: str | None) -> None:
+        outcome = _Outcome(status, reason, None, None)
+        self._run(lambda uow, now: self._mark(uow, inbox_id, outcome, now))
 
     def notifications(
         self,

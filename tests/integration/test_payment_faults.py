@@ -17,12 +17,11 @@ from sqlalchemy.exc import OperationalError
 
 from helpers import Backend, FakeClock
 from ordercore import OrderStatus
-from ordercore._payments import PaymentService
 from ordercore._state import OrderEvent, PaymentStatus
 from ordercore.adapters.sqlalchemy.payments import PaymentRepository
 from ordercore.adapters.sqlalchemy.uow import UnitOfWork
 from ordercore.channels import HttpReply, Outcome
-from ordercore.testing import SignedNotification, TradeStatus
+from ordercore.testing import FakeChannel, SignedNotification, TradeStatus
 
 from .payment_kit import ADMIN, Shop, make_shop
 
@@ -210,16 +209,16 @@ def test_the_process_dying_after_commit_before_the_reply(
     order = shop.order()
     no = shop.start(order.number).out_trade_no
     signed = shop.gateway.pay(no)
-    original = PaymentService._mark_inbox
+    original = FakeChannel.acknowledge
     deaths = Counter[str]()
 
-    def mark_inbox(self: PaymentService, *args: Any, **kwargs: Any) -> None:
-        if not deaths:  # the apply committed; the process dies before recording and replying
+    def acknowledge(self: FakeChannel, accepted: bool, message: str = "") -> Any:
+        if not deaths:  # the apply committed; the process dies before it replies
             deaths["n"] += 1
             raise ProcessDied
-        original(self, *args, **kwargs)
+        return original(self, accepted, message)
 
-    monkeypatch.setattr(PaymentService, "_mark_inbox", mark_inbox)
+    monkeypatch.setattr(FakeChannel, "acknowledge", acknowledge)
 
     deliver_expecting_failure(shop, signed)
 

@@ -43,6 +43,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     exists,
+    func,
     literal,
     or_,
     select,
@@ -132,8 +133,15 @@ def _has_child(table: Table, column: str, value: str, order_id: Any) -> ColumnEl
     return probe.is_not(None)
 
 
-def _direct_conditions(tables: Tables, flt: OrderFilter) -> list[ColumnElement[bool]]:
-    """Conditions whose index (if any) yields rows in list order."""
+def _direct_conditions(
+    tables: Tables, flt: OrderFilter, cursor: Cursor | None = None
+) -> list[ColumnElement[bool]]:
+    """Conditions whose index (if any) yields rows in list order.
+
+    ``created_to`` is left out when the ``cursor`` bound is tighter: SQLite starts its index
+    range at one of two upper bounds without comparing them, and would otherwise walk from
+    the end of the period down to the cursor on every page.
+    """
     o = tables.orders.c
     where: list[ColumnElement[bool]] = []
     if len(flt.statuses) == 1:
@@ -142,7 +150,7 @@ def _direct_conditions(tables: Tables, flt: OrderFilter) -> list[ColumnElement[b
         where.append(o.status.in_([s.value for s in flt.statuses]))
     if flt.created_from is not None:
         where.append(o.created_at >= flt.created_from)
-    if flt.created_to is not None:
+    if flt.created_to is not None and (cursor is None or cursor.created_at >= flt.created_to):
         where.append(o.created_at < flt.created_to)
     if flt.channel is not None:
         where.append(o.channel == flt.channel)
@@ -172,14 +180,35 @@ def order_conditions(tables: Tables, flt: OrderFilter) -> list[ColumnElement[boo
     return where
 
 
-def _probe(conn: Connection, query: Select[Any]) -> set[int] | None:
-    """The ids ``query`` selects if there are at most CANDIDATE_LIMIT of them, else None."""
+def _probe(conn: Connection, query: Select[Any], *, count_first: bool = True) -> set[int] | None:
+    """The ids ``query`` selects if there are at most CANDIDATE_LIMIT of them, else None.
+
+    With ``count_first`` the server counts up to the bound first (reading index entries,
+    sending one number), so that a common value costs no transfer of ids it would not use;
+    a query that is dear to run twice fetches up to the bound at once instead.
+    """
     bound = CANDIDATE_LIMIT
     dialect_limit = _DIALECT_LIMITS.get(conn.dialect.name)
     if dialect_limit is not None:
         bound = min(bound, dialect_limit())
-    ids = conn.execute(query.limit(bound + 1)).scalars().all()
-    return None if len(ids) > bound else {int(i) for i in ids}
+    if not count_first:
+        ids = conn.execute(query.limit(bound + 1)).scalars().all()
+        return None if len(ids) > bound else {int(i) for i in ids}
+    counted = select(func.count()).select_from(query.limit(bound + 1).subquery("probe"))
+    if conn.execute(counted).scalar_one() > bound:
+        return None
+    return {int(i) for i in conn.execute(query).scalars()}
+
+
+def _collect(
+    conn: Connection, query: Select[Any], candidates: list[set[int]], *, count_first: bool = True
+) -> bool:
+    """Probe ``query``: add its ids to ``candidates`` if they are few, else return True."""
+    found = _probe(conn, query, count_first=count_first)
+    if found is None:
+        return True
+    candidates.append(found)
+    return False
 
 
 def _walk_index(tables: Tables, flt: OrderFilter) -> str:
@@ -199,12 +228,12 @@ def _walk_index(tables: Tables, flt: OrderFilter) -> str:
 
 
 def _planned_conditions(
-    conn: Connection, tables: Tables, flt: OrderFilter
+    conn: Connection, tables: Tables, flt: OrderFilter, cursor: Cursor | None
 ) -> tuple[list[ColumnElement[bool]], bool] | None:
     """The conditions of the page query after the bounded probes, and whether the page comes
     from a walk of a time index (None: nothing matches)."""
     o = tables.orders.c
-    where = _direct_conditions(tables, flt)
+    where = _direct_conditions(tables, flt, cursor)
     candidates: list[set[int]] = []
 
     def probe(query: Select[Any], few: Sequence[ColumnElement[bool]], many: Sequence[Any]) -> None:
@@ -215,20 +244,27 @@ def _planned_conditions(
             candidates.append(found)
             where.extend(few)
 
-    if flt.sku is not None:
-        lines = tables.order_lines.c
-        probe(
-            select(lines.order_id).where(lines.sku == flt.sku),
-            [],
-            [_has_child(tables.order_lines, "sku", flt.sku, o.id)],
+    tags, lines = tables.order_tags.c, tables.order_lines.c
+    flag, sku = flt.flag, flt.sku
+    flag_many = flag is not None and _collect(
+        conn, select(tags.order_id).where(tags.tag == flag), candidates
+    )
+    sku_many = sku is not None and _collect(
+        conn, select(lines.order_id).where(lines.sku == sku), candidates
+    )
+    if flag_many and sku_many:
+        # Two common criteria can be rare together: walking the time index would then probe
+        # both for every order it passes. Probe the pair, driven by the (rarer) flag.
+        pair = select(tags.order_id).where(
+            tags.tag == flag,
+            exists().where(and_(lines.sku == sku, lines.order_id == tags.order_id)),
         )
-    if flt.flag is not None:
-        tags = tables.order_tags.c
-        probe(
-            select(tags.order_id).where(tags.tag == flt.flag),
-            [],
-            [_has_child(tables.order_tags, "tag", flt.flag, o.id)],
-        )
+        flag_many = sku_many = _collect(conn, pair, candidates, count_first=False)
+    # Flag before sku: rarer as a rule, so a walk probes order_lines less often.
+    if flag_many and flag is not None:
+        where.append(_has_child(tables.order_tags, "tag", flag, o.id))
+    if sku_many and sku is not None:
+        where.append(_has_child(tables.order_lines, "sku", sku, o.id))
     if flt.currency is not None:
         amount = _amount(tables, flt, indexable=True)
         probe(select(o.id).where(*amount), amount, _amount(tables, flt, indexable=False))
@@ -286,13 +322,13 @@ def list_orders(
     """
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise InvalidField(f"limit must be a whole number from 1 to {MAX_LIMIT}", field="limit")
-    after = None if cursor is None else _after(tables, Cursor.decode(cursor))
-    planned = _planned_conditions(conn, tables, flt)
+    position = None if cursor is None else Cursor.decode(cursor)
+    planned = _planned_conditions(conn, tables, flt, position)
     if planned is None:
         return Page(items=(), next_cursor=None)
     where, walk = planned
-    if after is not None:
-        where.append(after)
+    if position is not None:
+        where.append(_after(tables, position))
     o = tables.orders.c
     query = (
         select(

@@ -272,6 +272,7 @@ class OrderRepository:
         self.t = tables.orders
         self.audit = audit
         self.seen: dict[str, Order] = {}
+        self._light: set[str] = set()
         self._loaded: dict[str, _Loaded] = {}
 
     def _row_values(self, order: Order) -> dict[str, Any]:
@@ -344,9 +345,17 @@ class OrderRepository:
         self._loaded[order.number] = _Loaded(order)
         return order
 
-    def get(self, number: str, *, lock: bool = False) -> Order:
-        """Load an order; ``lock`` takes its row lock (``SELECT … FOR UPDATE``)."""
+    def get(self, number: str, *, lock: bool = False, light: bool = False) -> Order:
+        """Load an order; ``lock`` takes its row lock (``SELECT … FOR UPDATE``).
+
+        ``light`` leaves out the notes, communications and status history (three queries the
+        payment path does not need). Such an order saves correctly — new notes are appended
+        to an empty list and inserted — but must not be shown; asking for the full order later
+        in the same unit of work is a programming error.
+        """
         if number in self.seen:
+            if number in self._light and not light:
+                raise AssertionError(f"order {number} was loaded light in this unit of work")
             return self.seen[number]
         query = select(self.t).where(self.t.c.number == number)
         if lock:
@@ -354,12 +363,14 @@ class OrderRepository:
         row = self.conn.execute(query).first()
         if row is None:
             raise OrderNotFound(f"no order {number!r}", order=number)
-        order = self._from_row(row)
+        order = self._from_row(row, light=light)
+        if light:
+            self._light.add(number)
         self.seen[number] = order
         self._loaded[number] = _Loaded(order)
         return order
 
-    def _from_row(self, row: Row[Any]) -> Order:
+    def _from_row(self, row: Row[Any], *, light: bool = False) -> Order:
         tb = self.tables
         currency = get_currency(row.currency)
         lines = tuple(
@@ -385,24 +396,32 @@ class OrderRepository:
                 select(tb.order_tags.c.tag).where(tb.order_tags.c.order_id == row.id)
             ).scalars()
         )
-        notes = [
-            Note(text=r.text, author=_actor(r), at=r.at)
-            for r in self.conn.execute(
-                select(tb.order_notes)
-                .where(tb.order_notes.c.order_id == row.id)
-                .order_by(tb.order_notes.c.id)
-            )
-        ]
-        comms = [
-            Communication(
-                channel=r.channel, text=r.text, author=_actor(r), at=r.at, direction=r.direction
-            )
-            for r in self.conn.execute(
-                select(tb.order_communications)
-                .where(tb.order_communications.c.order_id == row.id)
-                .order_by(tb.order_communications.c.id)
-            )
-        ]
+        notes = (
+            []
+            if light
+            else [
+                Note(text=r.text, author=_actor(r), at=r.at)
+                for r in self.conn.execute(
+                    select(tb.order_notes)
+                    .where(tb.order_notes.c.order_id == row.id)
+                    .order_by(tb.order_notes.c.id)
+                )
+            ]
+        )
+        comms = (
+            []
+            if light
+            else [
+                Communication(
+                    channel=r.channel, text=r.text, author=_actor(r), at=r.at, direction=r.direction
+                )
+                for r in self.conn.execute(
+                    select(tb.order_communications)
+                    .where(tb.order_communications.c.order_id == row.id)
+                    .order_by(tb.order_communications.c.id)
+                )
+            ]
+        )
         amounts = AmountBreakdown(
             original=Money.from_minor(row.original_minor, currency),
             payable=Money.from_minor(row.payable_minor, currency),
@@ -428,7 +447,7 @@ class OrderRepository:
             tags=tags,
             notes=notes,
             communications=comms,
-            history=self.audit.order_history(row.number),
+            history=[] if light else self.audit.order_history(row.number),
             version=row.version,
         )
 
