@@ -850,26 +850,33 @@ class PaymentService(_Service):
 
         return self._run(work)
 
-    def _call_close(self, attempt: PaymentAttempt, chan: PaymentChannel) -> Outcome:
-        """Close ``attempt`` at the platform, recorded as an operation (no lock held)."""
-        op_id = self._run(
+    def _begin_operation(self, kind: str, attempt: PaymentAttempt) -> int:
+        """Record (and commit) an outgoing platform call before it is made."""
+        return self._run(
             lambda uow, now: uow.payments.start_operation(
-                kind="close",
-                idempotency_key=f"close:{attempt.out_trade_no}:{secrets.token_hex(6)}",
+                kind=kind,
+                idempotency_key=f"{kind}:{attempt.out_trade_no}:{secrets.token_hex(6)}",
                 attempt_id=attempt.id,
                 now=now,
             )
         )
+
+    def _end_operation(self, op_id: int, outcome: Outcome, response: dict[str, Any]) -> None:
+        self._run(
+            lambda uow, now: uow.payments.finish_operation(
+                op_id, state=outcome.value, now=now, response=response
+            )
+        )
+
+    def _call_close(self, attempt: PaymentAttempt, chan: PaymentChannel) -> Outcome:
+        """Close ``attempt`` at the platform, recorded as an operation (no lock held)."""
+        op_id = self._begin_operation("close", attempt)
         error = None
         try:
             outcome = chan.close(attempt.out_trade_no)
         except Exception as exc:  # no answer: the trade may still be payable
             outcome, error = Outcome.UNKNOWN, repr(exc)[:500]
-        self._run(
-            lambda uow, now: uow.payments.finish_operation(
-                op_id, state=outcome.value, now=now, response={"error": error}
-            )
-        )
+        self._end_operation(op_id, outcome, {"error": error})
         return outcome
 
     def _close_given_up(self, attempt: PaymentAttempt, chan: PaymentChannel) -> ApplyResult:
@@ -905,27 +912,15 @@ class PaymentService(_Service):
 
     def _query(self, attempt: PaymentAttempt, chan: PaymentChannel) -> PaymentQuery | None:
         """Ask the platform about ``attempt``, recorded as an operation; None = no answer."""
-        op_id = self._run(
-            lambda uow, now: uow.payments.start_operation(
-                kind="query",
-                idempotency_key=f"query:{attempt.out_trade_no}:{secrets.token_hex(6)}",
-                attempt_id=attempt.id,
-                now=now,
-            )
-        )
+        op_id = self._begin_operation("query", attempt)
         error = None
         try:
             answer: PaymentQuery | None = chan.query_payment(attempt.out_trade_no)
         except Exception as exc:  # a transport error is an unknown outcome, never a failure
             answer, error = None, repr(exc)[:500]
         outcome = Outcome.UNKNOWN if answer is None else answer.outcome
-        self._run(
-            lambda uow, now: uow.payments.finish_operation(
-                op_id,
-                state=outcome.value,
-                now=now,
-                response={"message": error or (answer.message if answer else None)},
-            )
+        self._end_operation(
+            op_id, outcome, {"message": error or (answer.message if answer else None)}
         )
         return answer
 
