@@ -16,11 +16,12 @@ import threading
 from datetime import datetime, timedelta, timezone
 from typing import Final
 
-__all__ = ["ORDER_NUMBER", "OrderNumberGenerator"]
+__all__ = ["ORDER_NUMBER", "OrderNumberGenerator", "created_before"]
 
 _ALPHABET: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _SUFFIX_LEN: Final = 5
 _SPACE: Final = len(_ALPHABET) ** _SUFFIX_LEN
+_EARLIEST_STAMP: Final = "00000101000000000"  # YYYY MM DD HH MM SS mmm
 ORDER_NUMBER: Final = re.compile(r"\d{17}[0-9A-HJKMNP-TV-Z]{5}\Z")
 
 
@@ -59,3 +60,31 @@ class OrderNumberGenerator:
                 suffix = secrets.randbelow(_SPACE // 2)  # leave room to count up
             self._last_stamp, self._last_suffix = stamp, suffix
         return stamp + _encode(suffix)
+
+
+def created_before(prefix: str) -> datetime | None:
+    """An instant before which every order whose number starts with ``prefix`` was created.
+
+    A number's stamp is never earlier than its order's creation time (the generator only
+    moves stamps forward), so an order numbered ``P…`` was created before the first instant
+    whose stamp sorts after every ``P…``: the prefix's digits incremented and padded with
+    the earliest stamp (month 01, day 01, zeros). ``None`` when the prefix says nothing
+    about time.
+    """
+    digits = ""
+    for char in prefix[:17]:
+        if not char.isdigit():
+            break
+        digits += char
+    while digits:
+        upper = str(int(digits) + 1).rjust(len(digits), "0")
+        if len(upper) == len(digits):
+            padded = upper + _EARLIEST_STAMP[len(upper) :]
+            try:
+                moment = datetime.strptime(padded + "000", "%Y%m%d%H%M%S%f")
+            except ValueError:  # a field overflowed (month 13, day 32...): loosen the bound
+                digits = digits[:-1]
+                continue
+            return moment.replace(tzinfo=timezone.utc)
+        digits = digits[:-1]
+    return None

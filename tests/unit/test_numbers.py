@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ordercore._numbers import ORDER_NUMBER, OrderNumberGenerator
+from ordercore._numbers import ORDER_NUMBER, OrderNumberGenerator, created_before
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base 32
 SPACE = 32**5
@@ -159,3 +159,36 @@ def test_running_out_of_suffixes_in_one_millisecond_stays_ordered_and_unique() -
     last = first[:17] + "ZZZZZ"
     following = [generator.next(T0) for _ in range(3)]
     assert last < following[0] < following[1] < following[2]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    moment=st.datetimes(
+        min_value=datetime(2000, 1, 1),
+        max_value=datetime(2200, 1, 1),
+        timezones=st.just(timezone.utc),
+    ),
+    length=st.integers(min_value=0, max_value=22),
+)
+def test_a_number_prefix_bounds_the_creation_time_from_above(moment: datetime, length: int) -> None:
+    """The order list relies on this: an order numbered P… was created before created_before(P)."""
+    number = OrderNumberGenerator().next(moment)
+    bound = created_before(number[:length])
+    if bound is not None:
+        assert moment < bound
+
+
+@pytest.mark.parametrize(
+    ("prefix", "expected"),
+    [
+        ("202611", datetime(2026, 12, 1, tzinfo=timezone.utc)),
+        ("202612", datetime(2027, 1, 1, tzinfo=timezone.utc)),  # the month overflows: a year
+        ("20261124", datetime(2026, 11, 25, tzinfo=timezone.utc)),
+        ("2026112416", datetime(2026, 11, 24, 17, tzinfo=timezone.utc)),
+        ("ABC", None),
+        ("", None),
+        ("9999", None),  # no later stamp exists
+    ],
+)
+def test_created_before_examples(prefix: str, expected: datetime | None) -> None:
+    assert created_before(prefix) == expected

@@ -9,25 +9,27 @@ million orders deep costs what the first page costs. There is no OFFSET anywhere
 
 Status, customer, channel and a date range have ``(column, created_at, id)`` indexes (or
 ``(created_at, id)`` itself), which hand out rows already in list order: a page reads about
-``limit`` index entries whatever the table's size.
+``limit`` index entries whatever the table's size. (On MariaDB the page query names that
+index, see :func:`_walk_index`.)
 
 A sku, a flag, an amount range and an order number prefix have no such index (a sku or a flag
 lives in another table; an amount or a number range is sorted by amount or number, not by
-time), and the right plan depends on how many orders match: few are best fetched through their
-own index and sorted; many are best met while walking the time index. Planners guess that
-number badly here (SQLite keeps no histograms; PostgreSQL assumes matches are spread evenly
-and prices random reads for spinning disks), so :func:`list_orders` measures it: a *bounded
-probe* reads at most :data:`CANDIDATE_LIMIT` + 1 ids from the filter's index
-(``ix_order_lines_sku``, ``ix_order_tags_tag``, ``ix_orders_payable``, the unique number
-index). If the probe ends early, the page is chosen among those ids (``id IN (...)``); if
-not, the filter is written so that no index range can serve it (``EXISTS`` probes,
-``payable_minor + 0``) and the page comes from walking ``(created_at, id)``, which then meets
-a match every ``table size / CANDIDATE_LIMIT`` rows on average. Either way a page costs a few
-thousand index entries at most, as long as the matches are spread over time. Order numbers are
-the exception: they start with their creation time, so a short prefix (a month) matches a
-block of time that the walk might reach only after a year of newer orders; many matches of a
-number prefix are collected through the number index and sorted instead. See
-``docs/performance.md`` for the figures and the limits.
+time), and the right plan depends on how many orders match: few are best fetched by id and
+sorted; many are best met while walking the time index. Planners guess that number badly
+here (SQLite keeps no histograms; PostgreSQL assumes matches are spread evenly), so
+:func:`list_orders` measures it: a *bounded probe* counts at most :data:`CANDIDATE_LIMIT` + 1
+entries of the filter's own index (``ix_order_lines_sku``, ``ix_order_tags_tag``,
+``ix_orders_payable``, the unique number index). If there are no more than the limit, the
+page is chosen among those ids (``id IN (...)``); if there are more, the filter is written so
+that only a walk of the time index serves it (a per-row probe, ``payable_minor + 0``), and the
+walk meets a match every ``table size / limit`` rows on average. A sku and a flag that are
+both common get one more probe, of the pair. Either way a page costs a few thousand index
+entries at most, as long as the matches are spread over time.
+
+Order numbers are the exception: they start with their creation time, so a short prefix (a
+month) matches a block of time that a walk might reach only after a year of newer orders;
+many matches of a number prefix are collected through the number index and sorted instead.
+``docs/performance.md`` has the figures, and the limits.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from sqlalchemy import (
 from ordercore._errors import InvalidField
 from ordercore._listing import Cursor, OrderFilter, OrderSummary, Page
 from ordercore._money import Money, get_currency
+from ordercore._numbers import created_before
 from ordercore._state import OrderStatus
 
 from .tables import Tables
@@ -68,10 +71,10 @@ __all__ = [
 
 #: The largest page :func:`list_orders` returns.
 MAX_LIMIT = 1000
-#: A filter matching at most this many rows is applied by fetching their ids first. The
-#: break-even point, measured at a million orders (docs/performance.md), is near 8000 ids on
-#: PostgreSQL, where each step of the walk is an index probe as dear as fetching a row by id.
-CANDIDATE_LIMIT = 8000
+#: A filter matching at most this many rows is applied by fetching their ids first. This is
+#: the break-even point measured on PostgreSQL at a million orders (docs/performance.md):
+#: a step of the walk (an index probe) costs about a third of fetching a row by id.
+CANDIDATE_LIMIT = 4500
 #: On SQLite a walk step costs a fifth of a fetch by id, which moves the break-even point down.
 SQLITE_CANDIDATE_LIMIT = 2000
 #: MariaDB/MySQL turn an IN list of more than 1000 values into a temporary table, and PyMySQL
@@ -152,6 +155,17 @@ def _direct_conditions(
         where.append(o.created_at >= flt.created_from)
     if flt.created_to is not None and (cursor is None or cursor.created_at >= flt.created_to):
         where.append(o.created_at < flt.created_to)
+    if flt.number_prefix is not None:
+        # Numbers start with a stamp never earlier than the creation time, so a prefix bounds
+        # the creation time from above: the time index starts at the prefix's period, not
+        # at the newest order.
+        before = created_before(flt.number_prefix)
+        if (
+            before is not None
+            and (flt.created_to is None or before < flt.created_to)
+            and (cursor is None or cursor.created_at >= before)
+        ):
+            where.append(o.created_at < before)
     if flt.channel is not None:
         where.append(o.channel == flt.channel)
     if flt.customer_id is not None:
