@@ -286,9 +286,14 @@ def _planned_conditions(
         # Numbers start with their creation time, so a prefix's matches are bunched in time:
         # walking the time index could pass a year of orders before the first one. When
         # there are many, the number index still collects them, and they get sorted.
+        # When the prefix bounds the creation time (see _direct_conditions), many matches
+        # sit just below that bound: walking the time index from it finds a page at once,
+        # where collecting every match through the number index would sort them all.
         number_range = _number_range(tables, flt.number_prefix)
         like = _number_like(tables, flt.number_prefix)
-        probe(select(o.id).where(*number_range), [like], [*number_range, like])
+        walk_from_bound = created_before(flt.number_prefix) is not None
+        many = [like] if walk_from_bound else [*number_range, like]
+        probe(select(o.id).where(*number_range), [like], many)
     if candidates:
         ids = set.intersection(*candidates)
         if not ids:
@@ -296,7 +301,7 @@ def _planned_conditions(
         # Literal integers: no limit on bound parameters, and they come from our own rows.
         where.append(o.id.in_(bindparam("candidates", sorted(ids), literal_execute=True)))
         return where, False
-    return where, flt.number_prefix is None
+    return where, flt.number_prefix is None or created_before(flt.number_prefix) is not None
 
 
 def _after(tables: Tables, cursor: Cursor) -> ColumnElement[bool]:
