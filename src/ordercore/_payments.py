@@ -119,6 +119,11 @@ def _new_out_trade_no(number: str) -> str:
     return f"{number}{secrets.token_hex(3).upper()}"
 
 
+def _paid_key(attempt: PaymentAttempt) -> str:
+    """The dedupe key under which an attempt's payment is applied, whatever reported it."""
+    return f"{attempt.channel}:paid:{attempt.out_trade_no}"
+
+
 def _redact(headers: Mapping[str, str]) -> dict[str, str]:
     return {
         k.lower(): ("[redacted]" if k.lower() in _REDACTED_HEADERS else str(v))
@@ -316,7 +321,7 @@ class PaymentService(_Service):
             uow.save_attempt(attempt, now)
             uow.orders.set_channel(order, chan.name)
             uow.payments.claim_event(
-                f"{chan.name}:paid:{attempt.out_trade_no}",
+                _paid_key(attempt),
                 attempt_id=attempt.id,
                 inbox_id=None,
                 now=now,
@@ -482,7 +487,7 @@ class PaymentService(_Service):
                 now=now,
             )
             return ApplyResult("anomaly", order.number, attempt.out_trade_no, "amount mismatch")
-        key = f"{channel}:paid:{attempt.out_trade_no}"
+        key = _paid_key(attempt)
         if attempt.status is PaymentStatus.SUCCEEDED or not uow.payments.claim_event(
             key, attempt_id=attempt.id, inbox_id=inbox_id, now=now
         ):
@@ -683,6 +688,35 @@ class PaymentService(_Service):
         )
 
     # -- bank transfer review -------------------------------------------------------------
+    def _lock_attempt(
+        self,
+        uow: UnitOfWork,
+        out_trade_no: str,
+        actor: Actor,
+        permission: str,
+        *,
+        owner_only: bool = False,
+    ) -> tuple[Order, PaymentAttempt]:
+        """Lock the attempt's order, check ``actor`` on it, then lock the attempt (the lock
+        order every payment path keeps: order first, then attempt)."""
+        found = uow.payments.attempt(out_trade_no)
+        order = uow.orders.get(found.order_number, lock=True)
+        owner = order.customer_id if owner_only else None
+        self._check(actor, permission, f"order:{order.number}", owner_id=owner)
+        return order, uow.payments.attempt(out_trade_no, lock=True)
+
+    def _lock_review(
+        self, uow: UnitOfWork, out_trade_no: str, actor: Actor
+    ) -> tuple[Order, PaymentAttempt]:
+        """Lock an attempt an operator reviews; it must be awaiting review."""
+        order, attempt = self._lock_attempt(uow, out_trade_no, actor, _P.PAYMENTS_REVIEW)
+        if attempt.status is not PaymentStatus.AWAITING_REVIEW:
+            raise InvalidField(
+                f"attempt {out_trade_no} is {attempt.status.value}, not awaiting review",
+                field="attempt",
+            )
+        return order, attempt
+
     def submit_proof(
         self, out_trade_no: str, *, reference: str, actor: Actor, file: str | None = None
     ) -> PaymentAttempt:
@@ -691,10 +725,9 @@ class PaymentService(_Service):
             raise InvalidField("a transfer proof needs a reference", field="reference")
 
         def work(uow: UnitOfWork, now: datetime) -> PaymentAttempt:
-            found = uow.payments.attempt(out_trade_no)
-            order = uow.orders.get(found.order_number, lock=True)
-            self._check(actor, _P.ORDERS_VIEW, f"order:{order.number}", owner_id=order.customer_id)
-            attempt = uow.payments.attempt(out_trade_no, lock=True)
+            order, attempt = self._lock_attempt(
+                uow, out_trade_no, actor, _P.ORDERS_VIEW, owner_only=True
+            )
             if attempt.channel != "bank_transfer":
                 raise ChannelError(
                     f"attempt {out_trade_no} is not a bank transfer", channel=attempt.channel
@@ -720,15 +753,7 @@ class PaymentService(_Service):
         """An operator confirms the transfer arrived: the order is paid (and activated)."""
 
         def work(uow: UnitOfWork, now: datetime) -> PaymentAttempt:
-            found = uow.payments.attempt(out_trade_no)
-            order = uow.orders.get(found.order_number, lock=True)
-            self._check(actor, _P.PAYMENTS_REVIEW, f"order:{order.number}")
-            attempt = uow.payments.attempt(out_trade_no, lock=True)
-            if attempt.status is not PaymentStatus.AWAITING_REVIEW:
-                raise InvalidField(
-                    f"attempt {out_trade_no} is {attempt.status.value}, not awaiting review",
-                    field="attempt",
-                )
+            order, attempt = self._lock_review(uow, out_trade_no, actor)
             if order.status is not OrderStatus.PENDING:
                 raise InvalidField(
                     f"order {order.number} is {order.status.value}; approving would take a "
@@ -739,7 +764,7 @@ class PaymentService(_Service):
             attempt.apply(PaymentEvent.SUCCEED, actor, now, note or "transfer confirmed")
             uow.save_attempt(attempt, now)
             uow.payments.claim_event(
-                f"{attempt.channel}:paid:{attempt.out_trade_no}",
+                _paid_key(attempt),
                 attempt_id=attempt.id,
                 inbox_id=None,
                 now=now,
@@ -756,15 +781,7 @@ class PaymentService(_Service):
             raise InvalidField("a rejection needs a reason", field="reason")
 
         def work(uow: UnitOfWork, now: datetime) -> PaymentAttempt:
-            found = uow.payments.attempt(out_trade_no)
-            order = uow.orders.get(found.order_number, lock=True)
-            self._check(actor, _P.PAYMENTS_REVIEW, f"order:{order.number}")
-            attempt = uow.payments.attempt(out_trade_no, lock=True)
-            if attempt.status is not PaymentStatus.AWAITING_REVIEW:
-                raise InvalidField(
-                    f"attempt {out_trade_no} is {attempt.status.value}, not awaiting review",
-                    field="attempt",
-                )
+            order, attempt = self._lock_review(uow, out_trade_no, actor)
             attempt.failure_reason = reason
             attempt.apply(PaymentEvent.FAIL, actor, now, reason)
             uow.save_attempt(attempt, now)
