@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from attrs import frozen
 
 from ._actor import Actor
+from ._audit import AuditEntry
 from ._errors import ChannelError, InvalidField, OrderCoreError
 from ._payments_domain import (
     OPEN_ATTEMPT_STATES,
@@ -39,7 +40,7 @@ from ._payments_domain import (
 )
 from ._permissions import Permission
 from ._plugins import ActivationContext
-from ._services import _limit, _Service
+from ._services import _limit, _Service, _wallet_audit
 from ._state import CancelReason, OrderStatus, PaymentEvent, PaymentStatus
 from .channels import (
     Checkout,
@@ -313,8 +314,6 @@ class PaymentService(_Service):
                 order_id=order.id,
                 idempotency_key=f"balance-payment:{attempt.out_trade_no}",
             )
-            from ._services import _wallet_audit
-
             uow.record(_wallet_audit(entry))
             attempt.received = attempt.amount
             attempt.apply(PaymentEvent.SUCCEED, Actor.channel(chan.name), now, "paid from balance")
@@ -1001,8 +1000,6 @@ class PaymentService(_Service):
                 raise InvalidField("the activation time must be timezone-aware", field="at")
             assert order.id is not None
             uow.payments.set_activation(order.id, due_at=at or now, error=None, locked_until=None)
-            from ._audit import AuditEntry
-
             uow.record(
                 AuditEntry(
                     entity_kind="order",
@@ -1190,8 +1187,6 @@ class AnomalyService(_Service):
             if anomaly.status is AnomalyStatus.RESOLVED:
                 raise InvalidField(f"anomaly #{anomaly_id} is resolved already", field="status")
             uow.payments.update_anomaly(anomaly_id, status=target, now=now, resolution=note)
-            from ._audit import AuditEntry
-
             uow.record(
                 AuditEntry(
                     entity_kind="order" if anomaly.order_number else "anomaly",
