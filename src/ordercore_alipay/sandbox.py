@@ -453,11 +453,9 @@ class AlipaySandbox:
             for k in list(options)
             if k in attrs.fields_dict(ChannelConfig) and k not in ("name", "options")
         }
-        settings: dict[str, Any] = {
-            "app_id": self.app_id,
-            "seller_id": self.seller_id,
-            "gateway_url": self.gateway_url,
-        }
+        settings: dict[str, Any] = {"app_id": self.app_id, "seller_id": self.seller_id}
+        if "gateway_url" not in options:
+            settings["gateway_url"] = self.gateway_url
         settings.update(options)
         return ChannelConfig(
             name=name,
