@@ -39,9 +39,15 @@ def _import_state_module() -> Any:
 
 
 def machines() -> list[Any]:
-    """The three machines, in the order the docs show them."""
+    """The machines, in the order the docs show them."""
     state = _import_state_module()
-    return [state.ORDER_MACHINE, state.PAYMENT_MACHINE, state.REFUND_MACHINE]
+    return [
+        state.ORDER_MACHINE,
+        state.PAYMENT_MACHINE,
+        state.REFUND_MACHINE,
+        state.ANOMALY_MACHINE,
+        state.ISSUE_MACHINE,
+    ]
 
 
 def _value(member: Any) -> str:

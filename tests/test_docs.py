@@ -16,7 +16,13 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "gen_state_diagrams.py"
 DIAGRAMS = ROOT / "docs" / "concepts" / "state-diagrams.md"
 
-MACHINES: list[Any] = [_state.ORDER_MACHINE, _state.PAYMENT_MACHINE, _state.REFUND_MACHINE]
+MACHINES: list[Any] = [
+    _state.ORDER_MACHINE,
+    _state.PAYMENT_MACHINE,
+    _state.REFUND_MACHINE,
+    _state.ANOMALY_MACHINE,
+    _state.ISSUE_MACHINE,
+]
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ The public API is what ``__all__`` lists; every other module is private.
 """
 
 from ._actor import Actor, ActorKind
+from ._anomalies import ResolutionAction
 from ._audit import AuditEntry, AuditRecord, ChainVerdict
 from ._config import Settings
 from ._core import OrderCore
@@ -44,10 +45,15 @@ from ._errors import (
     OrderCoreError,
     OrderNotFound,
     OutOfStock,
+    IssueNotFound,
     PaymentNotFound,
     PermissionDenied,
     ProductInactive,
     ProductNotFound,
+    RefundDeadlinePassed,
+    RefundError,
+    RefundNotFound,
+    RefundUnavailable,
     UnknownCurrency,
     ValidationError,
 )
@@ -58,12 +64,26 @@ from ._payments_domain import ActivationMode, Anomaly, AnomalyKind, AnomalyStatu
 from ._permissions import Authorizer, Permission
 from ._plugins import ActivationContext, OutboxMessage
 from ._pricing import Coupon, CouponKind, FeeRule, ManualDiscount, UseAll
+from ._refund_service import AfterSales
+from ._refunds import (
+    AfterSalesIssue,
+    AutoApproval,
+    IssueStep,
+    Refund,
+    RefundDestination,
+    RefundFailure,
+)
 from ._services import BatchResult, NewCustomer, OrderDetails
 from ._state import (
+    ANOMALY_MACHINE,
+    ISSUE_MACHINE,
     ORDER_MACHINE,
     PAYMENT_MACHINE,
     REFUND_MACHINE,
+    AnomalyEvent,
     CancelReason,
+    IssueEvent,
+    IssueStatus,
     OrderEvent,
     OrderStatus,
     PaymentEvent,
@@ -79,6 +99,8 @@ from .hookspecs import hookimpl
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "ANOMALY_MACHINE",
+    "ISSUE_MACHINE",
     "ORDER_MACHINE",
     "PAYMENT_MACHINE",
     "REFUND_MACHINE",
@@ -87,14 +109,18 @@ __all__ = [
     "Actor",
     "ActorKind",
     "AdjustmentKind",
+    "AfterSales",
+    "AfterSalesIssue",
     "AmountAdjustment",
     "AmountBreakdown",
     "Anomaly",
+    "AnomalyEvent",
     "AnomalyKind",
     "AnomalyStatus",
     "AuditEntry",
     "AuditRecord",
     "Authorizer",
+    "AutoApproval",
     "BatchResult",
     "CancelReason",
     "ChainVerdict",
@@ -123,6 +149,10 @@ __all__ = [
     "InvalidEmail",
     "InvalidField",
     "InvalidQuantity",
+    "IssueEvent",
+    "IssueNotFound",
+    "IssueStatus",
+    "IssueStep",
     "JobReport",
     "LedgerEntry",
     "ManualDiscount",
@@ -154,8 +184,16 @@ __all__ = [
     "ProductInactive",
     "ProductNotFound",
     "QuantityTier",
+    "Refund",
+    "RefundDeadlinePassed",
+    "RefundDestination",
+    "RefundError",
     "RefundEvent",
+    "RefundFailure",
+    "RefundNotFound",
     "RefundStatus",
+    "RefundUnavailable",
+    "ResolutionAction",
     "Settings",
     "StartedPayment",
     "StateMachine",

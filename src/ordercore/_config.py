@@ -14,6 +14,7 @@ from attrs import field, frozen
 
 from ._errors import ConfigurationError, InvalidAmount
 from ._money import to_decimal
+from ._refunds import AutoApproval
 
 if sys.version_info >= (3, 11):  # pragma: no cover
     import tomllib
@@ -47,6 +48,8 @@ class Settings:
     payment_timeout_minutes: int = 15
     points_rate: Decimal | None = None
     channels: Mapping[str, Mapping[str, Any]] = field(factory=dict, repr=False)
+    #: rules for approving refund requests without an operator; None (the default) = off
+    refund_auto_approve: AutoApproval | None = None
 
     @classmethod
     def load(
@@ -81,6 +84,7 @@ class Settings:
             "payment_timeout_minutes",
             "points_rate",
             "channels",
+            "refunds",
         }
         unknown = set(section) - known - {"ordercore"}
         if unknown:
@@ -103,7 +107,17 @@ class Settings:
             payment_timeout_minutes=timeout,
             points_rate=_points_rate(section.get("points_rate")),
             channels=dict(section.get("channels", {})),
+            refund_auto_approve=_auto_approve(section.get("refunds")),
         )
+
+
+def _auto_approve(value: object) -> AutoApproval | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) - {"auto_approve"}:
+        raise ConfigurationError("[refunds] takes one table: [refunds.auto_approve]")
+    table = value.get("auto_approve")
+    return None if table is None else AutoApproval.from_table(table)
 
 
 def _points_rate(value: object) -> Decimal | None:

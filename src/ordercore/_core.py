@@ -9,14 +9,16 @@ from typing import Any
 import pluggy
 from sqlalchemy import Engine
 
+from ._anomalies import AnomalyService
 from ._channel_config import channel_configs
 from ._config import Settings
 from ._errors import ChannelError, ConfigurationError
 from ._money import Money, to_decimal
-from ._payments import AnomalyService, PaymentService
+from ._payments import PaymentService
 from ._permissions import Authorizer
 from ._plugins import make_plugin_manager
 from ._pricing import FeeRule
+from ._refund_service import AfterSalesService, RefundService
 from ._services import (
     AuditService,
     CouponService,
@@ -69,6 +71,8 @@ class OrderCore:
         self.coupons = CouponService(self)
         self.payments = PaymentService(self)
         self.anomalies = AnomalyService(self)
+        self.refunds = RefundService(self)
+        self.after_sales = AfterSalesService(self)
 
     # -- plugins and channels -------------------------------------------------------------
     @property

@@ -558,9 +558,17 @@ class Order:
         return transition
 
     def mark_paid(
-        self, amount: Money, actor: Actor, at: datetime, reason: str | None = None
+        self,
+        amount: Money,
+        actor: Actor,
+        at: datetime,
+        reason: str | None = None,
+        *,
+        accept_short: bool = False,
     ) -> Transition[OrderStatus, OrderEvent]:
-        """Record that the payable amount arrived. Any other amount is refused."""
+        """Record that the payable amount arrived. Any other amount is refused, unless an
+        operator accepts a smaller positive amount (``accept_short``: an amount mismatch
+        settled by decision); the order is then paid that amount."""
         _aware(at, "at")
         ORDER_MACHINE.next_state(self.number, self.status, OrderEvent.PAY)
         if amount.currency != self.currency:
@@ -568,7 +576,8 @@ class Order:
                 f"order {self.number} is in {self.currency.code}, paid {amount}",
                 order=self.number,
             )
-        if amount != self.amounts.payable:
+        short_ok = accept_short and amount.is_positive() and amount < self.amounts.payable
+        if amount != self.amounts.payable and not short_ok:
             raise InvalidAmount(
                 f"order {self.number}: paid {amount} but {self.amounts.payable} is payable",
                 order=self.number,

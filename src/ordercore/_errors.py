@@ -25,7 +25,9 @@ as attributes, and a message a person can act on.
     │   ├── ProductNotFound
     │   ├── OrderNotFound
     │   ├── CouponNotFound
-    │   └── PaymentNotFound
+    │   ├── PaymentNotFound
+    │   ├── RefundNotFound
+    │   └── IssueNotFound          no after-sales issue with that id
     ├── Conflict
     │   ├── DuplicateSku
     │   ├── DuplicateCustomer
@@ -34,6 +36,10 @@ as attributes, and a message a person can act on.
     │   └── ConcurrentModification optimistic version check failed; reload and retry
     ├── PermissionDenied           the actor's role does not grant the permission
     ├── ChannelError               a channel is unknown, disabled or cannot do what was asked
+    ├── RefundError                a refund cannot be made (``code``: a RefundFailure value,
+    │   │                          ``retryable``)
+    │   ├── RefundDeadlinePassed   past the channel's refund window: refund to balance instead
+    │   └── RefundUnavailable      the channel is not configured for (this kind of) refund
     ├── IllegalTransition          the state machine refused an event; nothing changed
     └── ConfigurationError
 """
@@ -60,6 +66,7 @@ __all__ = [
     "InvalidEmail",
     "InvalidField",
     "InvalidQuantity",
+    "IssueNotFound",
     "MoneyError",
     "NotFound",
     "OrderCoreError",
@@ -69,6 +76,10 @@ __all__ = [
     "PermissionDenied",
     "ProductInactive",
     "ProductNotFound",
+    "RefundDeadlinePassed",
+    "RefundError",
+    "RefundNotFound",
+    "RefundUnavailable",
     "UnknownCurrency",
     "ValidationError",
 ]
@@ -170,6 +181,14 @@ class PaymentNotFound(NotFound):
     """No payment attempt with that out-trade-number."""
 
 
+class RefundNotFound(NotFound):
+    """No refund with that id."""
+
+
+class IssueNotFound(NotFound):
+    """No after-sales issue with that id."""
+
+
 class Conflict(OrderCoreError):
     """The request collides with what is already stored."""
 
@@ -209,6 +228,24 @@ class PermissionDenied(OrderCoreError):
 class ChannelError(OrderCoreError):
     """A payment channel is unknown, disabled, or cannot do what was asked (method,
     currency, amount limits); ``channel`` names it."""
+
+
+class RefundError(OrderCoreError):
+    """A refund cannot be made as asked. ``code`` is a
+    :class:`~ordercore.RefundFailure` value and ``retryable`` says whether asking again
+    later, unchanged, can work. Nothing was written."""
+
+    code: str
+    retryable: bool
+
+
+class RefundDeadlinePassed(RefundError):
+    """The payment is older than its channel's refund window (``refund_deadline_days``);
+    refund to the customer's balance instead."""
+
+
+class RefundUnavailable(RefundError):
+    """The payment's channel is not configured here, or cannot refund (or not partially)."""
 
 
 class ConfigurationError(OrderCoreError):

@@ -32,14 +32,12 @@ from ._errors import ChannelError, InvalidField, OrderCoreError
 from ._payments_domain import (
     OPEN_ATTEMPT_STATES,
     ActivationMode,
-    Anomaly,
     AnomalyKind,
-    AnomalyStatus,
     PaymentAttempt,
     backoff,
 )
 from ._permissions import Permission
-from ._plugins import ActivationContext
+from ._plugins import ActivationContext, OutboxMessage
 from ._services import _limit, _Service, _wallet_audit
 from ._state import CancelReason, OrderStatus, PaymentEvent, PaymentStatus
 from .channels import (
@@ -51,6 +49,7 @@ from .channels import (
     PaymentChannel,
     PaymentQuery,
     RefundEvent,
+    RefundResult,
 )
 from .channels import PaymentEvent as ChannelPaymentEvent
 
@@ -59,7 +58,6 @@ if TYPE_CHECKING:
     from .adapters.sqlalchemy.uow import UnitOfWork
 
 __all__ = [
-    "AnomalyService",
     "JobReport",
     "PaymentService",
     "StartedPayment",
@@ -100,6 +98,7 @@ class JobReport:
     reconciled: tuple[str, ...] = ()
     activated: tuple[str, ...] = ()
     activation_failures: tuple[str, ...] = ()
+    refunds: tuple[str, ...] = ()
     delivered: int = 0
     delivery_failures: int = 0
 
@@ -111,6 +110,7 @@ class JobReport:
             + len(self.reconciled)
             + len(self.activated)
             + len(self.activation_failures)
+            + len(self.refunds)
             + self.delivered
             + self.delivery_failures
         )
@@ -340,6 +340,8 @@ class PaymentService(_Service):
         order.mark_paid(
             attempt.amount, Actor.channel(attempt.channel), now, f"attempt {attempt.out_trade_no}"
         )
+        attempt.settles_order = True
+        uow.save_attempt(attempt, now)
         self.after_paid(uow, order, now, channel=attempt.channel, out_trade_no=attempt.out_trade_no)
 
     def after_paid(
@@ -583,13 +585,21 @@ class PaymentService(_Service):
     ) -> tuple[list[ApplyResult], bool]:
         """Apply the events; ``(results, marked)`` — a lone payment event (the usual case) is
         applied and its inbox entry marked in one transaction."""
-        if len(events) == 1 and isinstance(events[0], ChannelPaymentEvent):
+        if len(events) == 1:
             event = events[0]
 
             def apply_and_mark(uow: UnitOfWork, now: datetime) -> ApplyResult:
-                result = self._apply_payment(
-                    uow, event, channel=chan.name, source="notification", inbox_id=inbox_id, now=now
-                )
+                if isinstance(event, RefundEvent):
+                    result = self._refund_event(uow, chan.name, event, now)
+                else:
+                    result = self._apply_payment(
+                        uow,
+                        event,
+                        channel=chan.name,
+                        source="notification",
+                        inbox_id=inbox_id,
+                        now=now,
+                    )
                 self._mark(uow, inbox_id, _outcome([result]), now)
                 return result
 
@@ -610,7 +620,11 @@ class PaymentService(_Service):
                     )
                 )
             elif isinstance(each, RefundEvent):
-                results.append(self._refund_event(each))
+                results.append(
+                    self._run(
+                        lambda uow, now, ev=each: self._refund_event(uow, chan.name, ev, now)  # type: ignore[misc]
+                    )
+                )
         return results, False
 
     def _answer(
@@ -634,16 +648,19 @@ class PaymentService(_Service):
             order_number=outcome.order_number,
         )
 
-    @staticmethod
-    def _refund_event(event: RefundEvent) -> ApplyResult:
-        # Refund notifications are applied by the refund engine (issue 5); until then they are
-        # acknowledged and kept in the inbox, where a replay can apply them later.
-        return ApplyResult(
-            "ignored",
-            None,
-            event.out_trade_no,
-            f"refund {event.out_refund_no}: no refund engine yet",
+    def _refund_event(
+        self, uow: UnitOfWork, channel: str, event: RefundEvent, now: datetime
+    ) -> ApplyResult:
+        """A verified refund fact, applied by the refund engine (never as a payment)."""
+        status, number, reason = self._core.refunds.apply_notification(
+            uow,
+            channel=channel,
+            out_refund_no=event.out_refund_no,
+            result=RefundResult(event.outcome, event.channel_refund_no),
+            amount=event.amount,
+            now=now,
         )
+        return ApplyResult(status, number, event.out_trade_no, reason)
 
     def _mark_inbox(self, inbox_id: int, status: str, reason: str | None) -> None:
         outcome = _Outcome(status, reason, None, None)
@@ -1065,7 +1082,8 @@ class PaymentService(_Service):
     # -- the job runner --------------------------------------------------------------------
     def run_due_jobs(self, now: datetime | None = None, *, batch: int = 100) -> JobReport:
         """One pass of every background job: timeout cancellation (querying first),
-        reconciliation of pending/unknown attempts, due activations and outbox delivery.
+        reconciliation of pending/unknown attempts, due activations, refunds waiting for
+        their outcome (queried) and outbox delivery (notifications, revocations).
         Safe in several processes at once on PostgreSQL (``FOR UPDATE SKIP LOCKED`` and
         leases); on SQLite run one."""
         moment = now or self._now()
@@ -1100,8 +1118,10 @@ class PaymentService(_Service):
             (activated if self._activate_one(number, attempt_no, moment) else failures).append(
                 number
             )
+        refunds = self._core.refunds.check_due(moment, batch=batch)
         delivered, delivery_failures = self.deliver_outbox(moment, batch=batch)
         return JobReport(
+            refunds=tuple(refunds),
             canceled=tuple(canceled),
             settled=tuple(settled),
             reconciled=tuple(reconciled),
@@ -1122,7 +1142,10 @@ class PaymentService(_Service):
         delivered = failed = 0
         for message in messages:
             try:
-                self._core.plugins.hook.ordercore_notify(event=message)
+                if message.kind == "order.revoke":
+                    self._revoke(message, moment)
+                else:
+                    self._core.plugins.hook.ordercore_notify(event=message)
             except Exception as exc:
                 failed += 1
                 error = f"{type(exc).__name__}: {exc}"
@@ -1137,71 +1160,19 @@ class PaymentService(_Service):
         return delivered, failed
 
 
-class AnomalyService(_Service):
-    """Anomalies: list, show, move through investigation, resolve."""
-
-    def list(
-        self,
-        *,
-        limit: int = 50,
-        before_id: int | None = None,
-        status: str | None = None,
-        kind: str | None = None,
-        order_number: str | None = None,
-    ) -> builtins.list[Anomaly]:
-        def work(uow: UnitOfWork) -> builtins.list[Anomaly]:
-            order_id = uow.payments.order_id(order_number) if order_number else None
-            return uow.payments.anomalies(
-                limit=_limit(limit),
-                before_id=before_id,
-                status=status,
-                kind=kind,
-                order_id=order_id,
-            )
-
-        return self._read(work)
-
-    def get(self, anomaly_id: int) -> Anomaly:
-        return self._read(lambda uow: uow.payments.anomaly(anomaly_id))
-
-    def set_status(
-        self,
-        anomaly_id: int,
-        status: AnomalyStatus | str,
-        *,
-        actor: Actor,
-        note: str,
-    ) -> Anomaly:
-        """Move an anomaly on (investigating, contacting, resolved); the note is recorded."""
-        try:
-            target = AnomalyStatus(status)
-        except ValueError:
-            names = ", ".join(s.value for s in AnomalyStatus)
-            raise InvalidField(f"anomaly status must be one of {names}", field="status") from None
-        if not note or not note.strip():
-            raise InvalidField("say what was done (a note is required)", field="note")
-
-        def work(uow: UnitOfWork, now: datetime) -> Anomaly:
-            self._check(actor, _P.PAYMENTS_REVIEW, f"anomaly:{anomaly_id}")
-            anomaly = uow.payments.anomaly(anomaly_id, lock=True)
-            if anomaly.status is AnomalyStatus.RESOLVED:
-                raise InvalidField(f"anomaly #{anomaly_id} is resolved already", field="status")
-            uow.payments.update_anomaly(anomaly_id, status=target, now=now, resolution=note)
-            uow.record(
-                AuditEntry(
-                    entity_kind="order" if anomaly.order_number else "anomaly",
-                    entity_id=anomaly.order_number or str(anomaly_id),
-                    action=f"anomaly.{target.value}",
-                    actor=actor,
-                    at=now,
-                    before={"anomaly": anomaly_id, "status": anomaly.status.value},
-                    after={"anomaly": anomaly_id, "status": target.value},
-                    reason=note,
-                )
-            )
-            return uow.payments.anomaly(anomaly_id)
-
-        return self._run(work)
-
-    def resolve(self, anomaly_id: int, *, actor: Actor, resolution: str) -> Anomaly:
-        return self.set_status(anomaly_id, AnomalyStatus.RESOLVED, actor=actor, note=resolution)
+    def _revoke(self, message: OutboxMessage, now: datetime) -> None:
+        """Deliver an ``order.revoke`` message to ``ordercore_revoke_order`` (at least once;
+        ``ctx.activation_id`` is stable across retries)."""
+        assert message.order_number is not None
+        refund_no = str(message.payload["refund"])
+        ctx = ActivationContext(
+            activation_id=f"revoke:{refund_no}",
+            attempt=int(message.payload.get("attempt", 1)),
+            actor=Actor.system("refunds"),
+            at=now,
+        )
+        self._core.plugins.hook.ordercore_revoke_order(
+            order=self._core.orders.get(message.order_number),
+            refund=self._core.refunds.get(refund_no),
+            ctx=ctx,
+        )

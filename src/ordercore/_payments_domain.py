@@ -12,7 +12,7 @@ from attrs import define, field, frozen
 from ._actor import Actor
 from ._audit import AuditEntry
 from ._money import Money
-from ._state import PAYMENT_MACHINE, PaymentEvent, PaymentStatus, Transition
+from ._state import PAYMENT_MACHINE, AnomalyStatus, PaymentEvent, PaymentStatus, Transition
 
 __all__ = [
     "OPEN_ATTEMPT_STATES",
@@ -43,16 +43,6 @@ class AnomalyKind(str, enum.Enum):
     PAYMENT_AFTER_CANCEL = "payment_after_cancel"
     PAYMENT_NOT_RECEIVED = "payment_not_received"
     FRAUD = "fraud"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-class AnomalyStatus(str, enum.Enum):
-    OPEN = "open"
-    INVESTIGATING = "investigating"
-    CONTACTING = "contacting"
-    RESOLVED = "resolved"
 
     def __str__(self) -> str:
         return self.value
@@ -104,6 +94,8 @@ class PaymentAttempt:
     expires_at: datetime | None = None
     next_check_at: datetime | None = None
     check_count: int = 0
+    #: True for the attempt whose money paid the order (not a duplicate or a late payment)
+    settles_order: bool = False
     id: int | None = None
     pending_audit: list[AuditEntry] = field(factory=list, eq=False, repr=False)
 

@@ -46,6 +46,7 @@ from ._numbers import OrderNumberGenerator
 from ._payments_domain import OPEN_ATTEMPT_STATES, Anomaly, PaymentAttempt
 from ._permissions import Permission
 from ._pricing import Coupon, CouponKind, ManualDiscount, UseAll, price_order
+from ._refunds import AfterSalesIssue, Refund
 from ._state import CancelReason, OrderStatus, PaymentEvent, Transition
 from ._wallet import POINTS, LedgerEntry, WalletSnapshot
 
@@ -684,7 +685,8 @@ class BatchResult:
 
 @frozen
 class OrderDetails:
-    """An order with its customer, its full audit log (operation log) and its wallet entries."""
+    """An order with its customer, its full audit log (operation log), its wallet entries,
+    payments, anomalies, refunds and after-sales issues (communications are on the order)."""
 
     order: Order
     customer: Customer
@@ -694,6 +696,8 @@ class OrderDetails:
     payments: tuple[PaymentAttempt, ...] = ()
     anomalies: tuple[Anomaly, ...] = ()
     activation: Mapping[str, Any] | None = None
+    refunds: tuple[Refund, ...] = ()
+    issues: tuple[AfterSalesIssue, ...] = ()
 
 
 def products_of(uow: UnitOfWork, lines: Sequence[OrderLine]) -> list[Product]:
@@ -1006,6 +1010,8 @@ class OrderService(_Service):
                 payments=tuple(uow.payments.attempts_for(order.id)),
                 anomalies=tuple(uow.payments.anomalies(limit=100, order_id=order.id)),
                 activation=uow.payments.activation(order.id),
+                refunds=tuple(uow.refunds.for_order(order.id)),
+                issues=tuple(uow.refunds.issues_for(order.id)),
             )
 
         try:

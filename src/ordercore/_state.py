@@ -1,11 +1,12 @@
 """Every transition of every ordercore state machine lives in this file.
 
-There are three machines: orders, payment attempts and refunds. Each is a table
-``{state: {event: next_state}}``; a pair that is not in its table is illegal. One class,
-:class:`StateMachine`, reads the tables: :meth:`StateMachine.next_state` answers the next state
-or raises :class:`~ordercore.IllegalTransition` (and the caller changes nothing), and
-:meth:`StateMachine.transition` also builds the :class:`Transition` record that the audit trail
-stores. The state diagrams in ``docs/`` are generated from these tables by
+There are five machines: orders, payment attempts, refunds, anomalies (the seed's "abnormal
+order handling": identify, investigate, contact the user, resolve) and after-sales issues.
+Each is a table ``{state: {event: next_state}}``; a pair that is not in its table is illegal.
+One class, :class:`StateMachine`, reads the tables: :meth:`StateMachine.next_state` answers
+the next state or raises :class:`~ordercore.IllegalTransition` (and the caller changes
+nothing), and :meth:`StateMachine.transition` also builds the :class:`Transition` record
+that the audit trail stores. The state diagrams in ``docs/`` are generated from these tables by
 ``scripts/gen_state_diagrams.py``; nothing else may decide what a state can become.
 """
 
@@ -23,10 +24,16 @@ from ._actor import Actor
 from ._errors import IllegalTransition, InvalidField
 
 __all__ = [
+    "ANOMALY_MACHINE",
+    "ISSUE_MACHINE",
     "ORDER_MACHINE",
     "PAYMENT_MACHINE",
     "REFUND_MACHINE",
+    "AnomalyEvent",
+    "AnomalyStatus",
     "CancelReason",
+    "IssueEvent",
+    "IssueStatus",
     "OrderEvent",
     "OrderStatus",
     "PaymentEvent",
@@ -171,9 +178,68 @@ REFUND_TRANSITIONS: Mapping[RefundStatus, Mapping[RefundEvent, RefundStatus]] = 
     _R.APPROVED: {_RE.START: _R.PROCESSING},
     _R.PROCESSING: {_RE.SUCCEED: _R.SUCCEEDED, _RE.FAIL: _R.FAILED, _RE.LOSE_TRACK: _R.UNKNOWN},
     _R.UNKNOWN: {_RE.SUCCEED: _R.SUCCEEDED, _RE.FAIL: _R.FAILED, _RE.RETRY: _R.PROCESSING},
-    _R.FAILED: {_RE.RETRY: _R.PROCESSING},
+    # A platform that reports the money went out after we recorded a failure wins: the
+    # refund happened, and leaving it ``failed`` would let it be paid a second time.
+    _R.FAILED: {_RE.RETRY: _R.PROCESSING, _RE.SUCCEED: _R.SUCCEEDED},
     _R.REJECTED: {},
     _R.SUCCEEDED: {},
+}
+
+
+# ------------------------------------------------------------------------------- anomalies
+class AnomalyStatus(_Value):
+    OPEN = "open"
+    INVESTIGATING = "investigating"
+    CONTACTING = "contacting"
+    RESOLVED = "resolved"
+
+
+class AnomalyEvent(_Value):
+    INVESTIGATE = "investigate"  #: someone is looking into it
+    CONTACT = "contact"  #: the customer has been (or is being) contacted
+    RESOLVE = "resolve"  #: an action closed it (refund, resend, accept, fraud, dismiss)
+
+
+_A = AnomalyStatus
+_AE = AnomalyEvent
+ANOMALY_TRANSITIONS: Mapping[AnomalyStatus, Mapping[AnomalyEvent, AnomalyStatus]] = {
+    _A.OPEN: {
+        _AE.INVESTIGATE: _A.INVESTIGATING,
+        _AE.CONTACT: _A.CONTACTING,
+        _AE.RESOLVE: _A.RESOLVED,
+    },
+    _A.INVESTIGATING: {_AE.CONTACT: _A.CONTACTING, _AE.RESOLVE: _A.RESOLVED},
+    _A.CONTACTING: {_AE.INVESTIGATE: _A.INVESTIGATING, _AE.RESOLVE: _A.RESOLVED},
+    _A.RESOLVED: {},
+}
+
+
+# ------------------------------------------------------------------------ after-sales issues
+class IssueStatus(_Value):
+    OPEN = "open"
+    INVESTIGATING = "investigating"
+    WAITING_FOR_CUSTOMER = "waiting_for_customer"
+    RESOLVED = "resolved"
+
+
+class IssueEvent(_Value):
+    INVESTIGATE = "investigate"  #: work on it (also: the customer answered)
+    ASK_CUSTOMER = "ask_customer"  #: waiting for the customer's answer
+    RESOLVE = "resolve"
+    REOPEN = "reopen"  #: the problem came back
+
+
+_I = IssueStatus
+_IE = IssueEvent
+ISSUE_TRANSITIONS: Mapping[IssueStatus, Mapping[IssueEvent, IssueStatus]] = {
+    _I.OPEN: {
+        _IE.INVESTIGATE: _I.INVESTIGATING,
+        _IE.ASK_CUSTOMER: _I.WAITING_FOR_CUSTOMER,
+        _IE.RESOLVE: _I.RESOLVED,
+    },
+    _I.INVESTIGATING: {_IE.ASK_CUSTOMER: _I.WAITING_FOR_CUSTOMER, _IE.RESOLVE: _I.RESOLVED},
+    _I.WAITING_FOR_CUSTOMER: {_IE.INVESTIGATE: _I.INVESTIGATING, _IE.RESOLVE: _I.RESOLVED},
+    _I.RESOLVED: {_IE.REOPEN: _I.INVESTIGATING},
 }
 
 
@@ -283,4 +349,10 @@ PAYMENT_MACHINE: StateMachine[PaymentStatus, PaymentEvent] = StateMachine(
 )
 REFUND_MACHINE: StateMachine[RefundStatus, RefundEvent] = StateMachine(
     "refund", RefundStatus, RefundEvent, REFUND_TRANSITIONS
+)
+ANOMALY_MACHINE: StateMachine[AnomalyStatus, AnomalyEvent] = StateMachine(
+    "anomaly", AnomalyStatus, AnomalyEvent, ANOMALY_TRANSITIONS
+)
+ISSUE_MACHINE: StateMachine[IssueStatus, IssueEvent] = StateMachine(
+    "issue", IssueStatus, IssueEvent, ISSUE_TRANSITIONS
 )

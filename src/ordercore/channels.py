@@ -272,6 +272,11 @@ class PaymentChannel(abc.ABC):
     #: Currency codes it accepts.
     currencies: ClassVar[frozenset[str]]
     capabilities: ClassVar[Capabilities] = Capabilities()
+    #: The platform's refund error codes (``RefundResult.code``) that name an item of the
+    #: refund-failure checklist, as :class:`~ordercore.RefundFailure` values, e.g.
+    #: ``{"ACQ.SELLER_BALANCE_NOT_ENOUGH": "merchant_balance_insufficient"}``. Other codes
+    #: count as ``channel_error`` when the result is retryable, else ``channel_refused``.
+    refund_failures: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, config: ChannelConfig) -> None:
         self.config = config

@@ -950,6 +950,15 @@ class FakeChannel(PaymentChannel):
         partial_refund=True,
         refund_notifications=True,
     )
+    #: The fake platform's refund codes that name an item of the refund-failure checklist
+    #: (make one with ``gateway.fail_next("refund", Outcome.FAILED, code=...)``).
+    refund_failures: ClassVar[Mapping[str, str]] = {
+        "NOT_ENOUGH_BALANCE": "merchant_balance_insufficient",
+        "TRADE_NOT_EXIST": "missing_information",
+        "TRADE_NOT_PAID": "missing_information",
+        "REFUND_EXPIRED": "deadline_passed",
+        "SYSTEM_ERROR": "channel_error",
+    }
 
     def __init__(
         self,

@@ -25,10 +25,16 @@ from ordercore._errors import (
 )
 from ordercore._money import Money
 from ordercore._state import (
+    ANOMALY_MACHINE,
+    ISSUE_MACHINE,
     ORDER_MACHINE,
     PAYMENT_MACHINE,
     REFUND_MACHINE,
+    AnomalyEvent,
+    AnomalyStatus,
     CancelReason,
+    IssueEvent,
+    IssueStatus,
     OrderEvent,
     OrderStatus,
     PaymentEvent,
@@ -89,9 +95,25 @@ EXPECTED: dict[str, dict[str, dict[str, str]]] = {
         "approved": {"start": "processing"},
         "processing": {"succeed": "succeeded", "fail": "failed", "lose_track": "unknown"},
         "unknown": {"succeed": "succeeded", "fail": "failed", "retry": "processing"},
-        "failed": {"retry": "processing"},
+        "failed": {"retry": "processing", "succeed": "succeeded"},  # the platform's fact wins
         "rejected": {},
         "succeeded": {},
+    },
+    "anomaly": {
+        "open": {"investigate": "investigating", "contact": "contacting", "resolve": "resolved"},
+        "investigating": {"contact": "contacting", "resolve": "resolved"},
+        "contacting": {"investigate": "investigating", "resolve": "resolved"},
+        "resolved": {},
+    },
+    "issue": {
+        "open": {
+            "investigate": "investigating",
+            "ask_customer": "waiting_for_customer",
+            "resolve": "resolved",
+        },
+        "investigating": {"ask_customer": "waiting_for_customer", "resolve": "resolved"},
+        "waiting_for_customer": {"investigate": "investigating", "resolve": "resolved"},
+        "resolved": {"reopen": "investigating"},
     },
 }
 
@@ -99,11 +121,15 @@ MACHINES: dict[str, StateMachine[Any, Any]] = {
     "order": ORDER_MACHINE,
     "payment": PAYMENT_MACHINE,
     "refund": REFUND_MACHINE,
+    "anomaly": ANOMALY_MACHINE,
+    "issue": ISSUE_MACHINE,
 }
 ENUMS: dict[str, tuple[type[Any], type[Any]]] = {
     "order": (OrderStatus, OrderEvent),
     "payment": (PaymentStatus, PaymentEvent),
     "refund": (RefundStatus, RefundEvent),
+    "anomaly": (AnomalyStatus, AnomalyEvent),
+    "issue": (IssueStatus, IssueEvent),
 }
 
 

@@ -119,6 +119,7 @@ class PaymentRepository:
             expires_at=row.expires_at,
             next_check_at=row.next_check_at,
             check_count=row.check_count,
+            settles_order=bool(row.settles_order),
         )
 
     def _attempt_select(self) -> Any:
@@ -139,6 +140,7 @@ class PaymentRepository:
             "expires_at": attempt.expires_at,
             "next_check_at": attempt.next_check_at,
             "check_count": attempt.check_count,
+            "settles_order": attempt.settles_order,
             "updated_at": now,
         }
 

@@ -110,6 +110,9 @@ class Tables:
     inbox: Table
     anomalies: Table
     outbox: Table
+    refunds: Table
+    issues: Table
+    issue_steps: Table
 
     def name(self, base: str) -> str:
         return f"{self.prefix}{base}"
@@ -376,6 +379,8 @@ def build_tables(prefix: str = "", schema: str | None = None) -> Tables:
         Column("expires_at", UTCDateTime, nullable=True),
         Column("next_check_at", UTCDateTime, nullable=True),
         Column("check_count", Integer, nullable=False, server_default="0"),
+        # True for the attempt whose money paid the order (not a duplicate, not after cancel).
+        Column("settles_order", Boolean, nullable=False, server_default="0"),
         UniqueConstraint("out_trade_no", name=n("uq_payment_attempts_out_trade_no")),
         Index(n("ix_payment_attempts_order"), "order_id", "id"),
         Index(n("ix_payment_attempts_check"), "next_check_at"),
@@ -465,6 +470,67 @@ def build_tables(prefix: str = "", schema: str | None = None) -> Tables:
         Index(n("ix_outbox_pending"), "delivered_at", "available_at"),
     )
 
+    refunds = Table(
+        n("refunds"),
+        md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("refund_no", Str(64), nullable=False),
+        Column("order_id", Integer, ForeignKey(fk("orders")), nullable=False),
+        Column("attempt_id", Integer, ForeignKey(fk("payment_attempts")), nullable=True),
+        Column("channel", Str(32), nullable=True),
+        Column("currency", Str(10), nullable=False),
+        _money("amount"),
+        Column("destination", Str(16), nullable=False),
+        Column("counts_toward_order", Boolean, nullable=False),
+        Column("status", Str(16), nullable=False),
+        Column("reason", Text, nullable=False),
+        *[Column(f"requested_by_{c.name}", c.type, nullable=c.nullable) for c in _actor_columns()],
+        Column("requested_at", UTCDateTime, nullable=False),
+        *[Column(f"decided_by_{c.name}", c.type, nullable=True) for c in _actor_columns()],
+        Column("decided_at", UTCDateTime, nullable=True),
+        Column("decision_note", Text, nullable=True),
+        Column("failure", Str(40), nullable=True),
+        Column("failure_message", Text, nullable=True),
+        Column("channel_code", Str(64), nullable=True),
+        Column("channel_refund_no", Str(128), nullable=True),
+        Column("completed_at", UTCDateTime, nullable=True),
+        Column("next_check_at", UTCDateTime, nullable=True),
+        Column("check_count", Integer, nullable=False, server_default="0"),
+        Column("tries", Integer, nullable=False, server_default="0"),
+        Column("updated_at", UTCDateTime, nullable=False),
+        UniqueConstraint("refund_no", name=n("uq_refunds_refund_no")),
+        Index(n("ix_refunds_order"), "order_id", "id"),
+        Index(n("ix_refunds_attempt"), "attempt_id"),
+        Index(n("ix_refunds_status"), "status", "id"),
+        Index(n("ix_refunds_check"), "next_check_at"),
+    )
+
+    issues = Table(
+        n("after_sales_issues"),
+        md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("order_id", Integer, ForeignKey(fk("orders")), nullable=False),
+        Column("subject", Str(200), nullable=False),
+        Column("status", Str(24), nullable=False),
+        *[Column(f"opened_by_{c.name}", c.type, nullable=c.nullable) for c in _actor_columns()],
+        Column("opened_at", UTCDateTime, nullable=False),
+        Column("resolved_at", UTCDateTime, nullable=True),
+        Index(n("ix_after_sales_issues_order"), "order_id", "id"),
+        Index(n("ix_after_sales_issues_status"), "status", "id"),
+    )
+
+    issue_steps = Table(
+        n("after_sales_steps"),
+        md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("issue_id", Integer, ForeignKey(fk("after_sales_issues")), nullable=False),
+        Column("status", Str(24), nullable=False),
+        *_actor_columns(),
+        Column("at", UTCDateTime, nullable=False),
+        Column("note", Text, nullable=False),
+        Index(n("ix_after_sales_steps_issue"), "issue_id", "id"),
+    )
+
     return Tables(
         metadata=md,
         prefix=prefix,
@@ -488,4 +554,7 @@ def build_tables(prefix: str = "", schema: str | None = None) -> Tables:
         inbox=inbox,
         anomalies=anomalies,
         outbox=outbox,
+        refunds=refunds,
+        issues=issues,
+        issue_steps=issue_steps,
     )

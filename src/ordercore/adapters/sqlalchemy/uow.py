@@ -9,9 +9,11 @@ from sqlalchemy import Connection, Engine
 
 from ordercore._audit import AuditEntry
 from ordercore._payments_domain import PaymentAttempt
+from ordercore._refunds import AfterSalesIssue, Refund
 
 from .coupons import CouponRepository
 from .payments import PaymentRepository
+from .refunds import RefundRepository
 from .repositories import AuditRepository, CustomerRepository, OrderRepository, ProductRepository
 from .tables import Tables
 from .wallet import WalletRepository
@@ -37,13 +39,14 @@ class UnitOfWork:
     coupons: CouponRepository
     wallet: WalletRepository
     payments: PaymentRepository
+    refunds: RefundRepository
 
     def __init__(self, engine: Engine, tables: Tables, audit_key: bytes | None = None) -> None:
         self.engine = engine
         self.tables = tables
         self.audit_key = audit_key
         self._entries: list[AuditEntry] = []
-        self._attempts: list[PaymentAttempt] = []
+        self._attempts: list[PaymentAttempt | Refund | AfterSalesIssue] = []
         self._committed = False
 
     def __enter__(self) -> UnitOfWork:
@@ -56,6 +59,7 @@ class UnitOfWork:
         self.coupons = CouponRepository(self.conn, self.tables)
         self.wallet = WalletRepository(self.conn, self.tables)
         self.payments = PaymentRepository(self.conn, self.tables)
+        self.refunds = RefundRepository(self.conn, self.tables)
         return self
 
     def __exit__(
@@ -80,8 +84,30 @@ class UnitOfWork:
             self.payments.add_attempt(attempt, now)
         else:
             self.payments.save_attempt(attempt, now)
-        if all(a is not attempt for a in self._attempts):
-            self._attempts.append(attempt)
+        self._collect(attempt)
+
+    def save_refund(self, refund: Refund, now: datetime) -> None:
+        """Write a refund back (insert it when new); its audit entries are stored at commit."""
+        if refund.id is None:
+            attempt_id = None
+            if refund.out_trade_no is not None:
+                attempt_id = self.payments.attempt(refund.out_trade_no).id
+            self.refunds.add(refund, attempt_id=attempt_id, now=now)
+        else:
+            self.refunds.save(refund, now)
+        self._collect(refund)
+
+    def save_issue(self, issue: AfterSalesIssue, *, order_id: int, new_steps: int = 0) -> None:
+        """Write an after-sales issue back with its ``new_steps`` last steps."""
+        if issue.id is None:
+            self.refunds.add_issue(issue, order_id=order_id)
+        else:
+            self.refunds.save_issue(issue, issue.steps[len(issue.steps) - new_steps :])
+        self._collect(issue)
+
+    def _collect(self, item: PaymentAttempt | Refund | AfterSalesIssue) -> None:
+        if all(a is not item for a in self._attempts):
+            self._attempts.append(item)
 
     def commit(self) -> None:
         entries = list(self._entries)
