@@ -1152,9 +1152,12 @@ class AlipaySandbox:
             trade = self._get(out_trade_no)
             return_url = trade.return_url
         try:
-            self.pay(out_trade_no)
+            notification = self.pay(out_trade_no, deliver=False)
         except SandboxError as exc:
             return _Answer(409, str(exc).encode(), "text/plain; charset=utf-8")
+        if notification.url:
+            with contextlib.suppress(SandboxError):  # Alipay retries later; so may the person
+                self.deliver(notification)
         if return_url:
             location = self._return_location(out_trade_no, return_url)
             return _Answer(303, b"", "text/plain", headers={"Location": location})
