@@ -10,17 +10,13 @@ endpoint serving its notify URL over real HTTP.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
-from alipay_kit import ADMIN, NOWHERE, make_sandbox
+from alipay_kit import ADMIN, NOWHERE, LateCore, Shop, make_sandbox
 
 from helpers import Backend, FakeClock
-from ordercore import Money, OrderCore
-from ordercore._domain import Order
-from ordercore._payments import StartedPayment
-from ordercore.web import BackgroundServer, start_background_server
+from ordercore import Money
+from ordercore.web import start_background_server
 from ordercore_alipay import AlipayChannel
 from ordercore_alipay.sandbox import AlipaySandbox
 
@@ -36,48 +32,9 @@ def channel(sandbox: AlipaySandbox) -> AlipayChannel:
     return AlipayChannel(sandbox.channel_config(notify_url=NOWHERE, timeout_seconds=10))
 
 
-class _LateCore:
-    """The web endpoint's view of a core that is built after the server (the core's
-    configuration needs the server's URL as notify_url)."""
-
-    payments: Any = None
-
-
-@dataclass
-class Shop:
-    backend: Backend
-    core: OrderCore
-    clock: FakeClock
-    sandbox: AlipaySandbox
-    server: BackgroundServer
-    url: str
-    customer_id: int
-
-    @property
-    def notify_url(self) -> str:
-        return f"{self.url}/callbacks/alipay"
-
-    def order(self) -> Order:
-        """A pending order of 27.00 CNY."""
-        return self.core.orders.create(
-            customer_id=self.customer_id, items=[("vpn", 1)], actor=ADMIN
-        )
-
-    def start(self, number: str, method: str = "qr") -> StartedPayment:
-        return self.core.payments.start(number, channel="alipay", method=method, actor=ADMIN)
-
-    def pay_events(self, number: str) -> int:
-        from ordercore._state import OrderEvent
-
-        return sum(1 for t in self.core.orders.get(number).history if t.event is OrderEvent.PAY)
-
-    def inbox(self) -> list[dict[str, Any]]:
-        return list(reversed(self.core.payments.notifications(limit=1000)))
-
-
 @pytest.fixture
 def shop(backend: Backend, clock: FakeClock, sandbox: AlipaySandbox) -> Iterator[Shop]:
-    late = _LateCore()
+    late = LateCore()
     server, url = start_background_server(late, check_database=False)
     try:
         config = sandbox.channel_config(notify_url=f"{url}/callbacks/alipay", timeout_seconds=10)
