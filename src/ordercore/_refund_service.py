@@ -120,13 +120,10 @@ class RefundService(_Service):
         return None
 
     @staticmethod
-    def _left(
-        uow: UnitOfWork, order: Order, attempt: PaymentAttempt | None, *, exclude: Refund | None
-    ) -> Money:
+    def _left(uow: UnitOfWork, order: Order, attempt: PaymentAttempt | None) -> Money:
         """What can still be refunded of ``attempt`` (and of the order, when the payment
-        settled it); ``exclude`` is a refund being retried, whose own amount is free."""
+        settled it): received (paid) minus every refund that is not rejected or failed."""
         assert order.id is not None
-        own = 0 if exclude is None else exclude.amount.to_minor()
         counts = attempt is None or attempt.settles_order
         limits = []
         if attempt is not None:
@@ -140,15 +137,14 @@ class RefundService(_Service):
             else:
                 used = uow.refunds.reserved_minor(order_id=order.id)
                 limits.append(order.amounts.paid_amount.to_minor() - used)
-        left = max(min(limits) + own, 0) if limits else 0
-        return Money.from_minor(left, order.currency)
+        return Money.from_minor(max(min(limits), 0) if limits else 0, order.currency)
 
     def refundable(self, number: str, *, out_trade_no: str | None = None) -> Money:
         """What can still be refunded of ``number``'s payment (or of ``out_trade_no``)."""
 
         def work(uow: UnitOfWork) -> Money:
             order = uow.orders.get(number)
-            return self._left(uow, order, self._target(uow, order, out_trade_no), exclude=None)
+            return self._left(uow, order, self._target(uow, order, out_trade_no))
 
         return self._read(work)
 
@@ -232,7 +228,7 @@ class RefundService(_Service):
             self._check(actor, _P.REFUNDS_REQUEST, f"order:{number}", owner_id=order.customer_id)
             assert order.id is not None
             attempt = self._target(uow, order, out_trade_no)
-            left = self._left(uow, order, attempt, exclude=None)
+            left = self._left(uow, order, attempt)
             money = left if amount is None else self._money(amount, order)
             if not money.is_positive():
                 raise InvalidAmount(
@@ -442,8 +438,8 @@ class RefundService(_Service):
                     retryable=False,
                     refund=refund_no,
                 )
-            if refund.status is RefundStatus.FAILED:
-                left = self._left(uow, order, attempt, exclude=refund)
+            if refund.status is RefundStatus.FAILED:  # a failed refund holds nothing
+                left = self._left(uow, order, attempt)
                 if refund.amount > left:
                     raise InvalidAmount(
                         f"refund {refund_no}: only {left} is still refundable now",
@@ -836,7 +832,7 @@ class AfterSalesService(_Service):
                 issues=tuple(uow.refunds.issues_for(order.id)),
                 paid=order.amounts.paid_amount,
                 refunded=order.amounts.refunded_amount,
-                refundable=refunds._left(uow, order, attempt, exclude=None),
+                refundable=refunds._left(uow, order, attempt),
             )
 
         return self._read(work)

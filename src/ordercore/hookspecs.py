@@ -63,12 +63,18 @@ def ordercore_activate_order(order: Order, ctx: ActivationContext) -> None:
 
 @hookspec
 def ordercore_revoke_order(order: Order, refund: Any, ctx: ActivationContext) -> None:
-    """Take back what a refunded order gave (called after a full refund, and after a
-    partial one with ``refund`` carrying the amount, so the host can decide).
+    """Take back what a refunded order gave (the host's "revoke service").
 
-    :param order: the order after the refund.
-    :param refund: the refund that succeeded.
-    :param ctx: the activation context (id, attempt, actor, time).
+    Called after every succeeded refund of the order's payment, outside any transaction,
+    from the outbox: at least once, with ``ctx.activation_id`` = ``revoke:<refund id>``
+    stable across retries (raise to have it retried). A full refund leaves the order
+    ``refunded``; after a partial one the order keeps its status and ``refund.amount`` says
+    how much went back, so the host can decide. Refunds of a payment the order never took
+    (a duplicate payment) do not call it.
+
+    :param order: the order after the refund (``order.amounts.refunded_amount``, status).
+    :param refund: the :class:`~ordercore.Refund` that succeeded.
+    :param ctx: the revocation id, attempt, actor and time.
     """
     raise NotImplementedError
 
