@@ -340,8 +340,9 @@ class PaymentService(_Service):
         order.mark_paid(
             attempt.amount, Actor.channel(attempt.channel), now, f"attempt {attempt.out_trade_no}"
         )
-        attempt.settles_order = True
-        uow.save_attempt(attempt, now)
+        if not attempt.settles_order:
+            attempt.settles_order = True
+            uow.save_attempt(attempt, now)
         self.after_paid(uow, order, now, channel=attempt.channel, out_trade_no=attempt.out_trade_no)
 
     def after_paid(
@@ -496,6 +497,7 @@ class PaymentService(_Service):
         attempt.channel_trade_no = event.channel_trade_no or attempt.channel_trade_no
         attempt.received = event.amount
         attempt.apply(PaymentEvent.SUCCEED, actor, now, f"{source}: {event.status}")
+        attempt.settles_order = order.status is OrderStatus.PENDING  # saved once, here
         uow.save_attempt(attempt, now)
         if order.status is OrderStatus.CANCELED:
             self._anomaly(
