@@ -1,0 +1,142 @@
+"""The operator's path, end to end: a configuration file with a ``[channels.alipay]`` table and
+PEM key files, ``ordercore serve`` running as a real process, ``ordercore orders pay --channel
+alipay --method qr`` printing the QR code, the sandbox paying, its signed notification reaching
+the served endpoint over HTTP, and ``ordercore orders show`` reporting the order paid."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alipay_kit import ADMIN
+from click.testing import CliRunner
+
+from helpers import Backend, FakeClock
+from ordercore import Money
+from ordercore.cli import cli
+from ordercore_alipay.sandbox import AlipaySandbox
+
+
+def console_script() -> Path:
+    path = Path(sys.executable).parent / ("ordercore.exe" if os.name == "nt" else "ordercore")
+    if not path.exists():
+        pytest.fail("the ordercore console script is not installed (pip install -e .)")
+    return path
+
+
+class Served:
+    """``ordercore serve --port 0`` as a subprocess; ``url`` once it listens."""
+
+    def __init__(self, config: Path, cwd: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERCORE_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        self.process = subprocess.Popen(
+            [str(console_script()), "--config", str(config), "serve", "--port", "0"],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.stderr: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        self.url = self._wait_for_url()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.stderr.append(line)
+            self.lines.put(line)
+
+    def _wait_for_url(self) -> str:
+        while True:
+            try:
+                line = self.lines.get(timeout=30)
+            except queue.Empty:
+                self.stop()
+                pytest.fail(f"ordercore serve did not start: {''.join(self.stderr)}")
+            if line.startswith("serving POST "):
+                return line.split()[2].split("/callbacks/")[0]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # pragma: no cover
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def served_config(
+    backend: Backend, clock: FakeClock, sandbox: AlipaySandbox, tmp_path: Path
+) -> Iterator[tuple[Path, Served]]:
+    # The database, migrated, with a customer and a product (through the library).
+    core = backend.core(clock)
+    core.customers.add(name="Li Lei", email="li@example.com", actor=ADMIN)
+    core.products.add(sku="VPN-1M", name="VPN 月卡", price=Money.of("27.00", "CNY"), actor=ADMIN)
+    core.close()
+    config = tmp_path / "ordercore.toml"
+    head = [f"database_url = {json.dumps(backend.url)}"]
+    if backend.schema:
+        head.append(f"schema = {json.dumps(backend.schema)}")
+    table = sandbox.config_table(tmp_path / "alipay-keys")
+    config.write_text("\n".join(head) + "\n\n" + table, encoding="utf-8")
+    served = Served(config, tmp_path)
+    try:
+        # Now that the endpoint's address is known, the operator adds it as notify_url.
+        with config.open("a", encoding="utf-8") as fh:
+            fh.write(f"notify_url = {json.dumps(served.url + '/callbacks/alipay')}\n")
+        yield config, served
+    finally:
+        served.stop()
+
+
+def ordercore(config: Path, *args: str) -> Any:
+    result = CliRunner().invoke(
+        cli,
+        ["--config", str(config), *args, "--json"],
+        env={"ORDERCORE_DATABASE_URL": None, "ORDERCORE_CONFIG": None},
+    )
+    assert result.exit_code == 0, f"{args}: {result.stderr!r} {result.exception!r}"
+    return json.loads(result.stdout)
+
+
+def test_orders_pay_with_alipay_qr_and_the_served_notification(
+    served_config: tuple[Path, Served], sandbox: AlipaySandbox
+) -> None:
+    config, served = served_config
+    order = ordercore(config, "orders", "create", "--customer", "1", "--item", "VPN-1M:1")
+    number = order["number"]
+    assert order["amounts"]["payable"] == "27.00"
+
+    attempt = ordercore(config, "orders", "pay", number, "--channel", "alipay", "--method", "qr")
+
+    assert attempt["channel"] == "alipay"
+    assert attempt["status"] == "pending"
+    no = attempt["out_trade_no"]
+    assert attempt["checkout"]["kind"] == "qr"
+    assert attempt["checkout"]["content"] == f"{sandbox.url}/cashier/{no}"
+    assert sandbox.trade(no).notify_url == f"{served.url}/callbacks/alipay"
+
+    sandbox.pay(no)  # the buyer pays; Alipay notifies the served endpoint
+
+    (delivery,) = sandbox.deliveries
+    assert delivery[1:] == (200, b"success")
+    shown = ordercore(config, "orders", "show", number)
+    assert shown["status"] == "paid"
+    assert shown["amounts"]["paid"] == "27.00"
+    listed = ordercore(config, "callbacks", "list")
+    assert [(c["channel"], c["status"]) for c in listed["items"]] == [("alipay", "applied")]
