@@ -82,7 +82,7 @@ def load_private_key(data: bytes) -> rsa.RSAPrivateKey:
             try:
                 key = serialization.load_der_private_key(der, password=None)
             except ValueError:
-                key = rsa_from_pkcs1_der(der)
+                key = _rsa_from_pkcs1_der(der)
         else:
             key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
@@ -94,7 +94,7 @@ def load_private_key(data: bytes) -> rsa.RSAPrivateKey:
     return key
 
 
-def rsa_from_pkcs1_der(der: bytes) -> object:
+def _rsa_from_pkcs1_der(der: bytes) -> object:
     """A PKCS#1 DER private key (bare base64 of ``RSA PRIVATE KEY``)."""
     pem = (
         b"-----BEGIN RSA PRIVATE KEY-----\n"

@@ -140,3 +140,36 @@ def test_orders_pay_with_alipay_qr_and_the_served_notification(
     assert shown["amounts"]["paid"] == "27.00"
     listed = ordercore(config, "callbacks", "list")
     assert [(c["channel"], c["status"]) for c in listed["items"]] == [("alipay", "applied")]
+
+
+def test_the_sandbox_by_hand_prints_a_working_table(tmp_path: Path) -> None:
+    import signal
+
+    import tomllib
+
+    from ordercore._channel_config import channel_config
+    from ordercore_alipay import AlipayChannel
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ordercore_alipay.sandbox", "--dir", str(tmp_path / "keys")],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+    )
+    try:
+        assert process.stderr is not None
+        ready = process.stderr.readline()
+        assert ready.startswith("# Alipay sandbox on http://127.0.0.1:")
+        process.send_signal(signal.SIGINT)
+        stdout, _ = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:  # pragma: no cover
+            process.kill()
+            process.wait(timeout=10)
+    assert process.returncode == 0
+    table = tomllib.loads(stdout)["channels"]["alipay"]
+    assert table["gateway_url"] == ready.split()[-4].rstrip(";") + "/gateway.do"
+    channel = AlipayChannel(channel_config("alipay", table))
+    assert channel.app_id == "2021000000000001"
