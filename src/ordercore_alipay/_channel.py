@@ -273,6 +273,13 @@ class AlipayChannel(PaymentChannel):
     capabilities: ClassVar[Capabilities] = Capabilities(
         query=True, close=True, refund=True, partial_refund=True, refund_notifications=True
     )
+    #: Alipay refund codes that name an item of ordercore's refund-failure checklist; other
+    #: codes are ``channel_error`` when retryable, else ``channel_refused``.
+    refund_failures: ClassVar[Mapping[str, str]] = {
+        "ACQ.SELLER_BALANCE_NOT_ENOUGH": "merchant_balance_insufficient",
+        "ACQ.TRADE_HAS_FINISHED": "deadline_passed",
+        "unsupported_currency": "refund_unsupported",
+    }
 
     def __init__(
         self,

@@ -5,7 +5,7 @@ answered ``fail`` and kept, and the query and close paths of reconciliation."""
 
 from __future__ import annotations
 
-from alipay_kit import Shop
+from alipay_kit import ADMIN, Shop
 
 from ordercore import OrderStatus
 from ordercore._state import PaymentStatus
@@ -159,3 +159,56 @@ def test_a_paid_trade_is_never_cancelled_by_the_timeout(shop: Shop) -> None:
 
     assert shop.core.payments.close_and_cancel(order.number) == "settled"
     assert shop.core.orders.get(order.number).status is OrderStatus.PAID
+
+
+def test_a_refund_through_the_refund_engine(shop: Shop) -> None:
+    from ordercore._refunds import RefundStatus
+
+    order = shop.order()
+    no = shop.start(order.number).attempt.out_trade_no
+    shop.sandbox.pay(no)
+    shop.sandbox.fail_next("alipay.trade.refund", "20000", apply=True)  # answer lost, refund made
+
+    refund = shop.core.refunds.request(
+        order.number, amount="10.00", destination="original", reason="test", actor=ADMIN
+    )
+    if refund.status is RefundStatus.REQUESTED:
+        refund = shop.core.refunds.approve(refund.refund_no, actor=ADMIN)
+    assert refund.status is RefundStatus.UNKNOWN
+
+    settled = shop.core.refunds.reconcile(refund.refund_no)  # the refund query finds it
+
+    assert settled.status is RefundStatus.SUCCEEDED
+    assert shop.sandbox.refunds_made == 1
+    (made,) = shop.sandbox.trade(no).refunds
+    assert (made.out_request_no, str(made.amount)) == (refund.refund_no, "10.00 CNY")
+    assert str(shop.core.orders.get(order.number).amounts.refunded) == "10.00 CNY"
+    shop.sandbox.notify_refund(no, refund.refund_no)  # the notification changes nothing more
+    assert shop.sandbox.deliveries[-1][1:] == SUCCESS
+    assert shop.sandbox.refunds_made == 1
+    assert str(shop.core.orders.get(order.number).amounts.refunded) == "10.00 CNY"
+
+
+def test_a_refund_refused_for_the_merchant_balance_is_retryable(shop: Shop) -> None:
+    from ordercore._refunds import RefundFailure, RefundStatus
+
+    order = shop.order()
+    no = shop.start(order.number).attempt.out_trade_no
+    shop.sandbox.pay(no)
+    shop.sandbox.seller_balance_insufficient = True
+
+    refund = shop.core.refunds.request(
+        order.number, amount="27.00", destination="original", reason="test", actor=ADMIN
+    )
+    if refund.status is RefundStatus.REQUESTED:
+        refund = shop.core.refunds.approve(refund.refund_no, actor=ADMIN)
+
+    assert refund.status is RefundStatus.FAILED
+    assert refund.failure is RefundFailure.MERCHANT_BALANCE_INSUFFICIENT
+    assert refund.channel_code == "ACQ.SELLER_BALANCE_NOT_ENOUGH"
+    assert refund.retryable
+    shop.sandbox.seller_balance_insufficient = False
+    retried = shop.core.refunds.retry(refund.refund_no, actor=ADMIN)
+    assert retried.status is RefundStatus.SUCCEEDED
+    assert shop.sandbox.refunds_made == 1
+    assert shop.core.orders.get(order.number).status is OrderStatus.REFUNDED
