@@ -1202,9 +1202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sandbox = AlipaySandbox(host=args.host, port=args.port, cert_mode=args.cert_mode)
     with sandbox:
-        print(sandbox.config_table(args.dir, notify_url=args.notify_url), flush=True)
-        print(f"# Alipay sandbox on {sandbox.url}; Ctrl-C to stop", file=sys.stderr, flush=True)
-        try:
+        try:  # the ready line is printed inside: Ctrl-C right after it is a clean stop
+            print(sandbox.config_table(args.dir, notify_url=args.notify_url), flush=True)
+            print(f"# Alipay sandbox on {sandbox.url}; Ctrl-C to stop", file=sys.stderr, flush=True)
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:

@@ -42,7 +42,7 @@ def make_sandbox(**kwargs: Any) -> AlipaySandbox:
     k = keys()
     kwargs.setdefault("app_private_key", k.app)
     kwargs.setdefault("alipay_private_key", k.alipay)
-    kwargs.setdefault("hang_seconds", 1.5)
+    kwargs.setdefault("hang_seconds", 3.0)
     return AlipaySandbox(**kwargs)
 
 

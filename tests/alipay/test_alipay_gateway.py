@@ -223,7 +223,7 @@ def test_a_lost_refund_answer_is_unknown_never_a_result(sandbox: AlipaySandbox, 
 
     assert answer.outcome is Outcome.UNKNOWN
     assert answer.retryable is True
-    assert time.monotonic() - started < 1.4  # the client gave up; the sandbox held on
+    assert time.monotonic() - started < 2.5  # the client gave up; the sandbox held on (3 s)
     assert sandbox.refunds_made == 1  # it was made; only the answer was lost
     found = channel.query_refund(request)
     assert found.outcome is Outcome.SUCCEEDED
@@ -337,14 +337,14 @@ def test_a_query_refused_for_another_reason_is_unknown(
 
 
 def test_a_timeout_is_unknown() -> None:
-    with make_sandbox(hang_seconds=1.5) as sandbox:
+    with make_sandbox() as sandbox:  # holds a timed-out connection 3 s
         channel = AlipayChannel(sandbox.channel_config(notify_url=NOWHERE, timeout_seconds=0.3))
         sandbox.fail_next(PRECREATE, "timeout", apply=True)
         started = time.monotonic()
         checkout = channel.create_checkout(make_checkout_request())
         assert checkout.outcome is Outcome.UNKNOWN
         assert "no answer" in (checkout.message or "")
-        assert time.monotonic() - started < 1.2
+        assert time.monotonic() - started < 2.5
 
 
 def test_an_unreachable_gateway_is_unknown() -> None:
