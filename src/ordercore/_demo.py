@@ -11,11 +11,12 @@ from . import testing
 from ._actor import Actor
 from ._core import OrderCore
 from ._domain import Order, QuantityTier
-from ._errors import IllegalTransition, PermissionDenied
+from ._errors import IllegalTransition, InvalidAmount, PermissionDenied
 from ._listing import OrderFilter
 from ._money import Money
 from ._plugins import ActivationContext, OutboxMessage
 from ._pricing import ManualDiscount, UseAll
+from ._refunds import Refund
 from ._state import CancelReason
 from .hookspecs import hookimpl
 from .testing import FakeGateway, fake_channel_config
@@ -25,15 +26,21 @@ __all__ = ["run_demo"]
 
 
 class _DemoHost:
-    """The host application's side: activation and notifications (printed by the demo)."""
+    """The host application's side: activation, revocation and notifications (printed by
+    the demo)."""
 
     def __init__(self) -> None:
         self.activated: list[str] = []
+        self.revoked: list[str] = []
         self.notified: list[str] = []
 
     @hookimpl
     def ordercore_activate_order(self, order: Order, ctx: ActivationContext) -> None:
         self.activated.append(order.number)
+
+    @hookimpl
+    def ordercore_revoke_order(self, order: Order, refund: Refund, ctx: ActivationContext) -> None:
+        self.revoked.append(f"{order.number} ({order.status.value}, {ctx.activation_id})")
 
     @hookimpl
     def ordercore_notify(self, event: OutboxMessage) -> None:
@@ -47,9 +54,11 @@ def _pay_orders(
     li: int,
     han: int,
     say: Callable[..., None],
-) -> None:
+) -> tuple[str, str]:
     """Pay orders through the balance, bank-transfer and fake channels; the fake platform's
-    notifications travel over real HTTP to the callback endpoint on loopback."""
+    notifications travel over real HTTP to the callback endpoint on loopback. Returns the
+    numbers of the order paid by bank transfer and of the one paid through the fake
+    platform."""
     admin = Actor.operator("alice", "admin")
     finance = Actor.operator("frank", "finance")
     server, url = start_background_server(core)
@@ -72,6 +81,7 @@ def _pay_orders(
         )
         core.payments.approve(attempt, actor=finance, note="seen on the statement")
         say(f"order {order.number}: bank transfer proof approved by finance", order=order.number)
+        transfer = order.number
         # -- the fake platform, over HTTP
         order = core.orders.create(
             customer_id=han, items=[("VPN-1M", 2)], actor=admin, channel="fake"
@@ -93,6 +103,7 @@ def _pay_orders(
             order=order.number,
             status=core.orders.get(order.number).status.value,
         )
+        through_fake = order.number
         # -- a payment of the wrong amount is an anomaly, never a payment
         order = core.orders.create(customer_id=li, items=[("VPN-1M", 1)], actor=admin)
         started = core.payments.start(order.number, channel="fake", actor=admin)
@@ -114,6 +125,92 @@ def _pay_orders(
         f"jobs: activated {len(report.activated)} order(s) through the host's hook, delivered "
         f"{report.delivered} notification(s) ({', '.join(sorted(set(host.notified)))})"
     )
+    return transfer, through_fake
+
+
+def _refund_orders(
+    core: OrderCore,
+    gateway: FakeGateway,
+    host: _DemoHost,
+    partly: str,
+    fully: str,
+    say: Callable[..., None],
+) -> None:
+    """Refund ``partly`` in part to the customer's balance, and ``fully`` in full back
+    through the fake platform, whose refund notification arrives over HTTP."""
+    support = Actor.operator("bob", "support")
+    finance = Actor.operator("frank", "finance")
+    # -- part of a bank transfer, to the customer's balance (a transfer has no refund channel)
+    refund = core.refunds.request(
+        partly,
+        amount=Money.of("100.00", "CNY"),
+        destination="balance",
+        reason="customer asked to stop after 8 months",
+        actor=support,
+    )
+    waiting = refund.status.value
+    refund = core.refunds.approve(refund.refund_no, actor=finance, note="pro rata")
+    order = core.orders.get(partly)
+    name = core.customers.get(order.customer_id).name
+    say(
+        f"order {partly}: refund {refund.refund_no} of {refund.amount} to {name}'s balance, "
+        f"{waiting} by support and approved by finance ({refund.status.value}); the order "
+        f"stays {order.status.value}, refunded {order.amounts.refunded_amount} of "
+        f"{order.amounts.paid_amount} (balance now "
+        f"{core.wallet.balance(order.customer_id, 'CNY')}, "
+        f"{core.refunds.refundable(partly)} still refundable)",
+        order=partly,
+        status=order.status.value,
+        refund=refund.refund_no,
+        refund_status=refund.status.value,
+        refunded=str(order.amounts.refunded_amount.amount),
+    )
+    try:
+        core.refunds.request(
+            partly,
+            amount=Money.of("500.00", "CNY"),
+            destination="balance",
+            reason="too much",
+            actor=support,
+        )
+    except InvalidAmount as exc:
+        say(f"refused as it should be — {exc}")
+    # -- everything, back through the fake platform; its answer comes over HTTP
+    server, url = start_background_server(core)
+    gateway.refund_mode = "async"
+    try:
+        order = core.orders.get(fully)
+        refund = core.refunds.request(
+            fully,
+            destination="original",
+            reason="the service never worked for me",
+            actor=Actor.customer(order.customer_id),
+        )
+        refund = core.refunds.approve(refund.refund_no, actor=finance)
+        sent = refund.status.value
+        status, body = gateway.deliver(
+            f"{url}/callbacks/fake", *gateway.settle_refund(refund.refund_no)
+        )
+        refund = core.refunds.get(refund.refund_no)
+        order = core.orders.get(fully)
+        say(
+            f"order {fully}: refund {refund.refund_no} of everything ({refund.amount}) back "
+            f"through the fake platform, requested by the customer and approved by finance; "
+            f"{sent} until the platform's notification came over HTTP ({status} "
+            f"{body.decode()!r}): refund {refund.status.value}, order {order.status.value}, "
+            f"refunded {order.amounts.refunded_amount}",
+            order=fully,
+            status=order.status.value,
+            refund=refund.refund_no,
+            refund_status=refund.status.value,
+            refunded=str(order.amounts.refunded_amount.amount),
+        )
+    finally:
+        gateway.refund_mode = "sync"
+        server.shutdown()
+        server.server_close()
+    core.payments.run_due_jobs()
+    say(f"jobs: the host's revoke hook took back {'; '.join(host.revoked)}")
 
 
 def run_demo(database: str | Path) -> list[dict[str, Any]]:
@@ -308,7 +405,8 @@ def run_demo(database: str | Path) -> list[dict[str, Any]]:
             + ", ".join(f"{o.number} {o.status.value}" for o in page.items)
         )
 
-        _pay_orders(core, gateway, host, li.id or 0, han.id or 0, say)
+        transfer, through_fake = _pay_orders(core, gateway, host, li.id or 0, han.id or 0, say)
+        _refund_orders(core, gateway, host, transfer, through_fake, say)
 
         verdict = core.audit.verify()
         say(

@@ -7,30 +7,37 @@ lower-case.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from ._audit import AuditRecord, iso_utc
-from ._domain import Customer, Order, Product, SpecValue
+from ._domain import Communication, Customer, Order, Product, SpecValue
 from ._listing import OrderSummary
 from ._money import Money
 from ._payments_domain import Anomaly, PaymentAttempt
 from ._pricing import Coupon
+from ._refund_service import AfterSales
+from ._refunds import AfterSalesIssue, Refund
 from ._wallet import LedgerEntry, WalletSnapshot
 
 __all__ = [
+    "after_sales_view",
     "anomaly_view",
     "attempt_view",
     "audit_record_view",
+    "communication_view",
     "coupon_view",
     "customer_view",
+    "issue_view",
     "ledger_entry_view",
     "listed_order_view",
     "order_summary_view",
     "order_view",
     "product_view",
+    "refund_history_view",
+    "refund_view",
     "wallet_view",
 ]
 
@@ -135,6 +142,105 @@ def anomaly_view(anomaly: Anomaly) -> dict[str, Any]:
     }
 
 
+def refund_view(refund: Refund) -> dict[str, Any]:
+    """One refund; ``id`` is the refund id the channel knows (``<order number>R01``...)."""
+    return {
+        "id": refund.refund_no,
+        "order": refund.order_number,
+        "payment": refund.out_trade_no,
+        "channel": refund.channel,
+        "amount": str(refund.amount.amount),
+        "currency": refund.amount.currency.code,
+        "destination": refund.destination.value,
+        "status": refund.status.value,
+        "reason": refund.reason,
+        "requested_by": str(refund.requested_by),
+        "requested_at": _time(refund.requested_at),
+        "decided_by": None if refund.decided_by is None else str(refund.decided_by),
+        "decided_at": _time(refund.decided_at),
+        "decision_note": refund.decision_note,
+        "failure": None if refund.failure is None else refund.failure.value,
+        "failure_message": refund.failure_message,
+        "retryable": refund.retryable,
+        "channel_code": refund.channel_code,
+        "channel_refund_no": refund.channel_refund_no,
+        "completed_at": _time(refund.completed_at),
+        "counts_toward_order": refund.counts_toward_order,
+    }
+
+
+def _json_field(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def refund_history_view(refund_no: str, log: Iterable[AuditRecord]) -> list[dict[str, Any]]:
+    """The steps of one refund, from its order's audit log (actions ``refund.*``)."""
+    steps = []
+    for record in log:
+        if not record.action.startswith("refund."):
+            continue
+        before, after = _json_field(record.before), _json_field(record.after)
+        named = [d.get("refund") for d in (before, after) if isinstance(d, dict)]
+        if refund_no not in named:
+            continue
+        steps.append(
+            {
+                "seq": record.seq,
+                "at": _time(record.at),
+                "action": record.action,
+                "actor": ":".join(
+                    p for p in (record.actor_kind, record.actor_id, record.actor_role) if p
+                ),
+                "from": before.get("status") if isinstance(before, dict) else None,
+                "to": after.get("status") if isinstance(after, dict) else None,
+                "reason": record.reason,
+            }
+        )
+    return steps
+
+
+def issue_view(issue: AfterSalesIssue) -> dict[str, Any]:
+    """One after-sales issue with every step it went through."""
+    return {
+        "id": issue.id,
+        "order": issue.order_number,
+        "subject": issue.subject,
+        "status": issue.status.value,
+        "opened_by": str(issue.opened_by),
+        "opened_at": _time(issue.opened_at),
+        "resolved_at": _time(issue.resolved_at),
+        "steps": [
+            {"status": s.status.value, "actor": str(s.actor), "at": _time(s.at), "note": s.note}
+            for s in issue.steps
+        ],
+    }
+
+
+def communication_view(communication: Communication) -> dict[str, Any]:
+    return {
+        "channel": communication.channel,
+        "direction": communication.direction,
+        "text": communication.text,
+        "author": str(communication.author),
+        "at": _time(communication.at),
+    }
+
+
+def after_sales_view(after_sales: AfterSales) -> dict[str, Any]:
+    """An order's after-sales record: money paid, refunded and still refundable, refunds,
+    communications with the customer and issues."""
+    return {
+        "order": after_sales.order_number,
+        "currency": after_sales.paid.currency.code,
+        "paid": str(after_sales.paid.amount),
+        "refunded": str(after_sales.refunded.amount),
+        "refundable": str(after_sales.refundable.amount),
+        "refunds": [refund_view(r) for r in after_sales.refunds],
+        "communications": [communication_view(c) for c in after_sales.communications],
+        "issues": [issue_view(i) for i in after_sales.issues],
+    }
+
+
 def ledger_entry_view(entry: LedgerEntry) -> dict[str, Any]:
     if entry.is_points:
         delta: Any = entry.delta
@@ -223,8 +329,11 @@ def order_view(
     payments: tuple[PaymentAttempt, ...] = (),
     anomalies: tuple[Anomaly, ...] = (),
     activation: Mapping[str, Any] | None = None,
+    refunds: tuple[Refund, ...] = (),
+    issues: tuple[AfterSalesIssue, ...] = (),
 ) -> dict[str, Any]:
-    """The full order: breakdown, lines, payments, refunds, history, notes, log."""
+    """The full order: breakdown, lines, payments, refunds, after-sales issues, history,
+    notes, communications, log."""
     return {
         "number": order.number,
         "status": order.status.value,
@@ -270,7 +379,8 @@ def order_view(
             "attempts": activation["attempts"],
             "error": activation["error"],
         },
-        "refunds": [],
+        "refunds": [refund_view(r) for r in refunds],
+        "issues": [issue_view(i) for i in issues],
         "history": [
             {
                 "from": t.source.value,
@@ -285,16 +395,7 @@ def order_view(
         "notes": [
             {"text": n.text, "author": str(n.author), "at": _time(n.at)} for n in order.notes
         ],
-        "communications": [
-            {
-                "channel": c.channel,
-                "direction": c.direction,
-                "text": c.text,
-                "author": str(c.author),
-                "at": _time(c.at),
-            }
-            for c in order.communications
-        ],
+        "communications": [communication_view(c) for c in order.communications],
         "coupons": [{"code": code, "status": status} for code, status in coupons],
         "wallet": [ledger_entry_view(e) for e in wallet_entries],
         "log": [audit_record_view(r) for r in log],

@@ -24,25 +24,38 @@ from rich.text import Text
 from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from ._actor import Actor, ActorKind
+from ._anomalies import ResolutionAction
 from ._config import Settings
 from ._core import OrderCore
 from ._domain import QuantityTier
-from ._errors import ConfigurationError, InvalidField, OrderCoreError
+from ._errors import (
+    ConfigurationError,
+    InvalidField,
+    OrderCoreError,
+    RefundDeadlinePassed,
+    RefundUnavailable,
+)
 from ._listing import OrderFilter, _parse_bound, date_range, load_zone, period_range
 from ._money import Money, to_decimal
+from ._payments_domain import Anomaly, AnomalyKind
 from ._pricing import ManualDiscount, UseAll
+from ._refunds import Refund, RefundDestination
 from ._services import NewCustomer, OrderDetails
-from ._state import CancelReason, OrderStatus
+from ._state import CancelReason, IssueEvent, OrderStatus, RefundStatus
 from ._views import (
+    after_sales_view,
     anomaly_view,
     attempt_view,
     audit_record_view,
     coupon_view,
     customer_view,
+    issue_view,
     ledger_entry_view,
     listed_order_view,
     order_view,
     product_view,
+    refund_history_view,
+    refund_view,
     wallet_view,
 )
 from .adapters.sqlalchemy import migrate
@@ -745,6 +758,8 @@ def _view_of(d: OrderDetails) -> dict[str, Any]:
         payments=d.payments,
         anomalies=d.anomalies,
         activation=d.activation,
+        refunds=d.refunds,
+        issues=d.issues,
     )
 
 
@@ -1021,7 +1036,7 @@ def orders_flag(
 @json_option
 @click.pass_context
 def orders_show(ctx: click.Context, number: str, actor: Actor, as_json: bool) -> None:
-    """Show an order: breakdown, lines, history, notes and operation log."""
+    """Show an order: breakdown, lines, history, refunds, issues, notes and operation log."""
     details = _core(ctx).orders.details(number, actor=actor)
     view = _view_of(details)
     if as_json:
@@ -1062,8 +1077,132 @@ def orders_show(ctx: click.Context, number: str, actor: Actor, as_json: bool) ->
     for t in view["history"]:
         history.add_row(t["at"], t["from"], t["to"], t["actor"], t["reason"] or "")
     console.print(history)
+    _print_refunds(console, view["refunds"])
+    _print_issues(console, view["issues"])
     for note in view["notes"]:
         console.print(f"  note ({note['author']}, {note['at']}): {note['text']}")
+
+
+def _print_refunds(console: Console, refunds: list[dict[str, Any]]) -> None:
+    if not refunds:
+        return
+    table = Table("refund", "amount", "to", "status", "requested by", "reason", title="refunds")
+    for r in refunds:
+        status = r["status"] + (f" ({r['failure']})" if r["failure"] else "")
+        table.add_row(
+            r["id"],
+            f"{r['amount']} {r['currency']}",
+            r["destination"],
+            status,
+            r["requested_by"],
+            r["reason"],
+        )
+    console.print(table)
+
+
+def _print_issues(console: Console, issues: list[dict[str, Any]]) -> None:
+    for issue in issues:
+        console.print(f"  issue #{issue['id']} [{issue['status']}] {issue['subject']}")
+        for step in issue["steps"]:
+            console.print(f"    {step['at']}  {step['status']:20} {step['actor']}: {step['note']}")
+
+
+@orders.command("after-sales")
+@click.argument("number")
+@_actor_option()
+@json_option
+@click.pass_context
+def orders_after_sales(ctx: click.Context, number: str, actor: Actor, as_json: bool) -> None:
+    """Show an order's after-sales record.
+
+    Paid, refunded and still refundable amounts, refunds, communications with the customer,
+    and after-sales issues with their steps."""
+    view = after_sales_view(_core(ctx).after_sales.show(number, actor=actor))
+    if as_json:
+        _emit_json(view)
+        return
+    console = _console()
+    cur = view["currency"]
+    console.print(
+        Text.assemble(
+            (f"order {view['order']}", "bold"),
+            f"  paid {view['paid']} {cur}, refunded {view['refunded']} {cur}, "
+            f"refundable {view['refundable']} {cur}",
+        )
+    )
+    _print_refunds(console, view["refunds"])
+    for c in view["communications"]:
+        console.print(f"  {c['at']}  {c['channel']} ({c['direction']}, {c['author']}): {c['text']}")
+    _print_issues(console, view["issues"])
+    if not (view["refunds"] or view["communications"] or view["issues"]):
+        console.print("  no refunds, communications or issues")
+
+
+def _echo_issue(view: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _emit_json(view)
+        return
+    click.echo(
+        f"issue #{view['id']} on order {view['order']}: {view['status']} — {view['subject']}"
+    )
+
+
+@orders.command("issue-open")
+@click.argument("number")
+@click.option("--subject", required=True, help="The customer's problem, in a few words.")
+@click.option("--note", default=None, help="Details (the first step's note) [default: subject].")
+@_actor_option()
+@json_option
+@click.pass_context
+def orders_issue_open(
+    ctx: click.Context,
+    number: str,
+    subject: str,
+    note: str | None,
+    actor: Actor,
+    as_json: bool,
+) -> None:
+    """Open an after-sales issue on an order.
+
+    A customer's problem to follow to its end; move it on with `orders issue-move`."""
+    issue = _core(ctx).after_sales.open(number, subject=subject, actor=actor, note=note)
+    _echo_issue(issue_view(issue), as_json)
+
+
+@orders.command("issue-move")
+@click.argument("issue_id", type=int)
+@click.option(
+    "--step",
+    required=True,
+    type=click.Choice([e.value for e in IssueEvent]),
+    help="investigate (also: the customer answered), ask_customer (wait for their answer), "
+    "resolve, reopen.",
+)
+@click.option("--note", required=True, help="What was done or found.")
+@_actor_option()
+@json_option
+@click.pass_context
+def orders_issue_move(
+    ctx: click.Context, issue_id: int, step: str, note: str, actor: Actor, as_json: bool
+) -> None:
+    """Move an after-sales issue on by one step, saying what was done."""
+    issue = _core(ctx).after_sales.move(issue_id, step, actor=actor, note=note)
+    _echo_issue(issue_view(issue), as_json)
+
+
+@orders.command("issue-show")
+@click.argument("issue_id", type=int)
+@json_option
+@click.pass_context
+def orders_issue_show(ctx: click.Context, issue_id: int, as_json: bool) -> None:
+    """Show one after-sales issue with its steps."""
+    view = issue_view(_core(ctx).after_sales.issue(issue_id))
+    if as_json:
+        _emit_json(view)
+        return
+    console = _console()
+    _print_issues(console, [view])
+    console.print(f"  order {view['order']}, opened by {view['opened_by']} at {view['opened_at']}")
 
 
 def _parse_time(value: str, zone: str, *, end: bool = False, name: str = "at") -> datetime:
@@ -1277,6 +1416,267 @@ def payments_reject(
         click.echo(f"attempt {attempt}: rejected, order {result.order_number} canceled")
 
 
+# ------------------------------------------------------------------------------- refunds
+@cli.group()
+def refunds() -> None:
+    """Refunds: request, review (approve or reject), retry, check with the channel.
+
+    A refund's ID is the refund id the channel knows (the order number and R01, R02...); it
+    stays the same through every retry, so the platform pays it out at most once.
+    """
+
+
+def _echo_refund(refund: Refund, as_json: bool, text: str) -> None:
+    if as_json:
+        _emit_json(refund_view(refund))
+        return
+    click.echo(text)
+    if refund.status is RefundStatus.FAILED:
+        why = refund.failure.value if refund.failure else "failed"
+        then = "retry: ordercore refunds retry " + refund.refund_no if refund.retryable else ""
+        click.echo(f"  {why}: {refund.failure_message or '-'}{'; ' + then if then else ''}")
+    elif refund.status is RefundStatus.UNKNOWN:
+        click.echo(
+            "  the channel's answer was lost: ordercore refunds check "
+            f"{refund.refund_no} asks it (a retry reuses the same refund id)"
+        )
+
+
+def _refund_line(refund: Refund) -> str:
+    return (
+        f"refund {refund.refund_no} of {refund.amount} to {refund.destination.value} "
+        f"(order {refund.order_number}): {refund.status.value}"
+    )
+
+
+@refunds.command("request")
+@click.argument("number")
+@click.option(
+    "--amount",
+    default=None,
+    help="Decimal amount in the order's currency [default: everything still refundable].",
+)
+@click.option(
+    "--to",
+    "destination",
+    required=True,
+    type=click.Choice([d.value for d in RefundDestination]),
+    help="balance: the customer's wallet, at once; original: back through the payment's channel.",
+)
+@click.option("--reason", required=True, help="Why (recorded, and told to the customer).")
+@click.option(
+    "--payment",
+    "out_trade_no",
+    default=None,
+    help="The payment attempt (out_trade_no) to refund [default: the one that paid the order].",
+)
+@_actor_option()
+@json_option
+@click.pass_context
+def refunds_request(
+    ctx: click.Context,
+    number: str,
+    amount: str | None,
+    destination: str,
+    reason: str,
+    out_trade_no: str | None,
+    actor: Actor,
+    as_json: bool,
+) -> None:
+    """Request a refund of (part of) an order's payment.
+
+    The request waits for approval (`refunds approve`) unless the automatic-approval rules
+    let it through. Prints the refund with its id."""
+    try:
+        refund = _core(ctx).refunds.request(
+            number,
+            amount=amount,
+            destination=destination,
+            reason=reason,
+            actor=actor,
+            out_trade_no=out_trade_no,
+        )
+    except (RefundDeadlinePassed, RefundUnavailable) as exc:
+        if destination == RefundDestination.BALANCE.value:
+            raise
+        raise type(exc)(f"{exc.message} (use --to balance)", **exc.context) from None
+    text = _refund_line(refund)
+    if refund.status is RefundStatus.REQUESTED:
+        text += f"; approve it with: ordercore refunds approve {refund.refund_no}"
+    _echo_refund(refund, as_json, text)
+
+
+@refunds.command("list")
+@click.option("--status", default=None, type=click.Choice([s.value for s in RefundStatus]))
+@click.option("--order", "number", default=None, help="Only this order's refunds.")
+@click.option("--limit", default=50, show_default=True, type=int)
+@click.option("--cursor", default=None, help="The next_cursor of the previous page.")
+@json_option
+@click.pass_context
+def refunds_list(
+    ctx: click.Context,
+    status: str | None,
+    number: str | None,
+    limit: int,
+    cursor: str | None,
+    as_json: bool,
+) -> None:
+    """List refunds, newest first."""
+    core = _core(ctx)
+    filters: dict[str, Any] = {"status": status, "order_number": number}
+    items = core.refunds.list(limit=limit, before_id=_cursor_int(cursor), **filters)
+    more = len(items) == limit and bool(
+        core.refunds.list(limit=1, before_id=items[-1].id, **filters)
+    )
+    next_cursor = str(items[-1].id) if more else None
+    if as_json:
+        _emit_json({"items": [refund_view(r) for r in items], "next_cursor": next_cursor})
+        return
+    table = Table("refund", "order", "amount", "to", "status", "requested", "failure")
+    for r in items:
+        table.add_row(
+            r.refund_no,
+            r.order_number,
+            str(r.amount),
+            r.destination.value,
+            r.status.value,
+            r.requested_at.isoformat(timespec="seconds"),
+            r.failure.value if r.failure else "",
+        )
+    _console().print(table)
+    if next_cursor:
+        click.echo(f"more: --cursor {next_cursor}")
+
+
+@refunds.command("show")
+@click.argument("refund_id")
+@json_option
+@click.pass_context
+def refunds_show(ctx: click.Context, refund_id: str, as_json: bool) -> None:
+    """Show one refund with its history.
+
+    Amount, destination, decision, failure (code, message, whether a retry can help), the
+    channel's refund number, its steps from the audit log and the calls made to the
+    channel."""
+    core = _core(ctx)
+    refund = core.refunds.get(refund_id)
+    view = refund_view(refund)
+    view["history"] = refund_history_view(
+        refund.refund_no, core.audit.records("order", refund.order_number)
+    )
+    calls = []
+    if refund.out_trade_no is not None:
+        for op in core.payments.operations(refund.out_trade_no):
+            request = op["request"] or {}
+            if op["kind"] in ("refund", "refund_query") and (
+                request.get("out_refund_no") == refund.refund_no
+            ):
+                calls.append(
+                    {
+                        "kind": op["kind"],
+                        "state": op["state"],
+                        "started_at": _iso(op["created_at"]),
+                        "finished_at": _iso(op["finished_at"]),
+                        "response": op["response"],
+                    }
+                )
+    view["calls"] = calls
+    if as_json:
+        _emit_json(view)
+        return
+    for key, value in view.items():
+        if key not in ("history", "calls"):
+            click.echo(f"{key:20} {'' if value is None else value}")
+    history = Table("at", "action", "from", "to", "actor", "reason", title="history")
+    for h in view["history"]:
+        history.add_row(
+            h["at"], h["action"], h["from"] or "", h["to"], h["actor"], h["reason"] or ""
+        )
+    console = _console()
+    console.print(history)
+    if calls:
+        table = Table("call", "state", "started", "finished", "code", title="channel calls")
+        for c in calls:
+            table.add_row(
+                c["kind"],
+                c["state"],
+                c["started_at"] or "",
+                c["finished_at"] or "",
+                str((c["response"] or {}).get("code") or ""),
+            )
+        console.print(table)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+@refunds.command("approve")
+@click.argument("refund_id")
+@click.option("--note", default=None, help="Recorded with the decision.")
+@_actor_option()
+@json_option
+@click.pass_context
+def refunds_approve(
+    ctx: click.Context, refund_id: str, note: str | None, actor: Actor, as_json: bool
+) -> None:
+    """Approve a requested refund.
+
+    A balance refund is credited at once; an original one is sent to its channel."""
+    refund = _core(ctx).refunds.approve(refund_id, actor=actor, note=note)
+    _echo_refund(refund, as_json, _refund_line(refund))
+
+
+@refunds.command("reject")
+@click.argument("refund_id")
+@click.option("--reason", required=True, help="Why (recorded and told to the customer).")
+@_actor_option()
+@json_option
+@click.pass_context
+def refunds_reject(
+    ctx: click.Context, refund_id: str, reason: str, actor: Actor, as_json: bool
+) -> None:
+    """Reject a requested refund.
+
+    The reason is recorded and the customer notified; the amount can be refunded later."""
+    refund = _core(ctx).refunds.reject(refund_id, actor=actor, reason=reason)
+    _echo_refund(refund, as_json, _refund_line(refund))
+
+
+@refunds.command("retry")
+@click.argument("refund_id")
+@_actor_option()
+@json_option
+@click.pass_context
+def refunds_retry(ctx: click.Context, refund_id: str, actor: Actor, as_json: bool) -> None:
+    """Retry a failed or unknown refund, with the same refund id.
+
+    The platform pays a refund id out at most once, so a retry after a lost answer never
+    pays twice. A refund past its channel's window stays failed: refund to balance."""
+    refund = _core(ctx).refunds.retry(refund_id, actor=actor)
+    _echo_refund(refund, as_json, _refund_line(refund))
+
+
+@refunds.command("check")
+@click.argument("refund_id")
+@json_option
+@click.pass_context
+def refunds_check(ctx: click.Context, refund_id: str, as_json: bool) -> None:
+    """Ask the channel about a refund and apply its answer.
+
+    For a refund being paid out or whose outcome is unknown (`jobs run` does this for every
+    such refund when it is due)."""
+    core = _core(ctx)
+    before = core.refunds.get(refund_id)
+    if before.status not in (RefundStatus.PROCESSING, RefundStatus.UNKNOWN):
+        text = f"{_refund_line(before)}; nothing to ask the channel"
+        _echo_refund(before, as_json, text)
+        return
+    refund = core.refunds.reconcile(refund_id)
+    text = f"{_refund_line(refund)} (was {before.status.value})"
+    _echo_refund(refund, as_json, text)
+
+
 # ----------------------------------------------------------------------------- callbacks
 @cli.group()
 def callbacks() -> None:
@@ -1437,21 +1837,116 @@ def anomalies_show(ctx: click.Context, anomaly_id: int, as_json: bool) -> None:
             click.echo(f"{key:14} {'' if value is None else value}")
 
 
+def _echo_anomaly(anomaly: Anomaly, as_json: bool, text: str) -> None:
+    if as_json:
+        _emit_json(anomaly_view(anomaly))
+    else:
+        click.echo(text)
+
+
+@anomalies.command("open")
+@click.argument("number")
+@click.option(
+    "--kind",
+    required=True,
+    type=click.Choice([k.value for k in AnomalyKind]),
+    help="What is wrong (payment_not_received: the customer says they paid).",
+)
+@click.option("--note", required=True, help="What was reported or seen.")
+@click.option(
+    "--payment", "out_trade_no", default=None, help="The payment attempt (out_trade_no) concerned."
+)
+@_actor_option()
+@json_option
+@click.pass_context
+def anomalies_open(
+    ctx: click.Context,
+    number: str,
+    kind: str,
+    note: str,
+    out_trade_no: str | None,
+    actor: Actor,
+    as_json: bool,
+) -> None:
+    """Record an anomaly on an order by hand.
+
+    The first step (identify); then `investigate`, `contact` and `resolve`."""
+    anomaly = _core(ctx).anomalies.open(
+        number, kind=kind, actor=actor, note=note, out_trade_no=out_trade_no
+    )
+    _echo_anomaly(anomaly, as_json, f"anomaly #{anomaly.id} opened on order {number} ({kind})")
+
+
+@anomalies.command("investigate")
+@click.argument("anomaly_id", type=int)
+@click.option("--note", required=True, help="What was found so far.")
+@_actor_option()
+@json_option
+@click.pass_context
+def anomalies_investigate(
+    ctx: click.Context, anomaly_id: int, note: str, actor: Actor, as_json: bool
+) -> None:
+    """Mark an anomaly as being looked into, saying what was found."""
+    anomaly = _core(ctx).anomalies.investigate(anomaly_id, actor=actor, note=note)
+    _echo_anomaly(anomaly, as_json, f"anomaly #{anomaly_id}: {anomaly.status.value}")
+
+
+@anomalies.command("contact")
+@click.argument("anomaly_id", type=int)
+@click.option("--note", required=True, help="What the customer was told or asked.")
+@click.option("--channel", default="email", show_default=True, help="How: email, phone, chat...")
+@_actor_option()
+@json_option
+@click.pass_context
+def anomalies_contact(
+    ctx: click.Context, anomaly_id: int, note: str, channel: str, actor: Actor, as_json: bool
+) -> None:
+    """Record that the customer was contacted.
+
+    Also kept as a communication on the order."""
+    anomaly = _core(ctx).anomalies.contact(anomaly_id, actor=actor, note=note, channel=channel)
+    _echo_anomaly(anomaly, as_json, f"anomaly #{anomaly_id}: {anomaly.status.value} (by {channel})")
+
+
 @anomalies.command("resolve")
 @click.argument("anomaly_id", type=int)
-@click.option("--resolution", required=True, help="What was done.")
+@click.option(
+    "--action",
+    default=ResolutionAction.DISMISS.value,
+    show_default=True,
+    type=click.Choice([a.value for a in ResolutionAction]),
+    help="refund: give back a duplicate or after-cancel payment; resend: ask the channel "
+    "again for a payment the customer says they made; accept: take a payment of the wrong "
+    "amount; fraud: flag the order; dismiss: nothing to do.",
+)
+@click.option("--note", "--resolution", "note", required=True, help="What was done and why.")
+@click.option(
+    "--to",
+    "destination",
+    default=RefundDestination.ORIGINAL.value,
+    show_default=True,
+    type=click.Choice([d.value for d in RefundDestination]),
+    help="Where --action refund sends the money.",
+)
 @_actor_option()
 @json_option
 @click.pass_context
 def anomalies_resolve(
-    ctx: click.Context, anomaly_id: int, resolution: str, actor: Actor, as_json: bool
+    ctx: click.Context,
+    anomaly_id: int,
+    action: str,
+    note: str,
+    destination: str,
+    actor: Actor,
+    as_json: bool,
 ) -> None:
-    """Close an anomaly, saying what was done."""
-    anomaly = _core(ctx).anomalies.resolve(anomaly_id, actor=actor, resolution=resolution)
-    if as_json:
-        _emit_json(anomaly_view(anomaly))
-    else:
-        click.echo(f"anomaly #{anomaly_id} resolved")
+    """Resolve an anomaly by an action, saying what was done.
+
+    `--resolution` is the old name of `--note`."""
+    anomaly = _core(ctx).anomalies.resolve(
+        anomaly_id, actor=actor, note=note, action=action, destination=destination
+    )
+    _echo_anomaly(anomaly, as_json, f"anomaly #{anomaly_id} resolved: {anomaly.resolution}")
 
 
 # ---------------------------------------------------------------------------------- jobs

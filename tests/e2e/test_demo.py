@@ -5,6 +5,7 @@ can explore."""
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ def test_demo_as_installed_in_the_working_directory(tmp_path: Path) -> None:
     assert database.is_file()
     assert "audit chain" in result.stdout
     assert "intact" in result.stdout
+    assert "to Han Meimei's balance" in result.stdout
+    assert "back through the fake platform" in result.stdout
     assert "ordercore --database-url sqlite:///ordercore-demo.db" in result.stdout
     assert not (tmp_path / "ordercore.db").exists()  # the demo leaves the default db alone
 
@@ -67,6 +70,60 @@ def test_demo_json_and_the_database_it_leaves(tmp_path: Path) -> None:
     assert {"VPN-1M", "VPN-12M"} <= {p["sku"] for p in oc.json("products", "list")["items"]}
     current = oc.json("db", "current")
     assert current["current"] == current["head"]
+
+    # two refunds: one part to the customer's balance, one in full back through the channel
+    told = [step for step in steps if "refund" in step]
+    assert [step["refund_status"] for step in told] == ["succeeded", "succeeded"]
+    partly, fully = told
+    assert partly["status"] in ("paid", "completed")  # a partial refund keeps the status
+    assert partly["refunded"] == "100.00"
+    assert fully["status"] == "refunded"
+    refunds = {r["id"]: r for r in oc.json("refunds", "list")["items"]}
+    assert set(refunds) == {partly["refund"], fully["refund"]}
+    assert all(r["status"] == "succeeded" for r in refunds.values())
+    part = refunds[partly["refund"]]
+    assert (part["order"], part["destination"], part["amount"]) == (
+        partly["order"],
+        "balance",
+        "100.00",
+    )
+    assert part["channel"] == "bank_transfer"
+    full = refunds[fully["refund"]]
+    assert (full["order"], full["destination"], full["channel"]) == (
+        fully["order"],
+        "original",
+        "fake",
+    )
+    assert full["channel_refund_no"]
+
+    order = oc.json("orders", "show", partly["order"])
+    assert order["status"] == partly["status"]
+    assert order["amounts"]["refunded"] == "100.00"
+    assert Decimal(order["amounts"]["paid"]) > Decimal("100.00")
+    assert [r["id"] for r in order["refunds"]] == [partly["refund"]]
+    credit = [e for e in order["wallet"] if e["reason"] == "order.refund"]
+    assert [e["delta"] for e in credit] == ["100.00"]
+    after_sales = oc.json("orders", "after-sales", partly["order"])
+    assert Decimal(after_sales["refundable"]) == Decimal(order["amounts"]["paid"]) - 100
+
+    order = oc.json("orders", "show", fully["order"])
+    assert order["status"] == "refunded"
+    assert order["amounts"]["refunded"] == order["amounts"]["paid"] == full["amount"]
+    assert fully["refunded"] == full["amount"]
+    shown = oc.json("refunds", "show", fully["refund"])
+    assert [h["action"] for h in shown["history"]] == [
+        "refund.request",
+        "refund.approve",
+        "refund.start",
+        "refund.succeed",
+    ]
+    assert shown["history"][0]["actor"].startswith("customer:")
+    assert shown["history"][-1]["actor"] == "channel:fake"
+    assert [c["kind"] for c in shown["calls"]] == ["refund"]
+    inbox = oc.json("callbacks", "list", "--order", fully["order"])["items"]
+    assert "applied" in {e["status"] for e in inbox}
+    texts = " ".join(step["text"] for step in steps)
+    assert "revoke hook took back" in texts
 
 
 def test_demo_twice_replaces_the_file(tmp_path: Path) -> None:
