@@ -19,6 +19,7 @@ from ._permissions import Authorizer
 from ._plugins import make_plugin_manager
 from ._pricing import FeeRule
 from ._refund_service import AfterSalesService, RefundService
+from ._refunds import RefundFailure
 from ._services import (
     AuditService,
     CouponService,
@@ -36,6 +37,8 @@ from .channels import ChannelConfig, PaymentChannel
 
 __all__ = ["OrderCore"]
 
+
+_REFUND_FAILURES = frozenset(f.value for f in RefundFailure)
 
 class OrderCore:
     """ordercore bound to one database.
@@ -100,6 +103,17 @@ class OrderCore:
                 for cls in classes or ():
                     if cls.name in found:
                         raise ConfigurationError(f"two plugins provide channel {cls.name!r}")
+                    wrong = sorted(
+                        f"{code}: {value!r}"
+                        for code, value in cls.refund_failures.items()
+                        if value not in _REFUND_FAILURES
+                    )
+                    if wrong:
+                        raise ConfigurationError(
+                            f"channel {cls.name}: refund_failures maps codes to unknown refund "
+                            f"failures ({'; '.join(wrong)}); use one of "
+                            f"{', '.join(sorted(_REFUND_FAILURES))}"
+                        )
                     config = configs.get(cls.name)
                     if config is None and cls.name in ("balance", "bank_transfer"):
                         config = ChannelConfig(name=cls.name)

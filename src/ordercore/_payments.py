@@ -658,7 +658,9 @@ class PaymentService(_Service):
             uow,
             channel=channel,
             out_refund_no=event.out_refund_no,
-            result=RefundResult(event.outcome, event.channel_refund_no),
+            result=RefundResult(
+                event.outcome, event.channel_refund_no, code=event.code, message=event.message
+            ),
             amount=event.amount,
             now=now,
         )
@@ -1169,7 +1171,7 @@ class PaymentService(_Service):
         refund_no = str(message.payload["refund"])
         ctx = ActivationContext(
             activation_id=f"revoke:{refund_no}",
-            attempt=int(message.payload.get("attempt", 1)),
+            attempt=message.attempt,
             actor=Actor.system("refunds"),
             at=now,
         )

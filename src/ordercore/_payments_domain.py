@@ -43,6 +43,9 @@ class AnomalyKind(str, enum.Enum):
     PAYMENT_AFTER_CANCEL = "payment_after_cancel"
     PAYMENT_NOT_RECEIVED = "payment_not_received"
     FRAUD = "fraud"
+    #: a refund the platform made that no longer fits the order (it had failed and the
+    #: amount was refunded again): money went out twice
+    OVER_REFUND = "over_refund"
 
     def __str__(self) -> str:
         return self.value

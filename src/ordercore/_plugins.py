@@ -48,6 +48,8 @@ class OutboxMessage:
     order_number: str | None
     payload: Mapping[str, Any] = field(factory=dict)
     created_at: datetime | None = None
+    #: which delivery try this is (1 for the first)
+    attempt: int = 1
 
 
 def _blocked(explicit: Iterable[str] | None) -> set[str]:

@@ -33,13 +33,13 @@ from ._errors import (
     InvalidField,
     OrderCoreError,
     RefundDeadlinePassed,
-    RefundError,
     RefundUnavailable,
 )
 from ._money import Money
 from ._payments_domain import AnomalyKind, PaymentAttempt, backoff
 from ._permissions import Permission
 from ._refunds import (
+    OPEN_REFUND_STATES,
     AfterSalesIssue,
     IssueStep,
     Refund,
@@ -47,7 +47,15 @@ from ._refunds import (
     RefundFailure,
 )
 from ._services import _limit, _Service, _wallet_audit
-from ._state import IssueEvent, IssueStatus, OrderStatus, PaymentStatus, RefundEvent, RefundStatus
+from ._state import (
+    REFUND_MACHINE,
+    IssueEvent,
+    IssueStatus,
+    OrderStatus,
+    PaymentStatus,
+    RefundEvent,
+    RefundStatus,
+)
 from .channels import Outcome, PaymentChannel, RefundRequest, RefundResult
 
 if TYPE_CHECKING:
@@ -134,8 +142,10 @@ class RefundService(_Service):
         if counts:
             if order.status not in (OrderStatus.PAID, OrderStatus.COMPLETED):
                 limits.append(0)
-            else:
-                used = uow.refunds.reserved_minor(order_id=order.id)
+            else:  # refunded (by the engine or recorded by hand) and on their way
+                used = order.amounts.refunded_amount.to_minor() + uow.refunds.reserved_minor(
+                    order_id=order.id, unfinished=True
+                )
                 limits.append(order.amounts.paid_amount.to_minor() - used)
         return Money.from_minor(max(min(limits), 0) if limits else 0, order.currency)
 
@@ -422,14 +432,7 @@ class RefundService(_Service):
 
         def work(uow: UnitOfWork, now: datetime) -> int | None:
             order, refund, attempt = self._lock(uow, refund_no, actor, _P.REFUNDS_APPROVE)
-            if refund.status not in (RefundStatus.FAILED, RefundStatus.UNKNOWN):
-                raise RefundError(
-                    f"refund {refund_no} is {refund.status.value}: only a failed or unknown "
-                    "refund is retried",
-                    code="not_retryable",
-                    retryable=False,
-                    refund=refund_no,
-                )
+            REFUND_MACHINE.next_state(refund_no, refund.status, RefundEvent.RETRY)
             if refund.failure is RefundFailure.DEADLINE_PASSED:
                 raise RefundDeadlinePassed(
                     f"refund {refund_no} is past its channel's refund window: request a "
@@ -500,7 +503,10 @@ class RefundService(_Service):
             except (ChannelError, OrderCoreError):
                 return RefundFailure.CHANNEL_NOT_CONFIGURED
         if result.code is not None and result.code in chan_map:
-            return RefundFailure(chan_map[result.code])
+            try:
+                return RefundFailure(chan_map[result.code])
+            except ValueError:  # a channel's mapping names no checklist item: its code stays
+                pass
         return RefundFailure.CHANNEL_ERROR if result.retryable else RefundFailure.CHANNEL_REFUSED
 
     def _apply_result(
@@ -535,8 +541,27 @@ class RefundService(_Service):
         waiting = refund.status in (RefundStatus.PROCESSING, RefundStatus.UNKNOWN)
         if result.outcome is Outcome.SUCCEEDED and refund.can(RefundEvent.SUCCEED):
             self._succeed_in(uow, order, refund, actor, now, result.channel_refund_no)
+        elif (
+            result.outcome is Outcome.FAILED
+            and waiting
+            and refund.uncertain
+            and source == "refund call"
+        ):
+            # An earlier try's answer was lost, so the money may be out: a refused repeat is
+            # no verdict on it. Only a query (or a notification) decides.
+            if refund.status is RefundStatus.PROCESSING:
+                refund.apply(
+                    RefundEvent.LOSE_TRACK,
+                    actor,
+                    now,
+                    f"call refused ({result.code or '-'}: {result.message or '-'}) after an "
+                    "earlier lost answer: a query decides",
+                )
+            refund.next_check_at = now + backoff(0)
+            uow.save_refund(refund, now)
         elif result.outcome is Outcome.FAILED and waiting:
             why = failure or self._classify(refund, result)
+            refund.uncertain = False  # a verdict: the platform did not pay it out
             refund.fail(why, actor, now, result.message, channel_code=result.code)
             uow.save_refund(refund, now)
             uow.payments.add_outbox(
@@ -545,7 +570,11 @@ class RefundService(_Service):
                 self._payload(refund, failure=why.value, retryable=refund.retryable),
                 now,
             )
-        elif result.outcome is Outcome.UNKNOWN and refund.status is RefundStatus.PROCESSING:
+        elif (
+            result.outcome is Outcome.UNKNOWN
+            and refund.status is RefundStatus.PROCESSING
+            and source == "refund call"
+        ):
             refund.apply(RefundEvent.LOSE_TRACK, actor, now, f"{source}: {result.message or '-'}")
             refund.next_check_at = now + backoff(0)
             uow.save_refund(refund, now)
@@ -600,7 +629,7 @@ class RefundService(_Service):
         )
         settled = []
         for refund_no in due:
-            if self.reconcile(refund_no).status is not RefundStatus.PROCESSING:
+            if self.reconcile(refund_no).status not in OPEN_REFUND_STATES:
                 settled.append(refund_no)
         return settled
 
@@ -632,7 +661,13 @@ class RefundService(_Service):
             )
             uow.record(_wallet_audit(entry))
         full = False
-        if refund.counts_toward_order:
+        if refund.counts_toward_order and not self._fits(order, refund):
+            # It had failed and its amount was refunded again meanwhile: the money went out
+            # twice. Recorded as succeeded (it did), kept off the order, surfaced.
+            refund.counts_toward_order = False
+            uow.save_refund(refund, now)
+            self._over_refund(uow, order, refund, now)
+        elif refund.counts_toward_order:
             order.record_refund(refund.amount, actor, now, f"refund {refund.refund_no}")
             full = order.status is OrderStatus.REFUNDED
             if full:
@@ -649,6 +684,41 @@ class RefundService(_Service):
         uow.payments.add_outbox(
             "refund.succeeded", order.number, self._payload(refund, full=full), now
         )
+
+    @staticmethod
+    def _fits(order: Order, refund: Refund) -> bool:
+        return (
+            order.status in (OrderStatus.PAID, OrderStatus.COMPLETED)
+            and order.amounts.refunded_amount + refund.amount <= order.amounts.paid_amount
+        )
+
+    @staticmethod
+    def _over_refund(uow: UnitOfWork, order: Order, refund: Refund, now: datetime) -> None:
+        attempt_id = None
+        if refund.out_trade_no is not None:
+            attempt_id = uow.payments.attempt(refund.out_trade_no).id
+        evidence = {
+            "refund": refund.refund_no,
+            "amount": str(refund.amount),
+            "paid": str(order.amounts.paid_amount),
+            "refunded": str(order.amounts.refunded_amount),
+            "channel": refund.channel,
+        }
+        anomaly_id, created = uow.payments.open_anomaly(
+            kind=AnomalyKind.OVER_REFUND,
+            dedupe_key=f"over_refund:{refund.refund_no}",
+            evidence=evidence,
+            now=now,
+            order_id=order.id,
+            attempt_id=attempt_id,
+        )
+        if created:
+            uow.payments.add_outbox(
+                "anomaly.opened",
+                order.number,
+                {"anomaly": anomaly_id, "kind": AnomalyKind.OVER_REFUND.value, **evidence},
+                now,
+            )
 
     @staticmethod
     def _return_deductions(uow: UnitOfWork, order: Order, actor: Actor, now: datetime) -> None:

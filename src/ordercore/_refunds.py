@@ -140,6 +140,9 @@ class Refund:
     next_check_at: datetime | None = None
     check_count: int = 0
     tries: int = 0
+    #: an earlier call's outcome was lost, so the money may be out: only a query or a
+    #: notification can fail this refund now, never the error answer of a later call
+    uncertain: bool = False
     id: int | None = None
     pending_audit: list[AuditEntry] = field(factory=list, eq=False, repr=False)
 
@@ -181,6 +184,8 @@ class Refund:
         if transition.target is RefundStatus.SUCCEEDED:
             self.completed_at = at
             self.failure = self.failure_message = None
+        if transition.target is RefundStatus.UNKNOWN:
+            self.uncertain = True
         if transition.target not in OPEN_REFUND_STATES:
             self.next_check_at = None
         return transition

@@ -189,6 +189,9 @@ class RefundEvent:
     channel_refund_no: str | None = None
     out_trade_no: str | None = None
     event_id: str | None = None
+    #: for a failed refund: the platform's error code (looked up in ``refund_failures``)
+    code: str | None = None
+    message: str | None = None
 
 
 @frozen
@@ -305,7 +308,11 @@ class PaymentChannel(abc.ABC):
         )
 
     def query_refund(self, request: RefundRequest) -> RefundResult:
-        """Ask the platform about a refund made with ``request.out_refund_no``."""
+        """Ask the platform about a refund made with ``request.out_refund_no``.
+
+        FAILED is a verdict: the platform says the refund failed, or that it does not exist
+        (it was never made; a retry with the same number is safe). A query that itself
+        failed (timeout, system error) is UNKNOWN."""
         return RefundResult(Outcome.UNKNOWN, message=f"{self.name} cannot query refunds")
 
     def close(self, out_trade_no: str) -> Outcome:

@@ -598,7 +598,9 @@ class FakeGateway:
             self.calls["query_refund"] += 1
             fault = self._take_fault("query_refund")
             if fault is not None:
-                return _fault_refund(fault)
+                # A query that fails is no answer about the refund (the channel contract).
+                answer = _fault_refund(fault)
+                return attrs.evolve(answer, outcome=Outcome.UNKNOWN)
             refund = self._refunds.get(request.out_refund_no)
             if refund is None or refund.merchant_id != merchant_id:
                 return RefundResult(

@@ -547,6 +547,7 @@ class PaymentRepository:
                 order_number=r.order_number,
                 payload=json.loads(r.payload),
                 created_at=r.created_at,
+                attempt=r.attempts + 1,
             )
             for r in rows
         ]

@@ -94,6 +94,7 @@ class RefundRepository:
             next_check_at=row.next_check_at,
             check_count=row.check_count,
             tries=row.tries,
+            uncertain=bool(row.uncertain),
         )
 
     @staticmethod
@@ -111,6 +112,8 @@ class RefundRepository:
             "next_check_at": refund.next_check_at,
             "check_count": refund.check_count,
             "tries": refund.tries,
+            "uncertain": refund.uncertain,
+            "counts_toward_order": refund.counts_toward_order,
             "updated_at": now,
         }
 
@@ -124,7 +127,6 @@ class RefundRepository:
                 currency=refund.amount.currency.code,
                 amount_minor=refund.amount.to_minor(),
                 destination=refund.destination.value,
-                counts_toward_order=refund.counts_toward_order,
                 reason=refund.reason,
                 **_actor_values(refund.requested_by, "requested_by_"),
                 requested_at=refund.requested_at,
@@ -165,11 +167,19 @@ class RefundRepository:
             ).scalar_one()
         )
 
-    def reserved_minor(self, *, attempt_id: int | None = None, order_id: int | None = None) -> int:
-        """Minor units held by refunds that are not rejected or failed: of one payment
-        attempt, or (``order_id``) of the refunds that count toward the order."""
+    def reserved_minor(
+        self,
+        *,
+        attempt_id: int | None = None,
+        order_id: int | None = None,
+        unfinished: bool = False,
+    ) -> int:
+        """Minor units held by refunds that are not rejected or failed (``unfinished``: nor
+        succeeded): of one payment attempt, or (``order_id``) of the refunds that count
+        toward the order."""
+        states = RESERVING_REFUND_STATES - ({RefundStatus.SUCCEEDED} if unfinished else set())
         query = select(func.coalesce(func.sum(self.r.c.amount_minor), 0)).where(
-            self.r.c.status.in_([s.value for s in RESERVING_REFUND_STATES])
+            self.r.c.status.in_([s.value for s in states])
         )
         if attempt_id is not None:
             query = query.where(self.r.c.attempt_id == attempt_id)

@@ -497,6 +497,7 @@ def build_tables(prefix: str = "", schema: str | None = None) -> Tables:
         Column("next_check_at", UTCDateTime, nullable=True),
         Column("check_count", Integer, nullable=False, server_default="0"),
         Column("tries", Integer, nullable=False, server_default="0"),
+        Column("uncertain", Boolean, nullable=False, server_default="0"),
         Column("updated_at", UTCDateTime, nullable=False),
         UniqueConstraint("refund_no", name=n("uq_refunds_refund_no")),
         Index(n("ix_refunds_order"), "order_id", "id"),

@@ -87,6 +87,7 @@ def upgrade(prefix: str = "", schema: str | None = None) -> None:
         sa.Column("next_check_at", UTCDateTime, nullable=True),
         sa.Column("check_count", sa.Integer, nullable=False, server_default="0"),
         sa.Column("tries", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("uncertain", sa.Boolean, nullable=False, server_default="0"),
         sa.Column("updated_at", UTCDateTime, nullable=False),
         sa.UniqueConstraint("refund_no", name=n("uq_refunds_refund_no")),
         schema=schema,
