@@ -1461,7 +1461,8 @@ def _refund_line(refund: Refund) -> str:
     "destination",
     required=True,
     type=click.Choice([d.value for d in RefundDestination]),
-    help="balance: the customer's wallet, at once; original: back through the payment's channel.",
+    help="balance: credited to the customer's wallet; original: back through the payment's "
+    "channel.",
 )
 @click.option("--reason", required=True, help="Why (recorded, and told to the customer).")
 @click.option(
