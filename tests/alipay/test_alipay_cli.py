@@ -142,6 +142,62 @@ def test_orders_pay_with_alipay_qr_and_the_served_notification(
     assert [(c["channel"], c["status"]) for c in listed["items"]] == [("alipay", "applied")]
 
 
+def test_the_whole_path_pay_activate_partly_refund_and_the_refund_notification(
+    served_config: tuple[Path, Served], sandbox: AlipaySandbox
+) -> None:
+    """Issue 6's full path over real HTTP: `orders pay --channel alipay --method qr` against
+    the sandbox, the sandbox pays and notifies `ordercore serve`, the order is paid and
+    activated; a partial refund through the sandbox whose answer is lost (`20000`) is
+    settled by Alipay's refund notification to the served endpoint; the state is
+    consistent everywhere and the refund was made once."""
+    config, _served = served_config
+    number = ordercore(config, "orders", "create", "--customer", "1", "--item", "VPN-1M:1")[
+        "number"
+    ]
+    no = ordercore(config, "orders", "pay", number, "--channel", "alipay", "--method", "qr")[
+        "out_trade_no"
+    ]
+    sandbox.pay(no)
+    ordercore(config, "jobs", "run")  # activation (auto mode, no host hook: done at once)
+    assert ordercore(config, "orders", "show", number)["status"] == "completed"
+
+    sandbox.fail_next("alipay.trade.refund", "20000")  # refunded, but the answer says unknown
+    refund = ordercore(
+        config,
+        "refunds", "request", number, "--amount", "10.00", "--to", "original",
+        "--reason", "one week unused",
+    )  # fmt: skip
+    refund_id = refund["id"]
+    assert refund["status"] == "requested"
+    approved = ordercore(config, "refunds", "approve", refund_id)
+    assert approved["status"] == "unknown"
+    assert sandbox.trade(no).refunded == Money.of("10.00", "CNY")  # the money went out once
+
+    sandbox.notify_refund(no, refund_id)  # Alipay's refund notification, to `serve`
+    assert sandbox.deliveries[-1][1:] == (200, b"success")
+
+    shown = ordercore(config, "refunds", "show", refund_id)
+    assert shown["status"] == "succeeded"
+    order = ordercore(config, "orders", "show", number)
+    assert order["status"] == "completed"  # a partial refund keeps the status
+    assert order["amounts"]["paid"] == "27.00"
+    assert order["amounts"]["refunded"] == "10.00"
+    callbacks = ordercore(config, "callbacks", "list")["items"]
+    assert sorted(c["status"] for c in callbacks) == ["applied", "applied"]
+    # A retry now is refused (the refund is final), and the platform holds one refund.
+    result = CliRunner().invoke(
+        cli,
+        ["--config", str(config), "refunds", "retry", refund_id],
+        env={"ORDERCORE_DATABASE_URL": None, "ORDERCORE_CONFIG": None},
+    )
+    assert result.exit_code == 1
+    assert "cannot retry when succeeded" in result.stderr
+    trade = sandbox.trade(no)
+    assert [r.out_request_no for r in trade.refunds] == [refund_id]
+    assert trade.refunded == Money.of("10.00", "CNY")
+    assert ordercore(config, "audit", "verify")["ok"] is True
+
+
 def test_the_sandbox_by_hand_prints_a_working_table(tmp_path: Path) -> None:
     import signal
 
