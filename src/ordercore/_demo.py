@@ -213,6 +213,63 @@ def _refund_orders(
     say(f"jobs: the host's revoke hook took back {'; '.join(host.revoked)}")
 
 
+def _pay_with_alipay(
+    core: OrderCore, sandbox: Any, li: int, say: Callable[..., None]
+) -> None:
+    """Pay an order through the ``alipay`` channel against its loopback sandbox gateway (real
+    RSA2 signatures both ways, real HTTP), then refund part of it through Alipay."""
+    admin = Actor.operator("alice", "admin")
+    finance = Actor.operator("frank", "finance")
+    server, url = start_background_server(core)
+    try:
+        order = core.orders.create(customer_id=li, items=[("VPN-1M", 1)], actor=admin)
+        started = core.payments.start(order.number, channel="alipay", method="qr", actor=admin)
+        checkout = started.checkout.content if started.checkout else ""
+        say(
+            f"order {order.number}: Alipay QR code {checkout} from the sandbox gateway "
+            "(alipay.trade.precreate, RSA2-signed both ways)",
+            order=order.number,
+        )
+        notification = sandbox.pay(started.attempt.out_trade_no, deliver=False)
+        status, body = sandbox.deliver(notification, url=f"{url}/callbacks/alipay")
+        say(
+            f"order {order.number}: Alipay's signed notification answered HTTP {status} "
+            f"{body.decode()!r}; order {core.orders.get(order.number).status.value}",
+            order=order.number,
+        )
+        refund = core.refunds.request(
+            order.number,
+            amount="5.00",
+            destination="original",
+            reason="unused days",
+            actor=Actor.customer(li),
+        )
+        refund = core.refunds.approve(refund.refund_no, actor=finance)
+        paid = core.orders.get(order.number)
+        say(
+            f"refund {refund.refund_no}: 5.00 back through Alipay (out_request_no = the refund "
+            f"id) {refund.status.value}; order {paid.status.value}, refunded "
+            f"{paid.amounts.refunded_amount}",
+            order=order.number,
+            refund=refund.refund_no,
+            refund_status=refund.status.value,
+            status=paid.status.value,
+            refunded=str(paid.amounts.refunded_amount.amount),
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _alipay_sandbox() -> Any:
+    """The Alipay plugin's sandbox gateway, started — or None without the plugin."""
+    try:
+        from ordercore_alipay.sandbox import AlipaySandbox
+    except ImportError:  # pragma: no cover - the plugin ships with ordercore
+        return None
+    return AlipaySandbox().start()
+
+
 def run_demo(database: str | Path) -> list[dict[str, Any]]:
     """Build the demo database at ``database`` (replacing it) and return what happened."""
     path = Path(database)
@@ -220,13 +277,17 @@ def run_demo(database: str | Path) -> list[dict[str, Any]]:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     gateway = FakeGateway()
     host = _DemoHost()
+    sandbox = _alipay_sandbox()
+    channels: dict[str, Any] = {
+        "fake": fake_channel_config(gateway=gateway, fee_percent="0.6", fee_borne_by="customer")
+    }
+    if sandbox is not None:
+        channels["alipay"] = sandbox.channel_config(timeout_seconds=10)
     core = OrderCore.from_url(
         f"sqlite:///{path}",
         points_rate=Decimal("0.01"),
         timezone="Asia/Shanghai",
-        channels={
-            "fake": fake_channel_config(gateway=gateway, fee_percent="0.6", fee_borne_by="customer")
-        },
+        channels=channels,
         plugins=[testing, host],
     )
     steps: list[dict[str, Any]] = []
@@ -407,6 +468,8 @@ def run_demo(database: str | Path) -> list[dict[str, Any]]:
 
         transfer, through_fake = _pay_orders(core, gateway, host, li.id or 0, han.id or 0, say)
         _refund_orders(core, gateway, host, transfer, through_fake, say)
+        if sandbox is not None:
+            _pay_with_alipay(core, sandbox, li.id or 0, say)
 
         verdict = core.audit.verify()
         say(
@@ -415,4 +478,6 @@ def run_demo(database: str | Path) -> list[dict[str, Any]]:
         )
     finally:
         core.close()
+        if sandbox is not None:
+            sandbox.stop()
     return steps

@@ -71,15 +71,21 @@ def test_demo_json_and_the_database_it_leaves(tmp_path: Path) -> None:
     current = oc.json("db", "current")
     assert current["current"] == current["head"]
 
-    # two refunds: one part to the customer's balance, one in full back through the channel
+    # three refunds: one part to the customer's balance, one in full back through the fake
+    # channel, one part back through Alipay (its sandbox gateway, over loopback HTTP)
     told = [step for step in steps if "refund" in step]
-    assert [step["refund_status"] for step in told] == ["succeeded", "succeeded"]
-    partly, fully = told
+    assert [step["refund_status"] for step in told] == ["succeeded", "succeeded", "succeeded"]
+    partly, fully, alipay = told
+    assert alipay["status"] in ("paid", "completed")
+    assert alipay["refunded"] == "5.00"
     assert partly["status"] in ("paid", "completed")  # a partial refund keeps the status
     assert partly["refunded"] == "100.00"
     assert fully["status"] == "refunded"
     refunds = {r["id"]: r for r in oc.json("refunds", "list")["items"]}
-    assert set(refunds) == {partly["refund"], fully["refund"]}
+    assert set(refunds) == {partly["refund"], fully["refund"], alipay["refund"]}
+    through_alipay = refunds[alipay["refund"]]
+    assert (through_alipay["channel"], through_alipay["destination"]) == ("alipay", "original")
+    assert through_alipay["amount"] == "5.00"
     assert all(r["status"] == "succeeded" for r in refunds.values())
     part = refunds[partly["refund"]]
     assert (part["order"], part["destination"], part["amount"]) == (
