@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._actor import Actor
 from ._audit import AuditEntry
-from ._errors import InvalidField, PermissionDenied
+from ._errors import InvalidField, PermissionDenied, RefundError
 from ._money import Money
 from ._payments import _paid_key
 from ._payments_domain import Anomaly, AnomalyKind, AnomalyStatus
@@ -56,7 +56,11 @@ class ResolutionAction(str, enum.Enum):
 #: Which actions fit which anomalies (dismiss and fraud fit every kind).
 _FITS: dict[ResolutionAction, frozenset[AnomalyKind]] = {
     ResolutionAction.REFUND: frozenset(
-        {AnomalyKind.DUPLICATE_PAYMENT, AnomalyKind.PAYMENT_AFTER_CANCEL}
+        {
+            AnomalyKind.DUPLICATE_PAYMENT,
+            AnomalyKind.PAYMENT_AFTER_CANCEL,
+            AnomalyKind.AMOUNT_MISMATCH,
+        }
     ),
     ResolutionAction.RESEND: frozenset({AnomalyKind.PAYMENT_NOT_RECEIVED}),
     ResolutionAction.ACCEPT: frozenset({AnomalyKind.AMOUNT_MISMATCH}),
@@ -310,6 +314,10 @@ class AnomalyService(_Service):
         assert anomaly.order_number is not None
         if anomaly.out_trade_no is None:
             raise InvalidField(f"anomaly #{anomaly.id} names no payment to refund", field="action")
+        if anomaly.kind is AnomalyKind.AMOUNT_MISMATCH:
+            # The money of the wrong amount arrived but was never taken: record it as received
+            # on its attempt (not settling the order), so that it can be given back in full.
+            self._run(lambda uow, now: self._take_mismatched(uow, anomaly, actor, now))
         refunds = self._core.refunds
         refund = refunds.request(
             anomaly.order_number,
@@ -320,7 +328,41 @@ class AnomalyService(_Service):
         )
         if refund.status.value == "requested":
             refund = refunds.approve(refund.refund_no, actor=actor, note=f"anomaly #{anomaly.id}")
+        if refund.status.value == "failed":
+            raise RefundError(
+                f"refund {refund.refund_no} failed ({refund.failure}: {refund.failure_message}); "
+                f"anomaly #{anomaly.id} stays open: retry the refund, then resolve it",
+                code=str(refund.failure),
+                retryable=refund.retryable,
+                refund=refund.refund_no,
+            )
         return refund.refund_no
+
+    def _take_mismatched(
+        self, uow: UnitOfWork, anomaly: Anomaly, actor: Actor, now: datetime
+    ) -> None:
+        assert anomaly.order_number is not None
+        assert anomaly.out_trade_no is not None
+        uow.orders.get(anomaly.order_number, lock=True)
+        attempt = uow.payments.attempt(anomaly.out_trade_no, lock=True)
+        if attempt.status is PaymentStatus.SUCCEEDED:
+            return  # taken already (an earlier try of this action)
+        attempt.received = self._received(anomaly)
+        attempt.settles_order = False
+        attempt.apply(PaymentEvent.SUCCEED, actor, now, f"anomaly #{anomaly.id}: to refund")
+        uow.payments.claim_event(_paid_key(attempt), attempt_id=attempt.id, inbox_id=None, now=now)
+        uow.save_attempt(attempt, now)
+
+    @staticmethod
+    def _received(anomaly: Anomaly) -> Money:
+        received_text = str(anomaly.evidence.get("received") or "")
+        try:
+            value, code = received_text.split()
+            return Money.of(Decimal(value), code)
+        except (ValueError, ArithmeticError):
+            raise InvalidField(
+                f"anomaly #{anomaly.id} records no amount received", field="action"
+            ) from None
 
     def _resend(self, anomaly: Anomaly, actor: Actor) -> None:
         """Ask each channel again about the order's unpaid attempts and replay what was
@@ -353,14 +395,13 @@ class AnomalyService(_Service):
         assert anomaly.out_trade_no is not None
         order = uow.orders.get(anomaly.order_number, lock=True)
         attempt = uow.payments.attempt(anomaly.out_trade_no, lock=True)
-        received_text = str(anomaly.evidence.get("received") or "")
-        try:
-            value, code = received_text.split()
-            received = Money.of(Decimal(value), code)
-        except (ValueError, ArithmeticError):
+        received = self._received(anomaly)
+        if received.currency == order.currency and received > order.amounts.payable:
             raise InvalidField(
-                f"anomaly #{anomaly.id} records no amount received to accept", field="action"
-            ) from None
+                f"{received} arrived for {order.amounts.payable} payable: accepting would keep "
+                "the difference; refund the payment (action refund) and ask for a new one",
+                field="action",
+            )
         if order.status is not OrderStatus.PENDING:
             raise InvalidField(
                 f"order {order.number} is {order.status.value}: there is no payment to accept; "

@@ -32,6 +32,7 @@ from ._errors import (
     InvalidAmount,
     InvalidField,
     OrderCoreError,
+    PermissionDenied,
     RefundDeadlinePassed,
     RefundUnavailable,
 )
@@ -905,4 +906,8 @@ class AfterSalesService(_Service):
                 refundable=refunds._left(uow, order, attempt),
             )
 
-        return self._read(work)
+        try:
+            return self._read(work)
+        except PermissionDenied as exc:
+            self._record_refusal(exc, self._now())
+            raise
