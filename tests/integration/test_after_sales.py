@@ -188,9 +188,6 @@ def test_customers_may_see_their_own_after_sales_record_but_not_edit_it(shop: Sh
     assert core.after_sales.issue(issue.id).status is IssueStatus.OPEN
 
 
-@pytest.mark.xfail(
-    strict=True, reason="bug: after_sales.show records no refused read (bugs/tests-refunds #4)"
-)
 @on_sqlite_and_postgresql
 def test_a_refused_look_at_someone_elses_after_sales_record_is_recorded(shop: Shop) -> None:
     core = shop.core

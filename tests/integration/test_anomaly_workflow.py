@@ -29,6 +29,7 @@ from ordercore import (
     OrderStatus,
     PaymentStatus,
     PermissionDenied,
+    RefundError,
     RefundStatus,
 )
 from ordercore.channels import Outcome
@@ -219,7 +220,6 @@ def test_an_action_that_does_not_fit_the_anomaly_is_refused(shop: Shop) -> None:
     misfits = [
         (duplicate, "accept"),
         (duplicate, "resend"),
-        (mismatch, "refund"),
         (mismatch, "resend"),
     ]
     for anomaly, action in misfits:
@@ -232,6 +232,41 @@ def test_an_action_that_does_not_fit_the_anomaly_is_refused(shop: Shop) -> None:
         )
         assert error.field == "action", (anomaly.kind, action)
         assert core.anomalies.get(anomaly.id).status is AnomalyStatus.OPEN
+
+
+@on_sqlite_and_postgresql
+def test_an_anomaly_opened_by_hand_must_name_the_orders_own_payment(shop: Shop) -> None:
+    core = shop.core
+    number, _first, _second, _anomaly = duplicate_payment(shop)
+    other = shop.order()
+    foreign = shop.start(other.number).out_trade_no
+
+    error = refused(
+        shop,
+        InvalidField,
+        lambda: core.anomalies.open(
+            number, kind="duplicate_payment", actor=ADMIN, note="x", out_trade_no=foreign
+        ),
+    )
+    assert error.field == "payment"
+    refused(
+        shop,
+        InvalidField,
+        lambda: core.anomalies.open(number, kind="lost_parcel", actor=ADMIN, note="x"),
+    )
+    refused(
+        shop,
+        InvalidField,
+        lambda: core.anomalies.open(number, kind="duplicate_payment", actor=ADMIN, note=" "),
+    )
+    # Without a payment named, there is nothing the refund action could give back.
+    vague = core.anomalies.open(number, kind="duplicate_payment", actor=ADMIN, note="paid twice?")
+    refused(
+        shop,
+        InvalidField,
+        lambda: core.anomalies.resolve(vague.id, actor=ADMIN, note="x", action="refund"),
+    )
+    assert core.refunds.for_order(number) == []
 
 
 @on_sqlite_and_postgresql
@@ -454,20 +489,31 @@ def test_marking_fraud_flags_the_order_and_tells_the_host(shop: Shop) -> None:
 
 
 @on_sqlite_and_postgresql
-def test_a_failed_refund_action_is_not_lost(shop: Shop) -> None:
+def test_a_refund_action_whose_refund_fails_leaves_the_anomaly_open(shop: Shop) -> None:
     core, gateway = shop.core, shop.gateway
     number, _first, second, anomaly = duplicate_payment(shop)
     gateway.fail_next("refund", Outcome.FAILED, code="NOT_ENOUGH_BALANCE")
 
-    core.anomalies.resolve(anomaly.id, actor=FINANCE, note="paid twice", action="refund")
+    with pytest.raises(RefundError) as caught:
+        core.anomalies.resolve(anomaly.id, actor=FINANCE, note="paid twice", action="refund")
 
     (refund,) = core.refunds.for_order(number)
-    assert refund.status is RefundStatus.FAILED
-    assert refund.retryable
-    # The failed refund can be retried; the duplicate money goes back once.
+    assert (caught.value.code, caught.value.retryable) == ("merchant_balance_insufficient", True)
+    assert refund.refund_no in str(caught.value)
+    assert (refund.status, refund.retryable) == (RefundStatus.FAILED, True)
+    assert core.anomalies.get(anomaly.id).status is AnomalyStatus.OPEN
+    assert "anomaly.resolve" not in [a for a, _, _ in anomaly_steps(shop, number)]
+    # Retried, the duplicate money goes back once; then the anomaly is closed.
     assert core.refunds.retry(refund.refund_no, actor=FINANCE).status is RefundStatus.SUCCEEDED
     assert gateway.trade(second).refunded == cny("27.00")
     assert gateway.refunds_made == 1
+    refused(
+        shop,
+        InvalidAmount,
+        lambda: core.anomalies.resolve(anomaly.id, actor=FINANCE, note="x", action="refund"),
+    )
+    core.anomalies.resolve(anomaly.id, actor=FINANCE, note=f"{refund.refund_no} retried")
+    assert core.anomalies.get(anomaly.id).status is AnomalyStatus.RESOLVED
 
 
 @on_sqlite_and_postgresql
@@ -486,42 +532,28 @@ def test_nothing_is_written_when_a_refund_action_is_refused(shop: Shop) -> None:
     assert snapshot(core)[core.tables.refunds.name] == before[core.tables.refunds.name]
 
 
-# ------------------------------------------------------------------ money never stranded
-def give_back_everything(shop: Shop, number: str, no: str) -> None:
-    """Refund, through the channel, whatever of payment ``no`` is still refundable."""
-    for _ in range(3):
-        if not shop.core.refunds.refundable(number, out_trade_no=no).is_positive():
-            return
-        refund = shop.core.refunds.request(
-            number, out_trade_no=no, destination="original", reason="all back", actor=ADMIN
-        )
-        if refund.status is RefundStatus.REQUESTED:
-            shop.core.refunds.approve(refund.refund_no, actor=ADMIN)
-
-
-@pytest.mark.xfail(
-    strict=True, reason="bug: accepting an overpayment strands the excess (bugs/tests-refunds #1)"
-)
+# ------------------------------------------------------------------ wrong amounts
 @on_sqlite_and_postgresql
-def test_an_accepted_overpayment_leaves_no_money_stranded(shop: Shop) -> None:
+def test_an_overpayment_is_not_accepted_but_refunded_in_full(shop: Shop) -> None:
     core = shop.core
     number, no, anomaly = short_payment(shop, "30.00")
-    try:
-        core.anomalies.resolve(anomaly.id, actor=ADMIN, note="x", action="accept")
-    except InvalidField:  # refusing to accept it is fine, if the money can go back instead
-        core.anomalies.resolve(anomaly.id, actor=ADMIN, note="x", action="refund")
-    else:
-        assert core.orders.get(number).amounts.paid == cny("27.00")
 
-    give_back_everything(shop, number, no)
+    error = refused(
+        shop,
+        InvalidField,
+        lambda: core.anomalies.resolve(anomaly.id, actor=ADMIN, note="x", action="accept"),
+    )
+    assert "refund" in str(error)
+    core.anomalies.resolve(anomaly.id, actor=ADMIN, note="sent back", action="refund")
 
-    assert shop.gateway.trade(no).refunded == cny("30.00")
+    assert shop.gateway.trade(no).refunded == cny("30.00")  # nothing stranded
+    (refund,) = core.refunds.for_order(number)
+    assert (refund.amount, refund.counts_toward_order) == (cny("30.00"), False)
+    order = core.orders.get(number)
+    assert (order.status, order.amounts.paid) == (OrderStatus.PENDING, cny("0.00"))
+    assert core.anomalies.get(anomaly.id).status is AnomalyStatus.RESOLVED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: no action refunds an amount_mismatch payment (bugs/tests-refunds #2)",
-)
 @on_sqlite_and_postgresql
 def test_a_mismatched_payment_on_an_order_paid_meanwhile_is_refunded(shop: Shop) -> None:
     core = shop.core
@@ -531,6 +563,11 @@ def test_a_mismatched_payment_on_an_order_paid_meanwhile_is_refunded(shop: Shop)
     core.anomalies.resolve(anomaly.id, actor=ADMIN, note="sent back", action="refund")
 
     assert shop.gateway.trade(no).refunded == cny("20.00")
+    attempt = core.payments.attempt(no)
+    assert (attempt.status, attempt.received) == (PaymentStatus.SUCCEEDED, cny("20.00"))
+    assert not attempt.settles_order
     order = core.orders.get(number)
-    assert (order.status, order.amounts.refunded) == (OrderStatus.PAID, cny("0.00"))
+    assert (order.status, order.amounts.paid) == (OrderStatus.PAID, cny("27.00"))
+    assert order.amounts.refunded == cny("0.00")
+    assert core.refunds.refundable(number) == cny("27.00")
     assert core.anomalies.get(anomaly.id).status is AnomalyStatus.RESOLVED
