@@ -869,6 +869,30 @@ def test_a_refund_notification_for_an_unknown_refund_id_is_acknowledged_and_igno
 
 
 @on_sqlite_and_postgresql
+def test_a_refund_notification_for_a_refund_still_under_review_changes_nothing(
+    shop: Shop,
+) -> None:
+    number, no = paid(shop)
+    waiting = shop.core.refunds.request(number, destination="original", reason="r", actor=ADMIN)
+    before = snapshot(shop.core)
+    inbox = shop.core.tables.inbox.name
+
+    reply = shop.deliver(
+        shop.gateway.notification_for(
+            no, "refund.succeeded", amount="27.00", out_refund_no=waiting.refund_no
+        )
+    )
+
+    assert reply.status == 200
+    assert shop.inbox()[-1]["status"] != "applied"
+    after = snapshot(shop.core)
+    assert {k: v for k, v in after.items() if k != inbox} == {
+        k: v for k, v in before.items() if k != inbox
+    }
+    assert shop.core.refunds.get(waiting.refund_no).status is RefundStatus.REQUESTED
+
+
+@on_sqlite_and_postgresql
 def test_a_tampered_refund_notification_is_rejected_and_changes_nothing(shop: Shop) -> None:
     core, gateway = shop.core, shop.gateway
     gateway.refund_mode = "async"
@@ -1122,7 +1146,9 @@ def test_a_refund_the_platform_refused_as_too_late_is_not_retried(shop: Shop) ->
 
 # ------------------------------------------------------------------------- permissions
 @on_sqlite_and_postgresql
-def test_a_customer_may_ask_for_refunds_of_their_own_orders_only(shop: Shop) -> None:
+def test_only_the_customer_or_an_operator_with_the_permission_may_ask_for_a_refund(
+    shop: Shop,
+) -> None:
     core = shop.core
     number, _no = paid(shop)
     stranger = core.customers.add(name="Han Meimei", email="han@example.com", actor=ADMIN)
@@ -1131,6 +1157,13 @@ def test_a_customer_may_ask_for_refunds_of_their_own_orders_only(shop: Shop) -> 
         shop,
         lambda: core.refunds.request(
             number, destination="balance", reason="r", actor=Actor.customer(str(stranger.id))
+        ),
+    )
+    # Nor may an operator whose role does not grant refunds.request.
+    denied(
+        shop,
+        lambda: core.refunds.request(
+            number, destination="balance", reason="r", actor=Actor.operator("ivy", "intern")
         ),
     )
     assert core.refunds.for_order(number) == []
