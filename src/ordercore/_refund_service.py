@@ -363,6 +363,13 @@ class RefundService(_Service):
             and refund.amount < attempt.received
         )
         chan = self._refund_channel(refund, attempt, now, partial=partial)
+        left = self._left(uow, order, attempt) + refund.amount  # it holds its own amount
+        if refund.amount > left:
+            raise InvalidAmount(
+                f"refund {refund.refund_no}: only {left} is still refundable (money was "
+                "refunded meanwhile): reject it",
+                order=order.number,
+            )
         refund.apply(RefundEvent.APPROVE, actor, now, note)
         uow.payments.add_outbox("refund.approved", order.number, self._payload(refund), now)
         return self._start_in(uow, order, refund, attempt, chan, actor, now)

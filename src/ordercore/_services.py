@@ -1240,6 +1240,21 @@ class OrderService(_Service):
         def work(uow: UnitOfWork, now: datetime) -> Transition[Any, Any] | None:
             order = uow.orders.get(number, lock=True)
             self._check(actor, _P.REFUNDS_APPROVE, f"order:{number}")
+            assert order.id is not None
+            held = uow.refunds.reserved_minor(order_id=order.id, unfinished=True)
+            left = order.amounts.paid_amount - order.amounts.refunded_amount
+            if (
+                held
+                and amount.currency == order.currency
+                and amount.to_minor() > left.to_minor() - held
+            ):
+                holding = Money.from_minor(held, order.currency)
+                room = Money.from_minor(max(left.to_minor() - held, 0), order.currency)
+                raise InvalidAmount(
+                    f"order {number}: refunds under way hold {holding}; at most {room} "
+                    "can be recorded",
+                    order=number,
+                )
             return order.record_refund(amount, actor, now, reason)
 
         return self._run(work)

@@ -1288,9 +1288,6 @@ def test_money_refunded_by_hand_counts_against_what_is_refundable(shop: Shop) ->
     assert core.orders.get(number).status is OrderStatus.REFUNDED
 
 
-@pytest.mark.xfail(
-    strict=True, reason="bug: approval pays out after a hand refund (bugs/tests-refunds #5)"
-)
 @on_sqlite_and_postgresql
 def test_money_refunded_by_hand_is_never_paid_out_again(shop: Shop) -> None:
     core = shop.core
