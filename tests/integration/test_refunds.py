@@ -44,6 +44,7 @@ from ordercore import (
     RefundUnavailable,
     hookimpl,
 )
+from ordercore.adapters.sqlalchemy.wallet import WalletRepository
 from ordercore.channels import Outcome
 from ordercore.testing import fake_channel_config
 
@@ -282,13 +283,40 @@ def test_a_customer_asks_for_part_of_a_payment_back_to_balance_and_an_operator_a
     assert core.audit.verify().ok
 
 
+@on_sqlite_and_postgresql
+def test_a_balance_refund_is_one_transaction_with_the_wallet(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    number, _no = paid(shop)
+    refund = shop.core.refunds.request(number, destination="balance", reason="r", actor=ADMIN)
+
+    def broken(self: WalletRepository, **change: Any) -> Any:
+        raise RuntimeError("the wallet write failed")
+
+    monkeypatch.setattr(WalletRepository, "apply", broken)
+    # The wallet write fails after the refund, the order and the outbox were changed in the
+    # same transaction: all of it is rolled back.
+    refused(shop, RuntimeError, lambda: shop.core.refunds.approve(refund.refund_no, actor=ADMIN))
+    monkeypatch.undo()
+
+    assert shop.core.refunds.get(refund.refund_no).status is RefundStatus.REQUESTED
+    done = shop.core.refunds.approve(refund.refund_no, actor=ADMIN)
+    assert done.status is RefundStatus.SUCCEEDED
+    assert balance(shop) == cny("27.00")
+
+
 def test_partial_refunds_of_one_payment_reach_the_paid_amount_and_refund_the_order(
     shop: Shop, revoker: Revoker
 ) -> None:
     core = shop.core
     number, no = paid(shop)
     first = core.refunds.request(
-        number, amount="10.00", destination="original", reason="part", actor=ADMIN
+        number,
+        amount="10.00",
+        destination="original",
+        reason="part",
+        actor=ADMIN,
+        out_trade_no=no,
     )
     first = core.refunds.approve(first.refund_no, actor=ADMIN)
     second = core.refunds.request(
