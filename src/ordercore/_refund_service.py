@@ -131,24 +131,30 @@ class RefundService(_Service):
     @staticmethod
     def _left(uow: UnitOfWork, order: Order, attempt: PaymentAttempt | None) -> Money:
         """What can still be refunded of ``attempt`` (and of the order, when the payment
-        settled it): received (paid) minus every refund that is not rejected or failed."""
-        assert order.id is not None
+        settled it): received (paid) minus refunds made, recorded by hand or under way."""
         counts = attempt is None or attempt.settles_order
+        if counts and order.status not in (OrderStatus.PAID, OrderStatus.COMPLETED):
+            return Money.zero(order.currency)
+        room = RefundService._room(uow, order, attempt)
+        return room if room.is_positive() else Money.zero(order.currency)
+
+    @staticmethod
+    def _room(uow: UnitOfWork, order: Order, attempt: PaymentAttempt | None) -> Money:
+        """Like :meth:`_left` for a paid order, but not clamped at zero (negative when
+        refunds already exceed what they may: a request overtaken by a late success)."""
+        assert order.id is not None
         limits = []
         if attempt is not None:
             assert attempt.id is not None
             assert attempt.received is not None
             used = uow.refunds.reserved_minor(attempt_id=attempt.id)
             limits.append(attempt.received.to_minor() - used)
-        if counts:
-            if order.status not in (OrderStatus.PAID, OrderStatus.COMPLETED):
-                limits.append(0)
-            else:  # refunded (by the engine or recorded by hand) and on their way
-                used = order.amounts.refunded_amount.to_minor() + uow.refunds.reserved_minor(
-                    order_id=order.id, unfinished=True
-                )
-                limits.append(order.amounts.paid_amount.to_minor() - used)
-        return Money.from_minor(max(min(limits), 0) if limits else 0, order.currency)
+        if attempt is None or attempt.settles_order:
+            used = order.amounts.refunded_amount.to_minor() + uow.refunds.reserved_minor(
+                order_id=order.id, unfinished=True
+            )
+            limits.append(order.amounts.paid_amount.to_minor() - used)
+        return Money.from_minor(min(limits) if limits else 0, order.currency)
 
     def refundable(self, number: str, *, out_trade_no: str | None = None) -> Money:
         """What can still be refunded of ``number``'s payment (or of ``out_trade_no``)."""
@@ -363,7 +369,18 @@ class RefundService(_Service):
             and refund.amount < attempt.received
         )
         chan = self._refund_channel(refund, attempt, now, partial=partial)
-        left = self._left(uow, order, attempt) + refund.amount  # it holds its own amount
+        REFUND_MACHINE.next_state(refund.refund_no, refund.status, RefundEvent.APPROVE)
+        if refund.counts_toward_order and order.status not in (
+            OrderStatus.PAID,
+            OrderStatus.COMPLETED,
+        ):
+            raise InvalidAmount(
+                f"refund {refund.refund_no}: order {order.number} is {order.status.value}, "
+                "nothing is left to refund: reject it",
+                order=order.number,
+            )
+        # The room left, unclamped, with this refund's own hold given back.
+        left = self._room(uow, order, attempt) + refund.amount
         if refund.amount > left:
             raise InvalidAmount(
                 f"refund {refund.refund_no}: only {left} is still refundable (money was "

@@ -1340,9 +1340,6 @@ def test_money_held_by_a_waiting_request_cannot_be_recorded_as_refunded_by_hand(
     assert core.anomalies.list(order_number=number) == []
 
 
-@pytest.mark.xfail(
-    strict=True, reason="bug: approval after a late success pays twice (bugs/tests-refunds #6)"
-)
 @on_sqlite_and_postgresql
 def test_a_request_overtaken_by_a_late_success_is_not_paid_out(shop: Shop) -> None:
     core = shop.core
