@@ -54,10 +54,12 @@ from ordercore import (
     InvalidAmount,
     Money,
     OrderStatus,
+    Refund,
+    RefundDestination,
+    RefundFailure,
+    RefundStatus,
     RefundUnavailable,
 )
-from ordercore._refunds import Refund, RefundDestination, RefundFailure
-from ordercore._state import RefundStatus
 from ordercore.channels import Outcome
 from ordercore.testing import SignedNotification
 
