@@ -544,6 +544,7 @@ class RefundService(_Service):
         op_id: int | None,
         source: str,
         failure: RefundFailure | None = None,
+        tries: int | None = None,
     ) -> Refund:
         """Apply what the channel said about a refund (a call's answer, a query's or a
         notification's), under the order's then the refund's lock. Only a refund still
@@ -564,6 +565,9 @@ class RefundService(_Service):
         refund = uow.refunds.get(refund_no, lock=True)
         actor = Actor.channel(refund.channel or "refunds")
         waiting = refund.status in (RefundStatus.PROCESSING, RefundStatus.UNKNOWN)
+        if tries is not None and refund.tries != tries and result.outcome is not Outcome.SUCCEEDED:
+            # A retry started while the query was out: its answer is about an earlier try.
+            result = RefundResult(Outcome.UNKNOWN, message="query overtaken by a retry")
         if result.outcome is Outcome.SUCCEEDED and refund.can(RefundEvent.SUCCEED):
             self._succeed_in(uow, order, refund, actor, now, result.channel_refund_no)
         elif (
@@ -616,6 +620,7 @@ class RefundService(_Service):
         refund = self.get(refund_no)
         if refund.status not in (RefundStatus.PROCESSING, RefundStatus.UNKNOWN):
             return refund
+        tries = refund.tries
         try:
             chan, request = self._request_for(refund)
         except (ChannelError, OrderCoreError) as exc:
@@ -637,7 +642,7 @@ class RefundService(_Service):
                 result = RefundResult(Outcome.UNKNOWN, message=repr(exc)[:500])
             return self._run(
                 lambda uow, now: self._apply_result(
-                    uow, refund_no, result, now, op_id=op_id, source="query"
+                    uow, refund_no, result, now, op_id=op_id, source="query", tries=tries
                 )
             )
         return self._run(
@@ -803,7 +808,8 @@ class RefundService(_Service):
                     now,
                 )
             return "anomaly", found.order_number, "refund amount mismatch"
-        before = found.status
+        uow.orders.get(found.order_number, lock=True)
+        before = uow.refunds.get(out_refund_no, lock=True).status  # read under the lock
         refund = self._apply_result(
             uow, out_refund_no, result, now, op_id=None, source="notification"
         )

@@ -431,11 +431,6 @@ def test_one_refund_notification_delivered_by_8_workers_is_applied_once(shop: Sh
     assert core.audit.verify().ok
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (bugs/tests-props #2): concurrent repeats of a refund notification are "
-    "recorded 'applied' in the inbox (the status compared is read before the lock)",
-)
 def test_one_refund_notification_delivered_by_8_workers_is_logged_once_applied(
     shop: Shop,
 ) -> None:
@@ -462,11 +457,6 @@ def test_one_refund_notification_delivered_by_8_workers_is_logged_once_applied(
 # -- a query's answer overtaken by a retry -------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (bugs/tests-props #3): a query's stale 'no such refund' fails the retry in "
-    "flight, freeing money the platform pays out",
-)
 def test_a_query_answer_overtaken_by_a_retry_does_not_fail_the_retry(
     shop: Shop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
