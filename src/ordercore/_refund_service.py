@@ -18,6 +18,7 @@ Rules this module keeps (design.md 2, 4, 5, 6):
 from __future__ import annotations
 
 import builtins
+import secrets
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -629,7 +630,7 @@ class RefundService(_Service):
             op_id = self._run(
                 lambda uow, now: uow.payments.start_operation(
                     kind="refund_query",
-                    idempotency_key=f"refund_query:{refund_no}:{now.timestamp()}:{id(request)}",
+                    idempotency_key=f"refund_query:{refund_no}:{secrets.token_hex(8)}",
                     attempt_id=uow.payments.attempt(request.out_trade_no).id,
                     refund_id=refund.id,
                     now=now,
