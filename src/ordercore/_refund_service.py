@@ -48,7 +48,7 @@ from ._refunds import (
     RefundDestination,
     RefundFailure,
 )
-from ._services import _limit, _Service, _wallet_audit
+from ._services import _limit, _Service, _wallet_audit, return_deductions
 from ._state import (
     REFUND_MACHINE,
     IssueEvent,
@@ -167,7 +167,7 @@ class RefundService(_Service):
         return self._read(work)
 
     def _refund_channel(
-        self, refund: Refund, attempt: PaymentAttempt | None, now: datetime, *, partial: bool
+        self, refund: Refund, attempt: PaymentAttempt | None, now: datetime
     ) -> PaymentChannel | None:
         """The channel an ``original`` refund goes through (None: it settles in the wallet).
         Raises the typed refusal when it cannot (not configured, cannot refund, past the
@@ -196,6 +196,7 @@ class RefundService(_Service):
         if getattr(chan, "settles_internally", False):
             return None
         caps = chan.capabilities
+        partial = attempt.received is not None and refund.amount < attempt.received
         if not caps.refund or (partial and not caps.partial_refund):
             what = "refunds" if not caps.refund else "partial refunds"
             raise RefundUnavailable(
@@ -274,10 +275,7 @@ class RefundService(_Service):
                 channel=None if attempt is None else attempt.channel,
                 counts_toward_order=attempt is None or attempt.settles_order,
             )
-            partial = (
-                attempt is not None and attempt.received is not None and money < attempt.received
-            )
-            self._refund_channel(refund, attempt, now, partial=partial)
+            self._refund_channel(refund, attempt, now)
             refund.pending_audit.append(
                 AuditEntry(
                     entity_kind="order",
@@ -364,12 +362,7 @@ class RefundService(_Service):
     ) -> int | None:
         """Approve and start paying out, in the caller's transaction. A wallet refund is
         complete when this returns (None); a channel refund returns the operation to call."""
-        partial = (
-            attempt is not None
-            and attempt.received is not None
-            and refund.amount < attempt.received
-        )
-        chan = self._refund_channel(refund, attempt, now, partial=partial)
+        chan = self._refund_channel(refund, attempt, now)
         REFUND_MACHINE.next_state(refund.refund_no, refund.status, RefundEvent.APPROVE)
         if refund.counts_toward_order and order.status not in (
             OrderStatus.PAID,
@@ -474,12 +467,7 @@ class RefundService(_Service):
                         f"refund {refund_no}: only {left} is still refundable now",
                         order=order.number,
                     )
-            partial = (
-                attempt is not None
-                and attempt.received is not None
-                and refund.amount < attempt.received
-            )
-            chan = self._refund_channel(refund, attempt, now, partial=partial)
+            chan = self._refund_channel(refund, attempt, now)
             return self._start_in(uow, order, refund, attempt, chan, actor, now)
 
         op = self._run(work)
@@ -702,7 +690,7 @@ class RefundService(_Service):
             order.record_refund(refund.amount, actor, now, f"refund {refund.refund_no}")
             full = order.status is OrderStatus.REFUNDED
             if full:
-                self._return_deductions(uow, order, actor, now)
+                return_deductions(uow, order, actor, now, "refund")
                 uow.payments.set_activation(order.id, due_at=None, locked_until=None)
             uow.payments.add_outbox(
                 "order.revoke",
@@ -750,25 +738,6 @@ class RefundService(_Service):
                 {"anomaly": anomaly_id, "kind": AnomalyKind.OVER_REFUND.value, **evidence},
                 now,
             )
-
-    @staticmethod
-    def _return_deductions(uow: UnitOfWork, order: Order, actor: Actor, now: datetime) -> None:
-        """A fully refunded order gives back the balance and points deducted when it was
-        priced (as a cancellation does)."""
-        assert order.id is not None
-        for entry in uow.wallet.for_order(order.id):
-            if entry.reason in ("order.balance_deduction", "order.points_deduction"):
-                back = uow.wallet.apply(
-                    customer_id=entry.customer_id,
-                    asset=entry.asset,
-                    delta=-entry.delta,
-                    reason="order.refund_return",
-                    actor=actor,
-                    at=now,
-                    order_id=order.id,
-                    idempotency_key=f"refund-return:{entry.id}",
-                )
-                uow.record(_wallet_audit(back))
 
     def apply_notification(
         self,

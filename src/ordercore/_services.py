@@ -568,6 +568,26 @@ def _wallet_audit(entry: LedgerEntry) -> AuditEntry:
 
 
 # ------------------------------------------------------------------------------- coupons
+def return_deductions(uow: UnitOfWork, order: Order, actor: Actor, now: datetime, why: str) -> None:
+    """Give back the balance and points deducted when ``order`` was priced (a cancellation,
+    ``why="cancel"``, or a full refund, ``why="refund"``): ledger reason
+    ``order.<why>_return``, idempotent per deduction entry. Part of the caller's transaction."""
+    assert order.id is not None
+    for entry in uow.wallet.for_order(order.id):
+        if entry.reason in ("order.balance_deduction", "order.points_deduction"):
+            back = uow.wallet.apply(
+                customer_id=entry.customer_id,
+                asset=entry.asset,
+                delta=-entry.delta,
+                reason=f"order.{why}_return",
+                actor=actor,
+                at=now,
+                order_id=order.id,
+                idempotency_key=f"{why}-return:{entry.id}",
+            )
+            uow.record(_wallet_audit(back))
+
+
 class CouponService(_Service):
     """Coupons: add, disable, list, show."""
 
@@ -1163,19 +1183,7 @@ class OrderService(_Service):
             if product.stock is not None:
                 uow.products.update(evolve(product, stock=product.stock + line.quantity), now)
         uow.coupons.release(order.id, now)
-        for entry in uow.wallet.for_order(order.id):
-            if entry.reason in ("order.balance_deduction", "order.points_deduction"):
-                back = uow.wallet.apply(
-                    customer_id=entry.customer_id,
-                    asset=entry.asset,
-                    delta=-entry.delta,
-                    reason="order.cancel_return",
-                    actor=actor,
-                    at=now,
-                    order_id=order.id,
-                    idempotency_key=f"cancel-return:{entry.id}",
-                )
-                uow.record(_wallet_audit(back))
+        return_deductions(uow, order, actor, now, "cancel")
 
     def cancel_expired(
         self, *, now: datetime | None = None, limit: int = 100
