@@ -43,7 +43,7 @@ from sqlalchemy import Engine, and_, event, func, select, text, true
 from sqlalchemy.engine import make_url
 
 from ordercore import Actor, Money, OrderCore, Settings
-from ordercore._listing import Cursor, OrderFilter, date_range, period_range
+from ordercore._orders.listing import Cursor, OrderFilter, date_range, period_range
 from ordercore.adapters.sqlalchemy import make_engine
 from ordercore.adapters.sqlalchemy.listing import list_orders, order_conditions
 from ordercore.adapters.sqlalchemy.tables import Tables

@@ -4,22 +4,10 @@ The public API is what ``__all__`` lists; every other module is private.
 """
 
 from ._actor import Actor, ActorKind
-from ._anomalies import ResolutionAction
-from ._audit import AuditEntry, AuditRecord, ChainVerdict
+from ._anomalies.anomaly_service import ResolutionAction
+from ._audit.chain import AuditEntry, AuditRecord, ChainVerdict
 from ._config import Settings
 from ._core import OrderCore
-from ._domain import (
-    AdjustmentKind,
-    AmountAdjustment,
-    AmountBreakdown,
-    Communication,
-    Customer,
-    Note,
-    Order,
-    OrderLine,
-    Product,
-    QuantityTier,
-)
 from ._errors import (
     ChannelError,
     ConcurrentModification,
@@ -57,15 +45,28 @@ from ._errors import (
     UnknownCurrency,
     ValidationError,
 )
-from ._listing import OrderFilter, OrderSummary, Page
 from ._money import Currency, Money, get_currency, register_currency
-from ._payments import JobReport, StartedPayment
-from ._payments_domain import ActivationMode, Anomaly, AnomalyKind, AnomalyStatus, PaymentAttempt
+from ._orders.domain import (
+    AdjustmentKind,
+    AmountAdjustment,
+    AmountBreakdown,
+    Communication,
+    Customer,
+    Note,
+    Order,
+    OrderLine,
+    Product,
+    QuantityTier,
+)
+from ._orders.listing import OrderFilter, OrderSummary, Page
+from ._orders.order_service import BatchResult, NewCustomer, OrderDetails
+from ._orders.pricing import Coupon, CouponKind, FeeRule, ManualDiscount, UseAll
+from ._orders.wallet import LedgerEntry, WalletSnapshot
+from ._outbox import ActivationContext, OutboxMessage
+from ._payments.domain import ActivationMode, Anomaly, AnomalyKind, AnomalyStatus, PaymentAttempt
+from ._payments.payment_service import JobReport, StartedPayment
 from ._permissions import Authorizer, Permission
-from ._plugins import ActivationContext, OutboxMessage
-from ._pricing import Coupon, CouponKind, FeeRule, ManualDiscount, UseAll
-from ._refund_service import AfterSales
-from ._refunds import (
+from ._refunds.domain import (
     AfterSalesIssue,
     AutoApproval,
     IssueStep,
@@ -73,7 +74,7 @@ from ._refunds import (
     RefundDestination,
     RefundFailure,
 )
-from ._services import BatchResult, NewCustomer, OrderDetails
+from ._refunds.refund_service import AfterSales
 from ._state import (
     ANOMALY_MACHINE,
     ISSUE_MACHINE,
@@ -93,7 +94,6 @@ from ._state import (
     StateMachine,
     Transition,
 )
-from ._wallet import LedgerEntry, WalletSnapshot
 from .hookspecs import hookimpl
 
 __version__ = "0.1.0.dev0"

@@ -14,7 +14,7 @@ from attrs import field, frozen
 
 from ._errors import ConfigurationError, InvalidAmount
 from ._money import to_decimal
-from ._refunds import AutoApproval
+from ._refunds.domain import AutoApproval
 
 if sys.version_info >= (3, 11):  # pragma: no cover
     import tomllib

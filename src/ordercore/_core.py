@@ -9,18 +9,11 @@ from typing import Any
 import pluggy
 from sqlalchemy import Engine
 
-from ._anomalies import AnomalyService
-from ._channel_config import channel_configs
+from ._anomalies.anomaly_service import AnomalyService
 from ._config import Settings
 from ._errors import ChannelError, ConfigurationError
 from ._money import Money, to_decimal
-from ._payments import PaymentService
-from ._permissions import Authorizer
-from ._plugins import make_plugin_manager
-from ._pricing import FeeRule
-from ._refund_service import AfterSalesService, RefundService
-from ._refunds import RefundFailure
-from ._services import (
+from ._orders.order_service import (
     AuditService,
     CouponService,
     CustomerService,
@@ -29,6 +22,13 @@ from ._services import (
     WalletService,
     utcnow,
 )
+from ._orders.pricing import FeeRule
+from ._payments.channel_config import channel_configs
+from ._payments.payment_service import PaymentService
+from ._permissions import Authorizer
+from ._plugins import make_plugin_manager
+from ._refunds.domain import RefundFailure
+from ._refunds.refund_service import AfterSalesService, RefundService
 from .adapters.sqlalchemy import migrate
 from .adapters.sqlalchemy.engine import make_engine
 from .adapters.sqlalchemy.tables import Tables, build_tables

@@ -10,13 +10,13 @@ from typing import Any
 from . import testing
 from ._actor import Actor
 from ._core import OrderCore
-from ._domain import Order, QuantityTier
 from ._errors import IllegalTransition, InvalidAmount, PermissionDenied
-from ._listing import OrderFilter
 from ._money import Money
-from ._plugins import ActivationContext, OutboxMessage
-from ._pricing import ManualDiscount, UseAll
-from ._refunds import Refund
+from ._orders.domain import Order, QuantityTier
+from ._orders.listing import OrderFilter
+from ._orders.pricing import ManualDiscount, UseAll
+from ._outbox import ActivationContext, OutboxMessage
+from ._refunds.domain import Refund
 from ._state import CancelReason
 from .hookspecs import hookimpl
 from .testing import FakeGateway, fake_channel_config

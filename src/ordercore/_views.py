@@ -12,15 +12,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from ._audit import AuditRecord, iso_utc
-from ._domain import Communication, Customer, Order, Product, SpecValue
-from ._listing import OrderSummary
+from ._audit.chain import AuditRecord, iso_utc
 from ._money import Money
-from ._payments_domain import Anomaly, PaymentAttempt
-from ._pricing import Coupon
-from ._refund_service import AfterSales
-from ._refunds import AfterSalesIssue, Refund
-from ._wallet import LedgerEntry, WalletSnapshot
+from ._orders.domain import Communication, Customer, Order, Product, SpecValue
+from ._orders.listing import OrderSummary
+from ._orders.pricing import Coupon
+from ._orders.wallet import LedgerEntry, WalletSnapshot
+from ._payments.domain import Anomaly, PaymentAttempt
+from ._refunds.domain import AfterSalesIssue, Refund
+from ._refunds.refund_service import AfterSales
 
 __all__ = [
     "after_sales_view",

@@ -24,10 +24,9 @@ from rich.text import Text
 from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from ._actor import Actor, ActorKind
-from ._anomalies import ResolutionAction
+from ._anomalies.anomaly_service import ResolutionAction
 from ._config import Settings
 from ._core import OrderCore
-from ._domain import QuantityTier
 from ._errors import (
     ConfigurationError,
     InvalidField,
@@ -35,12 +34,13 @@ from ._errors import (
     RefundDeadlinePassed,
     RefundUnavailable,
 )
-from ._listing import OrderFilter, _parse_bound, date_range, load_zone, period_range
 from ._money import Money, to_decimal
-from ._payments_domain import Anomaly, AnomalyKind
-from ._pricing import ManualDiscount, UseAll
-from ._refunds import Refund, RefundDestination
-from ._services import NewCustomer, OrderDetails
+from ._orders.domain import QuantityTier
+from ._orders.listing import OrderFilter, _parse_bound, date_range, load_zone, period_range
+from ._orders.order_service import NewCustomer, OrderDetails
+from ._orders.pricing import ManualDiscount, UseAll
+from ._payments.domain import Anomaly, AnomalyKind
+from ._refunds.domain import Refund, RefundDestination
 from ._state import CancelReason, IssueEvent, OrderStatus, RefundStatus
 from ._views import (
     after_sales_view,

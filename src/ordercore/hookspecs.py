@@ -23,8 +23,8 @@ import pluggy
 
 if TYPE_CHECKING:
     from ._config import Settings
-    from ._domain import Order
-    from ._plugins import ActivationContext, OutboxMessage
+    from ._orders.domain import Order
+    from ._outbox import ActivationContext, OutboxMessage
     from .channels import PaymentChannel
 
 __all__ = ["hookimpl", "hookspec"]

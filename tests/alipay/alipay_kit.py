@@ -10,8 +10,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from helpers import Backend, FakeClock
 from ordercore import Actor, OrderCore
-from ordercore._domain import Order
-from ordercore._payments import StartedPayment
+from ordercore._orders.domain import Order
+from ordercore._payments.payment_service import StartedPayment
 from ordercore.web import BackgroundServer
 from ordercore_alipay.sandbox import AlipaySandbox, generate_key
 

@@ -203,7 +203,7 @@ def test_the_sandbox_by_hand_prints_a_working_table(tmp_path: Path) -> None:
 
     import tomllib
 
-    from ordercore._channel_config import channel_config
+    from ordercore._payments.channel_config import channel_config
     from ordercore_alipay import AlipayChannel
 
     process = subprocess.Popen(

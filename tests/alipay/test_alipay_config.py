@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 
 from helpers import Backend, FakeClock
 from ordercore import ConfigurationError, Settings
-from ordercore._channel_config import channel_config
+from ordercore._payments.channel_config import channel_config
 from ordercore.channels import ChannelConfig, Secret
 from ordercore_alipay import DEFAULT_GATEWAY_URL, AlipayChannel, ordercore_register_channels
 

@@ -162,7 +162,7 @@ def test_a_paid_trade_is_never_cancelled_by_the_timeout(shop: Shop) -> None:
 
 
 def test_a_refund_through_the_refund_engine(shop: Shop) -> None:
-    from ordercore._refunds import RefundStatus
+    from ordercore._refunds.domain import RefundStatus
 
     order = shop.order()
     no = shop.start(order.number).attempt.out_trade_no
@@ -190,7 +190,7 @@ def test_a_refund_through_the_refund_engine(shop: Shop) -> None:
 
 
 def test_a_refund_refused_for_the_merchant_balance_is_retryable(shop: Shop) -> None:
-    from ordercore._refunds import RefundFailure, RefundStatus
+    from ordercore._refunds.domain import RefundFailure, RefundStatus
 
     order = shop.order()
     no = shop.start(order.number).attempt.out_trade_no

@@ -20,9 +20,9 @@ from sqlalchemy import func, select
 import ordercore.testing
 from helpers import Backend, FakeClock
 from ordercore import Actor, Money, OrderCore, hookimpl
-from ordercore._domain import Order
-from ordercore._payments_domain import PaymentAttempt
-from ordercore._plugins import ActivationContext, OutboxMessage
+from ordercore._orders.domain import Order
+from ordercore._outbox import ActivationContext, OutboxMessage
+from ordercore._payments.domain import PaymentAttempt
 from ordercore._state import OrderEvent
 from ordercore.channels import HttpReply
 from ordercore.testing import FakeGateway, SignedNotification, fake_channel_config

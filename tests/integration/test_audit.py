@@ -18,7 +18,7 @@ from sqlalchemy import text
 
 from helpers import SERVER_BACKENDS, Backend, FakeClock, audit_rows, count_rows, quoted
 from ordercore import Actor, AuditRecord, Customer, Money, OrderCore, Product
-from ordercore._audit import GENESIS, chain_hash
+from ordercore._audit.chain import GENESIS, chain_hash
 from ordercore.adapters.sqlalchemy.repositories import AuditRepository
 
 

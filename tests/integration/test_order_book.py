@@ -47,7 +47,7 @@ from ordercore import (
     ProductNotFound,
     UseAll,
 )
-from ordercore._wallet import POINTS
+from ordercore._orders.wallet import POINTS
 
 ADMIN = Actor.operator("alice", "admin")
 SUPPORT = Actor.operator("bob", "support")

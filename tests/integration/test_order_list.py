@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from sqlalchemy import insert
 
 from ordercore import InvalidField, Money, OrderCore, OrderStatus, get_currency
-from ordercore._listing import OrderFilter, OrderSummary, date_range, period_range
+from ordercore._orders.listing import OrderFilter, OrderSummary, date_range, period_range
 from ordercore.adapters.sqlalchemy import listing
 from ordercore.adapters.sqlalchemy.listing import list_orders
 

@@ -16,7 +16,7 @@ import pytest
 
 from helpers import Backend, FakeClock
 from ordercore import OrderStatus
-from ordercore._payments import JobReport
+from ordercore._payments.payment_service import JobReport
 from ordercore._state import CancelReason, OrderEvent, PaymentStatus
 
 from .payment_kit import ADMIN, Shop, cny, make_shop, race

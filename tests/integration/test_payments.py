@@ -501,7 +501,7 @@ def test_replaying_a_refused_notification_once_its_attempt_exists(
     (refused,) = shop.inbox()
     assert refused["status"] == "rejected"
 
-    monkeypatch.setattr("ordercore._payments._new_out_trade_no", lambda number: no)
+    monkeypatch.setattr("ordercore._payments.payment_service._new_out_trade_no", lambda number: no)
     assert shop.start(order.number).out_trade_no == no
     shop.clock.advance(5 * 60 + 30)  # beyond the signature's window, within the deadline
 

@@ -40,7 +40,7 @@ from ordercore import (
     ProductInactive,
     ProductNotFound,
 )
-from ordercore._audit import AuditEntry
+from ordercore._audit.chain import AuditEntry
 
 UTC_ZERO = timedelta(0)
 

@@ -1,4 +1,4 @@
-"""Unit tests of ordercore._audit: canonical JSON, record sealing and chain verification."""
+"""Unit tests of ordercore._audit.chain: canonical JSON, record sealing and chain verification."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ordercore._actor import Actor, ActorKind
-from ordercore._audit import (
+from ordercore._audit.chain import (
     GENESIS,
     AuditEntry,
     AuditRecord,

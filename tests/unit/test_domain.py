@@ -1,4 +1,4 @@
-"""Unit tests of the pure domain's validation (ordercore._domain) and of Actor."""
+"""Unit tests of the pure domain's validation (ordercore._orders.domain) and of Actor."""
 
 from __future__ import annotations
 
@@ -11,7 +11,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ordercore._actor import Actor, ActorKind
-from ordercore._domain import (
+from ordercore._errors import (
+    CurrencyMismatch,
+    InvalidAmount,
+    InvalidEmail,
+    InvalidField,
+    InvalidQuantity,
+    ValidationError,
+)
+from ordercore._money import Money
+from ordercore._orders.domain import (
     AdjustmentKind,
     AmountAdjustment,
     AmountBreakdown,
@@ -22,15 +31,6 @@ from ordercore._domain import (
     OrderLine,
     Product,
 )
-from ordercore._errors import (
-    CurrencyMismatch,
-    InvalidAmount,
-    InvalidEmail,
-    InvalidField,
-    InvalidQuantity,
-    ValidationError,
-)
-from ordercore._money import Money
 
 T0 = datetime(2026, 11, 24, 8, 0, tzinfo=timezone.utc)
 NAIVE = datetime(2026, 11, 24, 8, 0)

@@ -1,5 +1,5 @@
-"""Unit tests of ordercore._listing: periods in a time zone, typed ranges, the filter's rules,
-the page cursor."""
+"""Unit tests of ordercore._orders.listing: periods in a time zone, typed ranges, the
+filter's rules, the page cursor."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ordercore._errors import CurrencyMismatch, InvalidAmount, InvalidField, ValidationError
-from ordercore._listing import (
+from ordercore._money import Money
+from ordercore._orders.listing import (
     Cursor,
     OrderFilter,
     date_range,
     load_zone,
     period_range,
 )
-from ordercore._money import Money
 from ordercore._state import OrderStatus
 
 UTC = timezone.utc

@@ -37,7 +37,7 @@ from ordercore import (
     QuantityTier,
     UseAll,
 )
-from ordercore._pricing import PricedOrder, price_order
+from ordercore._orders.pricing import PricedOrder, price_order
 
 NOW = datetime(2026, 11, 24, 8, 30, 15, 123456, tzinfo=timezone.utc)
 TYPED = (

@@ -1,5 +1,5 @@
 """Unit tests of ordercore._state (the transition tables) and of the Order aggregate's
-state changes in ordercore._domain."""
+state changes in ordercore._orders.domain."""
 
 from __future__ import annotations
 
@@ -249,7 +249,7 @@ def test_tables_are_read_only() -> None:
 
 # ------------------------------------------------------------------- the Order aggregate
 def make_order(price: str = "30.00", quantity: int = 2, currency: str = "CNY") -> Any:
-    from ordercore._domain import AmountBreakdown, Order, OrderLine
+    from ordercore._orders.domain import AmountBreakdown, Order, OrderLine
 
     line = OrderLine(
         sku="PLAN-PRO", name="Pro plan", unit_price=Money.of(price, currency), quantity=quantity

@@ -11,10 +11,10 @@ from typing import Any
 from sqlalchemy import Connection, Row, and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ordercore._audit import canonical_json
+from ordercore._audit.chain import canonical_json
 from ordercore._errors import CouponNotFound, CouponUnusable, DuplicateCoupon
 from ordercore._money import Money, get_currency
-from ordercore._pricing import Coupon, CouponKind
+from ordercore._orders.pricing import Coupon, CouponKind
 from ordercore.adapters.sqlalchemy.tables import Tables
 
 __all__ = ["CONSUMED", "RELEASED", "RESERVED", "CouponRepository"]

@@ -1,4 +1,5 @@
-"""The order list query: an :class:`~ordercore._listing.OrderFilter` applied with keyset paging.
+"""The order list query: an :class:`~ordercore._orders.listing.OrderFilter` applied with
+keyset paging.
 
 Orders come newest first, ``ORDER BY created_at DESC, id DESC``. A page after a cursor
 ``(c, i)`` adds ``created_at <= c AND (created_at < c OR id < i)``: the same set as the row
@@ -53,9 +54,9 @@ from sqlalchemy import (
 )
 
 from ordercore._errors import InvalidField
-from ordercore._listing import Cursor, OrderFilter, OrderSummary, Page
 from ordercore._money import Money, get_currency
 from ordercore._numbers import created_before
+from ordercore._orders.listing import Cursor, OrderFilter, OrderSummary, Page
 from ordercore._state import OrderStatus
 
 from .tables import Tables

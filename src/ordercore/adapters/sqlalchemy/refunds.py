@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Row, and_, func, insert, select, update
 from ordercore._actor import Actor, ActorKind
 from ordercore._errors import IssueNotFound, RefundNotFound
 from ordercore._money import Money, get_currency
-from ordercore._refunds import (
+from ordercore._refunds.domain import (
     OPEN_REFUND_STATES,
     RESERVING_REFUND_STATES,
     AfterSalesIssue,

@@ -12,8 +12,17 @@ from sqlalchemy import Connection, Row, and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ordercore._actor import Actor, ActorKind
-from ordercore._audit import GENESIS, AuditEntry, AuditRecord, canonical_json
-from ordercore._domain import (
+from ordercore._audit.chain import GENESIS, AuditEntry, AuditRecord, canonical_json
+from ordercore._errors import (
+    ConcurrentModification,
+    CustomerNotFound,
+    DuplicateCustomer,
+    DuplicateSku,
+    OrderNotFound,
+    ProductNotFound,
+)
+from ordercore._money import Currency, Money, get_currency
+from ordercore._orders.domain import (
     AdjustmentKind,
     AmountAdjustment,
     AmountBreakdown,
@@ -26,15 +35,6 @@ from ordercore._domain import (
     QuantityTier,
     SpecValue,
 )
-from ordercore._errors import (
-    ConcurrentModification,
-    CustomerNotFound,
-    DuplicateCustomer,
-    DuplicateSku,
-    OrderNotFound,
-    ProductNotFound,
-)
-from ordercore._money import Currency, Money, get_currency
 from ordercore._state import ORDER_MACHINE, CancelReason, OrderEvent, OrderStatus, Transition
 
 from .tables import Tables

@@ -7,9 +7,9 @@ from types import TracebackType
 
 from sqlalchemy import Connection, Engine
 
-from ordercore._audit import AuditEntry
-from ordercore._payments_domain import PaymentAttempt
-from ordercore._refunds import AfterSalesIssue, Refund
+from ordercore._audit.chain import AuditEntry
+from ordercore._payments.domain import PaymentAttempt
+from ordercore._refunds.domain import AfterSalesIssue, Refund
 
 from .coupons import CouponRepository
 from .payments import PaymentRepository

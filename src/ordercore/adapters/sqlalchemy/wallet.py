@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from ordercore._actor import Actor, ActorKind
 from ordercore._errors import IdempotencyConflict, InsufficientFunds
 from ordercore._money import Money
-from ordercore._wallet import POINTS, LedgerEntry
+from ordercore._orders.wallet import POINTS, LedgerEntry
 from ordercore.adapters.sqlalchemy.tables import Tables
 
 __all__ = ["WalletRepository"]

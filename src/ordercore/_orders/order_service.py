@@ -17,18 +17,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from attrs import evolve, frozen
 from sqlalchemy.exc import IntegrityError
 
-from ._actor import Actor, ActorKind
-from ._audit import AuditEntry, AuditRecord, ChainVerdict, canonical_json, verify_chain
-from ._domain import (
-    AmountBreakdown,
-    Customer,
-    Order,
-    OrderLine,
-    Product,
-    QuantityTier,
-    validate_tag,
+from ordercore._actor import Actor, ActorKind
+from ordercore._audit.chain import (
+    AuditEntry,
+    AuditRecord,
+    ChainVerdict,
+    canonical_json,
+    verify_chain,
 )
-from ._errors import (
+from ordercore._errors import (
     CurrencyMismatch,
     CustomerNotFound,
     IdempotencyConflict,
@@ -40,19 +37,29 @@ from ._errors import (
     PermissionDenied,
     ProductInactive,
 )
-from ._listing import OrderFilter, Page
-from ._money import Money, get_currency
-from ._numbers import OrderNumberGenerator
-from ._payments_domain import OPEN_ATTEMPT_STATES, Anomaly, PaymentAttempt
-from ._permissions import Permission
-from ._pricing import Coupon, CouponKind, ManualDiscount, UseAll, price_order
-from ._refunds import AfterSalesIssue, Refund
-from ._state import CancelReason, OrderStatus, PaymentEvent, Transition
-from ._wallet import POINTS, LedgerEntry, WalletSnapshot
+from ordercore._money import Money, get_currency
+from ordercore._numbers import OrderNumberGenerator
+from ordercore._payments.domain import OPEN_ATTEMPT_STATES, Anomaly, PaymentAttempt
+from ordercore._permissions import Permission
+from ordercore._refunds.domain import AfterSalesIssue, Refund
+from ordercore._state import CancelReason, OrderStatus, PaymentEvent, Transition
+
+from .domain import (
+    AmountBreakdown,
+    Customer,
+    Order,
+    OrderLine,
+    Product,
+    QuantityTier,
+    validate_tag,
+)
+from .listing import OrderFilter, Page
+from .pricing import Coupon, CouponKind, ManualDiscount, UseAll, price_order
+from .wallet import POINTS, LedgerEntry, WalletSnapshot
 
 if TYPE_CHECKING:
-    from ._core import OrderCore
-    from .adapters.sqlalchemy.uow import UnitOfWork
+    from ordercore._core import OrderCore
+    from ordercore.adapters.sqlalchemy.uow import UnitOfWork
 
 __all__ = [
     "AuditService",
@@ -1049,7 +1056,7 @@ class OrderService(_Service):
         actor: Actor | None = None,
     ) -> Page:
         """Orders matching ``flt``, newest first, one keyset page at a time."""
-        from .adapters.sqlalchemy.listing import list_orders
+        from ordercore.adapters.sqlalchemy.listing import list_orders
 
         flt = flt or OrderFilter()
 

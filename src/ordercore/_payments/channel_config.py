@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ._errors import ConfigurationError, OrderCoreError
-from ._money import Money
-from .channels import ChannelConfig, Secret
+from ordercore._errors import ConfigurationError, OrderCoreError
+from ordercore._money import Money
+from ordercore.channels import ChannelConfig, Secret
 
 __all__ = ["channel_config", "channel_configs"]
 

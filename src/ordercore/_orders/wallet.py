@@ -11,8 +11,8 @@ from datetime import datetime
 
 from attrs import frozen
 
-from ._actor import Actor
-from ._money import Money, get_currency
+from ordercore._actor import Actor
+from ordercore._money import Money, get_currency
 
 __all__ = ["POINTS", "LedgerEntry", "WalletSnapshot"]
 

@@ -21,19 +21,19 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from ._actor import Actor
-from ._audit import AuditEntry
-from ._errors import InvalidField, PermissionDenied, RefundError
-from ._money import Money
-from ._payments import _paid_key
-from ._payments_domain import Anomaly, AnomalyKind, AnomalyStatus
-from ._permissions import Permission
-from ._refunds import RefundDestination
-from ._services import _limit, _Service
-from ._state import ANOMALY_MACHINE, AnomalyEvent, OrderStatus, PaymentEvent, PaymentStatus
+from ordercore._actor import Actor
+from ordercore._audit.chain import AuditEntry
+from ordercore._errors import InvalidField, PermissionDenied, RefundError
+from ordercore._money import Money
+from ordercore._orders.order_service import _limit, _Service
+from ordercore._payments.domain import Anomaly, AnomalyKind, AnomalyStatus
+from ordercore._payments.payment_service import _paid_key
+from ordercore._permissions import Permission
+from ordercore._refunds.domain import RefundDestination
+from ordercore._state import ANOMALY_MACHINE, AnomalyEvent, OrderStatus, PaymentEvent, PaymentStatus
 
 if TYPE_CHECKING:
-    from .adapters.sqlalchemy.uow import UnitOfWork
+    from ordercore.adapters.sqlalchemy.uow import UnitOfWork
 
 __all__ = ["AnomalyService", "ResolutionAction"]
 

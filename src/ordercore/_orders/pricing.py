@@ -25,8 +25,7 @@ from decimal import Decimal
 
 from attrs import field, frozen
 
-from ._domain import AdjustmentKind, AmountAdjustment, AmountBreakdown, OrderLine
-from ._errors import (
+from ordercore._errors import (
     CouponUnusable,
     CurrencyMismatch,
     DiscountTooLarge,
@@ -34,7 +33,9 @@ from ._errors import (
     InvalidAmount,
     InvalidField,
 )
-from ._money import Money, to_decimal
+from ordercore._money import Money, to_decimal
+
+from .domain import AdjustmentKind, AmountAdjustment, AmountBreakdown, OrderLine
 
 __all__ = [
     "Coupon",

@@ -26,21 +26,14 @@ from typing import TYPE_CHECKING, Any
 
 from attrs import frozen
 
-from ._actor import Actor
-from ._audit import AuditEntry
-from ._errors import ChannelError, InvalidField, OrderCoreError
-from ._payments_domain import (
-    OPEN_ATTEMPT_STATES,
-    ActivationMode,
-    AnomalyKind,
-    PaymentAttempt,
-    backoff,
-)
-from ._permissions import Permission
-from ._plugins import ActivationContext, OutboxMessage
-from ._services import _limit, _Service, _wallet_audit
-from ._state import CancelReason, OrderStatus, PaymentEvent, PaymentStatus
-from .channels import (
+from ordercore._actor import Actor
+from ordercore._audit.chain import AuditEntry
+from ordercore._errors import ChannelError, InvalidField, OrderCoreError
+from ordercore._orders.order_service import _limit, _Service, _wallet_audit
+from ordercore._outbox import ActivationContext, OutboxMessage
+from ordercore._permissions import Permission
+from ordercore._state import CancelReason, OrderStatus, PaymentEvent, PaymentStatus
+from ordercore.channels import (
     Checkout,
     CheckoutRequest,
     HttpReply,
@@ -51,11 +44,19 @@ from .channels import (
     RefundEvent,
     RefundResult,
 )
-from .channels import PaymentEvent as ChannelPaymentEvent
+from ordercore.channels import PaymentEvent as ChannelPaymentEvent
+
+from .domain import (
+    OPEN_ATTEMPT_STATES,
+    ActivationMode,
+    AnomalyKind,
+    PaymentAttempt,
+    backoff,
+)
 
 if TYPE_CHECKING:
-    from ._domain import Order
-    from .adapters.sqlalchemy.uow import UnitOfWork
+    from ordercore._orders.domain import Order
+    from ordercore.adapters.sqlalchemy.uow import UnitOfWork
 
 __all__ = [
     "JobReport",

@@ -26,10 +26,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from attrs import field, frozen
 
-from ._domain import validate_tag
-from ._errors import CurrencyMismatch, InvalidAmount, InvalidField
-from ._money import Currency, Money
-from ._state import OrderStatus
+from ordercore._errors import CurrencyMismatch, InvalidAmount, InvalidField
+from ordercore._money import Currency, Money
+from ordercore._state import OrderStatus
+
+from .domain import validate_tag
 
 __all__ = [
     "Cursor",

@@ -19,11 +19,11 @@ from typing import Final
 
 from attrs import define, field, frozen
 
-from ._actor import Actor
-from ._audit import AuditEntry
-from ._errors import ConfigurationError
-from ._money import Money, to_decimal
-from ._state import (
+from ordercore._actor import Actor
+from ordercore._audit.chain import AuditEntry
+from ordercore._errors import ConfigurationError
+from ordercore._money import Money, to_decimal
+from ordercore._state import (
     ISSUE_MACHINE,
     REFUND_MACHINE,
     IssueEvent,

@@ -25,10 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from attrs import frozen
 
-from ._actor import Actor
-from ._audit import AuditEntry
-from ._domain import Communication, Order
-from ._errors import (
+from ordercore._actor import Actor
+from ordercore._audit.chain import AuditEntry
+from ordercore._errors import (
     ChannelError,
     InvalidAmount,
     InvalidField,
@@ -37,19 +36,12 @@ from ._errors import (
     RefundDeadlinePassed,
     RefundUnavailable,
 )
-from ._money import Money
-from ._payments_domain import AnomalyKind, PaymentAttempt, backoff
-from ._permissions import Permission
-from ._refunds import (
-    OPEN_REFUND_STATES,
-    AfterSalesIssue,
-    IssueStep,
-    Refund,
-    RefundDestination,
-    RefundFailure,
-)
-from ._services import _limit, _Service, _wallet_audit, return_deductions
-from ._state import (
+from ordercore._money import Money
+from ordercore._orders.domain import Communication, Order
+from ordercore._orders.order_service import _limit, _Service, _wallet_audit, return_deductions
+from ordercore._payments.domain import AnomalyKind, PaymentAttempt, backoff
+from ordercore._permissions import Permission
+from ordercore._state import (
     REFUND_MACHINE,
     IssueEvent,
     IssueStatus,
@@ -58,10 +50,19 @@ from ._state import (
     RefundEvent,
     RefundStatus,
 )
-from .channels import Outcome, PaymentChannel, RefundRequest, RefundResult
+from ordercore.channels import Outcome, PaymentChannel, RefundRequest, RefundResult
+
+from .domain import (
+    OPEN_REFUND_STATES,
+    AfterSalesIssue,
+    IssueStep,
+    Refund,
+    RefundDestination,
+    RefundFailure,
+)
 
 if TYPE_CHECKING:
-    from .adapters.sqlalchemy.uow import UnitOfWork
+    from ordercore.adapters.sqlalchemy.uow import UnitOfWork
 
 __all__ = ["AfterSales", "AfterSalesService", "RefundService"]
 

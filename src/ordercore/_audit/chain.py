@@ -21,8 +21,8 @@ from typing import Any, Final
 
 from attrs import frozen
 
-from ._actor import Actor
-from ._errors import InvalidField
+from ordercore._actor import Actor
+from ordercore._errors import InvalidField
 
 __all__ = [
     "GENESIS",

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from ._config import Settings
-from ._money import _REGISTRY
-from .channels import (
+from ordercore._config import Settings
+from ordercore._money import _REGISTRY
+from ordercore.channels import (
     Capabilities,
     Checkout,
     CheckoutRequest,
@@ -24,7 +24,7 @@ from .channels import (
     PaymentChannel,
     PaymentQuery,
 )
-from .hookspecs import hookimpl
+from ordercore.hookspecs import hookimpl
 
 __all__ = ["BalanceChannel", "BankTransferChannel", "ordercore_register_channels"]
 

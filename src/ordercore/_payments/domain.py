@@ -9,10 +9,10 @@ from typing import Any, Final
 
 from attrs import define, field, frozen
 
-from ._actor import Actor
-from ._audit import AuditEntry
-from ._money import Money
-from ._state import PAYMENT_MACHINE, AnomalyStatus, PaymentEvent, PaymentStatus, Transition
+from ordercore._actor import Actor
+from ordercore._audit.chain import AuditEntry
+from ordercore._money import Money
+from ordercore._state import PAYMENT_MACHINE, AnomalyStatus, PaymentEvent, PaymentStatus, Transition
 
 __all__ = [
     "OPEN_ATTEMPT_STATES",

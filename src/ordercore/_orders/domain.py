@@ -15,9 +15,9 @@ from typing import Any, Final
 
 from attrs import define, field, frozen
 
-from ._actor import Actor
-from ._audit import AuditEntry
-from ._errors import (
+from ordercore._actor import Actor
+from ordercore._audit.chain import AuditEntry
+from ordercore._errors import (
     CurrencyMismatch,
     IllegalTransition,
     InvalidAmount,
@@ -25,14 +25,8 @@ from ._errors import (
     InvalidField,
     InvalidQuantity,
 )
-from ._money import Currency, Money, to_decimal
-from ._state import (
-    ORDER_MACHINE,
-    CancelReason,
-    OrderEvent,
-    OrderStatus,
-    Transition,
-)
+from ordercore._money import Currency, Money, to_decimal
+from ordercore._state import ORDER_MACHINE, CancelReason, OrderEvent, OrderStatus, Transition
 
 __all__ = [
     "AdjustmentKind",
