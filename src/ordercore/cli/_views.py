@@ -12,15 +12,25 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from ._audit.chain import AuditRecord, iso_utc
-from ._money import Money
-from ._orders.domain import Communication, Customer, Order, Product, SpecValue
-from ._orders.listing import OrderSummary
-from ._orders.pricing import Coupon
-from ._orders.wallet import LedgerEntry, WalletSnapshot
-from ._payments.domain import Anomaly, PaymentAttempt
-from ._refunds.domain import AfterSalesIssue, Refund
-from ._refunds.refund_service import AfterSales
+from ordercore import (
+    AfterSales,
+    AfterSalesIssue,
+    Anomaly,
+    AuditRecord,
+    Communication,
+    Coupon,
+    Customer,
+    LedgerEntry,
+    Money,
+    Order,
+    OrderSummary,
+    PaymentAttempt,
+    Product,
+    Refund,
+    WalletSnapshot,
+)
+from ordercore._audit.chain import iso_utc
+from ordercore._orders.domain import SpecValue
 
 __all__ = [
     "after_sales_view",

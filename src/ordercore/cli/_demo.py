@@ -7,20 +7,27 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from . import testing
-from ._actor import Actor
-from ._core import OrderCore
-from ._errors import IllegalTransition, InvalidAmount, PermissionDenied
-from ._money import Money
-from ._orders.domain import Order, QuantityTier
-from ._orders.listing import OrderFilter
-from ._orders.pricing import ManualDiscount, UseAll
-from ._outbox import ActivationContext, OutboxMessage
-from ._refunds.domain import Refund
-from ._state import CancelReason
-from .hookspecs import hookimpl
-from .testing import FakeGateway, fake_channel_config
-from .web import start_background_server
+from ordercore import (
+    ActivationContext,
+    Actor,
+    CancelReason,
+    IllegalTransition,
+    InvalidAmount,
+    ManualDiscount,
+    Money,
+    Order,
+    OrderCore,
+    OrderFilter,
+    OutboxMessage,
+    PermissionDenied,
+    QuantityTier,
+    Refund,
+    UseAll,
+    hookimpl,
+    testing,
+)
+from ordercore.testing import FakeGateway, fake_channel_config
+from ordercore.web import start_background_server
 
 __all__ = ["run_demo"]
 

@@ -23,25 +23,37 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError, SQLAlchemyError
 
-from ._actor import Actor, ActorKind
-from ._anomalies.anomaly_service import ResolutionAction
-from ._config import Settings
-from ._core import OrderCore
-from ._errors import (
+from ordercore import (
+    Actor,
+    ActorKind,
+    Anomaly,
+    AnomalyKind,
+    CancelReason,
     ConfigurationError,
     InvalidField,
+    IssueEvent,
+    ManualDiscount,
+    Money,
+    NewCustomer,
+    OrderCore,
     OrderCoreError,
+    OrderDetails,
+    OrderFilter,
+    OrderStatus,
+    QuantityTier,
+    Refund,
     RefundDeadlinePassed,
+    RefundDestination,
+    RefundStatus,
     RefundUnavailable,
+    ResolutionAction,
+    Settings,
+    UseAll,
 )
-from ._money import Money, to_decimal
-from ._orders.domain import QuantityTier
-from ._orders.listing import OrderFilter, _parse_bound, date_range, load_zone, period_range
-from ._orders.order_service import NewCustomer, OrderDetails
-from ._orders.pricing import ManualDiscount, UseAll
-from ._payments.domain import Anomaly, AnomalyKind
-from ._refunds.domain import Refund, RefundDestination
-from ._state import CancelReason, IssueEvent, OrderStatus, RefundStatus
+from ordercore._money import to_decimal
+from ordercore._orders.listing import _parse_bound, date_range, load_zone, period_range
+from ordercore.adapters.sqlalchemy import migrate
+
 from ._views import (
     after_sales_view,
     anomaly_view,
@@ -58,7 +70,6 @@ from ._views import (
     refund_view,
     wallet_view,
 )
-from .adapters.sqlalchemy import migrate
 
 __all__ = ["cli", "main"]
 
@@ -2042,7 +2053,7 @@ def jobs_run(ctx: click.Context, loop: bool, interval: float, as_json: bool) -> 
 def serve(ctx: click.Context, host: str, port: int, prefix: str, access_log: bool) -> None:
     """Run the payment callback endpoint for development (POST /callbacks/CHANNEL,
     GET /health), until Ctrl-C. Use a production WSGI/ASGI server in production."""
-    from . import web
+    from ordercore import web
 
     core = _core(ctx)
     if access_log:
