@@ -46,6 +46,7 @@ from ._errors import (
     ValidationError,
 )
 from ._money import Currency, Money, get_currency, register_currency
+from ._orders.customer_service import NewCustomer
 from ._orders.domain import (
     AdjustmentKind,
     AmountAdjustment,
@@ -59,7 +60,7 @@ from ._orders.domain import (
     QuantityTier,
 )
 from ._orders.listing import OrderFilter, OrderSummary, Page
-from ._orders.order_service import BatchResult, NewCustomer, OrderDetails
+from ._orders.order_service import BatchResult, OrderDetails
 from ._orders.pricing import Coupon, CouponKind, FeeRule, ManualDiscount, UseAll
 from ._orders.wallet import LedgerEntry, WalletSnapshot
 from ._outbox import ActivationContext, OutboxMessage

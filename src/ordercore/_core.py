@@ -10,19 +10,17 @@ import pluggy
 from sqlalchemy import Engine
 
 from ._anomalies.anomaly_service import AnomalyService
+from ._audit.audit_service import AuditService
 from ._config import Settings
+from ._context import utcnow
 from ._errors import ChannelError, ConfigurationError
 from ._money import Money, to_decimal
-from ._orders.order_service import (
-    AuditService,
-    CouponService,
-    CustomerService,
-    OrderService,
-    ProductService,
-    WalletService,
-    utcnow,
-)
+from ._orders.coupon_service import CouponService
+from ._orders.customer_service import CustomerService
+from ._orders.order_service import OrderService
 from ._orders.pricing import FeeRule
+from ._orders.product_service import ProductService
+from ._orders.wallet_service import WalletService
 from ._payments.channel_config import channel_configs
 from ._payments.payment_service import PaymentService
 from ._permissions import Authorizer

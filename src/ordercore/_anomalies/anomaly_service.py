@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from ordercore._actor import Actor
 from ordercore._audit.chain import AuditEntry
+from ordercore._context import Service, check_limit
 from ordercore._errors import InvalidField, PermissionDenied, RefundError
 from ordercore._money import Money
-from ordercore._orders.order_service import _limit, _Service
 from ordercore._payments.domain import Anomaly, AnomalyKind, AnomalyStatus
 from ordercore._payments.payment_service import _paid_key
 from ordercore._permissions import Permission
@@ -73,7 +73,7 @@ def _note(note: str | None) -> str:
     return note.strip()
 
 
-class AnomalyService(_Service):
+class AnomalyService(Service):
     """Anomalies: list, show, open by hand, investigate, contact, resolve by an action."""
 
     def list(
@@ -88,7 +88,7 @@ class AnomalyService(_Service):
         def work(uow: UnitOfWork) -> builtins.list[Anomaly]:
             order_id = uow.payments.order_id(order_number) if order_number else None
             return uow.payments.anomalies(
-                limit=_limit(limit),
+                limit=check_limit(limit),
                 before_id=before_id,
                 status=status,
                 kind=kind,
@@ -318,7 +318,7 @@ class AnomalyService(_Service):
             # The money of the wrong amount arrived but was never taken: record it as received
             # on its attempt (not settling the order), so that it can be given back in full.
             self._run(lambda uow, now: self._take_mismatched(uow, anomaly, actor, now))
-        refunds = self._core.refunds
+        refunds = self._ctx.refunds
         refund = refunds.request(
             anomaly.order_number,
             out_trade_no=anomaly.out_trade_no,
@@ -369,7 +369,7 @@ class AnomalyService(_Service):
         refused or failed in the inbox; the order must be paid afterwards."""
         assert anomaly.order_number is not None
         number = anomaly.order_number
-        payments = self._core.payments
+        payments = self._ctx.payments
         for attempt in payments.attempts(number):
             if attempt.status is PaymentStatus.SUCCEEDED or attempt.channel == "balance":
                 continue
@@ -378,7 +378,7 @@ class AnomalyService(_Service):
         for entry in payments.notifications(order_number=number, limit=100):
             if entry["status"] in ("error", "rejected") and entry.get("replay_of") is None:
                 payments.replay(entry["id"], actor=actor)
-        order = self._core.orders.get(number)
+        order = self._ctx.orders.get(number)
         if order.status is OrderStatus.PENDING or order.status is OrderStatus.CANCELED:
             raise InvalidField(
                 f"order {number} is still {order.status.value}: its channels report no payment "
@@ -412,7 +412,7 @@ class AnomalyService(_Service):
             raise InvalidField(
                 f"cannot accept {received} for an order in {order.currency.code}", field="action"
             )
-        payments = self._core.payments
+        payments = self._ctx.payments
         attempt.received = received
         if attempt.status is not PaymentStatus.SUCCEEDED:
             attempt.apply(PaymentEvent.SUCCEED, actor, now, f"amount accepted: {note}")

@@ -1,8 +1,9 @@
-"""Use cases. Each public method is one unit of work: it commits everything or nothing.
+"""Orders: create (priced, idempotent, stock reserved), look up, list, change, cancel,
+notes, flags and batches.
 
-Services take an :class:`~ordercore.Actor` for every call that changes something, check its
-permission, validate their input before they write, and leave an audit record of every
-change. A refused permission writes only the audit record of the refusal.
+Each public method is one unit of work: it commits everything or nothing. Every call that
+changes something takes an :class:`~ordercore.Actor`, checks its permission, validates its
+input before it writes, and leaves an audit record of the change.
 """
 
 from __future__ import annotations
@@ -10,9 +11,8 @@ from __future__ import annotations
 import builtins
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
-from decimal import Decimal
-from typing import TYPE_CHECKING, Any, TypeVar
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from attrs import evolve, frozen
 from sqlalchemy.exc import IntegrityError
@@ -21,13 +21,11 @@ from ordercore._actor import Actor, ActorKind
 from ordercore._audit.chain import (
     AuditEntry,
     AuditRecord,
-    ChainVerdict,
     canonical_json,
-    verify_chain,
 )
+from ordercore._context import Service, check_limit
 from ordercore._errors import (
     CurrencyMismatch,
-    CustomerNotFound,
     IdempotencyConflict,
     InvalidAmount,
     InvalidField,
@@ -37,666 +35,32 @@ from ordercore._errors import (
     PermissionDenied,
     ProductInactive,
 )
-from ordercore._money import Money, get_currency
+from ordercore._money import Money
 from ordercore._numbers import OrderNumberGenerator
 from ordercore._payments.domain import OPEN_ATTEMPT_STATES, Anomaly, PaymentAttempt
 from ordercore._permissions import Permission
 from ordercore._refunds.domain import AfterSalesIssue, Refund
 from ordercore._state import CancelReason, OrderStatus, PaymentEvent, Transition
 
+from .customer_service import CustomerService, NewCustomer
 from .domain import (
     AmountBreakdown,
     Customer,
     Order,
     OrderLine,
     Product,
-    QuantityTier,
     validate_tag,
 )
 from .listing import OrderFilter, Page
-from .pricing import Coupon, CouponKind, ManualDiscount, UseAll, price_order
-from .wallet import POINTS, LedgerEntry, WalletSnapshot
+from .pricing import ManualDiscount, UseAll, price_order
+from .wallet import POINTS, LedgerEntry
+from .wallet_service import return_deductions, wallet_audit
 
 if TYPE_CHECKING:
-    from ordercore._core import OrderCore
     from ordercore.adapters.sqlalchemy.uow import UnitOfWork
 
-__all__ = [
-    "AuditService",
-    "BatchResult",
-    "CouponService",
-    "CustomerService",
-    "NewCustomer",
-    "OrderDetails",
-    "OrderService",
-    "ProductService",
-    "WalletService",
-]
 
-T = TypeVar("T")
-Clock = Callable[[], datetime]
 _P = Permission
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _limit(limit: int) -> int:
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
-        raise InvalidField("limit must be a whole number from 1 to 1000", field="limit")
-    return limit
-
-
-class _Service:
-    def __init__(self, core: OrderCore) -> None:
-        self._core = core
-
-    def _uow(self) -> UnitOfWork:
-        return self._core.unit_of_work()
-
-    def _now(self) -> datetime:
-        return self._core.clock()
-
-    def _check(
-        self, actor: Actor, permission: str, target: str, *, owner_id: int | None = None
-    ) -> None:
-        self._core.authorizer.check(actor, permission, owner_id=owner_id, target=target)
-
-    def _run(self, work: Callable[[UnitOfWork, datetime], T]) -> T:
-        """Run ``work`` in one unit of work and commit. A PermissionDenied raised inside rolls
-        the work back and is recorded, alone, in a transaction of its own."""
-        now = self._now()
-        try:
-            with self._uow() as uow:
-                result = work(uow, now)
-                uow.commit()
-                return result
-        except PermissionDenied as exc:
-            self._record_refusal(exc, now)
-            raise
-
-    def _read(self, work: Callable[[UnitOfWork], T]) -> T:
-        with self._uow() as uow:
-            return work(uow)
-
-    def _record_refusal(self, exc: PermissionDenied, now: datetime) -> None:
-        actor = exc.context.get("actor")
-        if not isinstance(actor, Actor):  # pragma: no cover - always set by Authorizer.check
-            return
-        with self._uow() as uow:
-            uow.record(
-                AuditEntry(
-                    entity_kind="permission",
-                    entity_id=str(exc.context.get("target") or "-")[:64],
-                    action="permission.denied",
-                    actor=actor,
-                    at=now,
-                    after={"permission": exc.context.get("permission")},
-                    reason=str(exc),
-                )
-            )
-            uow.commit()
-
-
-# ----------------------------------------------------------------------------- customers
-@frozen
-class NewCustomer:
-    """A customer to find (by e-mail, then external reference, then exact name) or create
-    while creating an order."""
-
-    name: str
-    email: str | None = None
-    phone: str | None = None
-    external_ref: str | None = None
-
-
-class CustomerService(_Service):
-    """Customers: add, find, show."""
-
-    def add(
-        self,
-        *,
-        name: str,
-        actor: Actor,
-        email: str | None = None,
-        phone: str | None = None,
-        external_ref: str | None = None,
-        identity_verified: bool = False,
-    ) -> Customer:
-        """Add a customer. E-mail and external reference must be unique."""
-
-        def work(uow: UnitOfWork, now: datetime) -> Customer:
-            self._check(actor, _P.CUSTOMERS_MANAGE, f"customer:{email or external_ref or name}")
-            customer = Customer(
-                name=name,
-                email=email,
-                phone=phone,
-                external_ref=external_ref,
-                identity_verified=identity_verified,
-                created_at=now,
-            )
-            return self._insert(uow, customer, actor, now)
-
-        return self._run(work)
-
-    @staticmethod
-    def _insert(uow: UnitOfWork, customer: Customer, actor: Actor, now: datetime) -> Customer:
-        stored = uow.customers.add(customer, now)
-        uow.record(
-            AuditEntry(
-                entity_kind="customer",
-                entity_id=str(stored.id),
-                action="customer.add",
-                actor=actor,
-                at=now,
-                after={
-                    "name": customer.name,
-                    "email": customer.email,
-                    "phone": customer.phone,
-                    "external_ref": customer.external_ref,
-                    "identity_verified": customer.identity_verified,
-                },
-            )
-        )
-        return stored
-
-    @staticmethod
-    def _find_or_insert(uow: UnitOfWork, new: NewCustomer, actor: Actor, now: datetime) -> Customer:
-        for criteria in (
-            {"email": new.email} if new.email else None,
-            {"external_ref": new.external_ref} if new.external_ref else None,
-            # A name alone identifies nobody when an e-mail or a reference was given.
-            {"name": new.name} if not (new.email or new.external_ref) else None,
-        ):
-            if criteria:
-                found = uow.customers.find(**criteria)
-                if len(found) == 1:
-                    return found[0]
-        customer = Customer(
-            name=new.name,
-            email=new.email,
-            phone=new.phone,
-            external_ref=new.external_ref,
-            created_at=now,
-        )
-        return CustomerService._insert(uow, customer, actor, now)
-
-    def get(self, customer_id: int) -> Customer:
-        return self._read(lambda uow: uow.customers.get(customer_id))
-
-    def resolve(self, reference: str) -> Customer:
-        """Find a customer by id, e-mail or external reference (as the CLI's ``--customer``)."""
-
-        def work(uow: UnitOfWork) -> Customer:
-            if reference.isdigit():
-                return uow.customers.get(int(reference))
-            key = "email" if "@" in reference else "external_ref"
-            found = uow.customers.find(**{key: reference})
-            if not found:
-                raise CustomerNotFound(f"no customer with {key} {reference!r}", reference=reference)
-            return found[0]
-
-        return self._read(work)
-
-    def find(
-        self, *, email: str | None = None, external_ref: str | None = None, name: str | None = None
-    ) -> list[Customer]:
-        return self._read(
-            lambda uow: uow.customers.find(email=email, external_ref=external_ref, name=name)
-        )
-
-    def list(self, *, limit: int = 50, after_id: int | None = None) -> list[Customer]:
-        return self._read(lambda uow: uow.customers.list(limit=_limit(limit), after_id=after_id))
-
-
-# ------------------------------------------------------------------------------ products
-class ProductService(_Service):
-    """The catalogue: add, update, list, show."""
-
-    def add(
-        self,
-        *,
-        sku: str,
-        name: str,
-        price: Money,
-        actor: Actor,
-        specs: Mapping[str, Any] | None = None,
-        stock: int | None = None,
-        low_stock_threshold: int | None = None,
-        active: bool = True,
-        tiers: Sequence[QuantityTier] = (),
-    ) -> Product:
-        """Add a product. The sku must be new; the price must not be negative."""
-
-        def work(uow: UnitOfWork, now: datetime) -> Product:
-            self._check(actor, _P.PRODUCTS_MANAGE, f"product:{sku}")
-            product = Product(
-                sku=sku,
-                name=name,
-                price=price,
-                specs=dict(specs or {}),
-                stock=stock,
-                low_stock_threshold=low_stock_threshold,
-                active=active,
-                tiers=tuple(tiers),
-                created_at=now,
-            )
-            stored = uow.products.add(product, now)
-            uow.record(
-                AuditEntry(
-                    entity_kind="product",
-                    entity_id=sku,
-                    action="product.add",
-                    actor=actor,
-                    at=now,
-                    after=_product_audit(stored),
-                )
-            )
-            return stored
-
-        return self._run(work)
-
-    def update(
-        self,
-        sku: str,
-        *,
-        actor: Actor,
-        name: str | None = None,
-        price: Money | None = None,
-        stock: int | None = None,
-        clear_stock: bool = False,
-        low_stock_threshold: int | None = None,
-        active: bool | None = None,
-        specs: Mapping[str, Any] | None = None,
-        tiers: Sequence[QuantityTier] | None = None,
-        reason: str | None = None,
-    ) -> Product:
-        """Change a product; orders keep the snapshot they were sold with."""
-
-        def work(uow: UnitOfWork, now: datetime) -> Product:
-            self._check(actor, _P.PRODUCTS_MANAGE, f"product:{sku}")
-            before = uow.products.get(sku, lock=True)
-            changes: dict[str, Any] = {}
-            if name is not None:
-                changes["name"] = name
-            if price is not None:
-                if price.currency != before.price.currency:
-                    raise CurrencyMismatch(
-                        f"product {sku} is priced in {before.price.currency.code}; "
-                        f"a new price in {price.currency.code} is refused"
-                    )
-                changes["price"] = price
-            if clear_stock:
-                changes["stock"] = None
-            elif stock is not None:
-                changes["stock"] = stock
-            if low_stock_threshold is not None:
-                changes["low_stock_threshold"] = low_stock_threshold
-            if active is not None:
-                changes["active"] = active
-            if specs is not None:
-                changes["specs"] = dict(specs)
-            if tiers is not None:
-                changes["tiers"] = tuple(tiers)
-            after = evolve(before, **changes)
-            uow.products.update(after, now)
-            uow.record(
-                AuditEntry(
-                    entity_kind="product",
-                    entity_id=sku,
-                    action="product.update",
-                    actor=actor,
-                    at=now,
-                    before=_product_audit(before),
-                    after=_product_audit(after),
-                    reason=reason,
-                )
-            )
-            return after
-
-        return self._run(work)
-
-    def get(self, sku: str) -> Product:
-        return self._read(lambda uow: uow.products.get(sku))
-
-    def list(
-        self, *, limit: int = 50, after_sku: str | None = None, active: bool | None = None
-    ) -> list[Product]:
-        return self._read(
-            lambda uow: uow.products.list(limit=_limit(limit), after_sku=after_sku, active=active)
-        )
-
-
-def _product_audit(product: Product) -> dict[str, Any]:
-    return {
-        "name": product.name,
-        "price": str(product.price.amount),
-        "currency": product.price.currency.code,
-        "specs": dict(product.specs),
-        "stock": product.stock,
-        "low_stock_threshold": product.low_stock_threshold,
-        "active": product.active,
-        "tiers": [[t.min_quantity, str(t.percent_off)] for t in product.tiers],
-    }
-
-
-# -------------------------------------------------------------------------------- wallet
-class WalletService(_Service):
-    """Balances and points. Every change is a ledger entry and an audit record."""
-
-    def _apply(
-        self,
-        customer_id: int,
-        asset: str,
-        delta: int,
-        *,
-        reason: str,
-        actor: Actor,
-        idempotency_key: str | None,
-        note: str | None,
-    ) -> LedgerEntry:
-        if not isinstance(reason, str) or not reason.strip() or len(reason) > 64:
-            raise InvalidField("a wallet change needs a reason (1-64 characters)", field="reason")
-
-        def work(uow: UnitOfWork, now: datetime) -> LedgerEntry:
-            self._check(actor, _P.WALLET_ADJUST, f"customer:{customer_id}")
-            uow.customers.get(customer_id)
-            entry, created = uow.wallet.apply_tracked(
-                customer_id=customer_id,
-                asset=asset,
-                delta=delta,
-                reason=reason,
-                actor=actor,
-                at=now,
-                idempotency_key=idempotency_key,
-                note=note,
-            )
-            if created:  # an idempotent repeat changed nothing and is not audited again
-                uow.record(_wallet_audit(entry))
-            return entry
-
-        try:
-            return self._run(work)
-        except IntegrityError:
-            # Two calls with one idempotency key raced; the first won. Answer as it did.
-            if idempotency_key is None:
-                raise
-            existing = self._read(lambda uow: uow.wallet.by_idempotency_key(idempotency_key))
-            if existing is None:  # pragma: no cover - the key's row must exist now
-                raise
-            return self._apply(
-                customer_id,
-                asset,
-                delta,
-                reason=reason,
-                actor=actor,
-                idempotency_key=idempotency_key,
-                note=note,
-            )
-
-    def credit(
-        self,
-        customer_id: int,
-        amount: Money,
-        *,
-        reason: str,
-        actor: Actor,
-        idempotency_key: str | None = None,
-        note: str | None = None,
-    ) -> LedgerEntry:
-        """Add ``amount`` to the customer's balance in its currency."""
-        if not amount.is_positive():
-            raise InvalidAmount(f"a credit must be positive, not {amount}", field="amount")
-        return self._apply(
-            customer_id,
-            amount.currency.code,
-            amount.to_minor(),
-            reason=reason,
-            actor=actor,
-            idempotency_key=idempotency_key,
-            note=note,
-        )
-
-    def debit(
-        self,
-        customer_id: int,
-        amount: Money,
-        *,
-        reason: str,
-        actor: Actor,
-        idempotency_key: str | None = None,
-        note: str | None = None,
-    ) -> LedgerEntry:
-        """Take ``amount`` from the balance; never below zero (InsufficientFunds)."""
-        if not amount.is_positive():
-            raise InvalidAmount(f"a debit must be positive, not {amount}", field="amount")
-        return self._apply(
-            customer_id,
-            amount.currency.code,
-            -amount.to_minor(),
-            reason=reason,
-            actor=actor,
-            idempotency_key=idempotency_key,
-            note=note,
-        )
-
-    def credit_points(
-        self,
-        customer_id: int,
-        points: int,
-        *,
-        reason: str,
-        actor: Actor,
-        idempotency_key: str | None = None,
-        note: str | None = None,
-    ) -> LedgerEntry:
-        return self._apply(
-            customer_id,
-            POINTS,
-            _points(points),
-            reason=reason,
-            actor=actor,
-            idempotency_key=idempotency_key,
-            note=note,
-        )
-
-    def debit_points(
-        self,
-        customer_id: int,
-        points: int,
-        *,
-        reason: str,
-        actor: Actor,
-        idempotency_key: str | None = None,
-        note: str | None = None,
-    ) -> LedgerEntry:
-        return self._apply(
-            customer_id,
-            POINTS,
-            -_points(points),
-            reason=reason,
-            actor=actor,
-            idempotency_key=idempotency_key,
-            note=note,
-        )
-
-    def balance(self, customer_id: int, currency: str) -> Money:
-        cur = get_currency(currency)
-        return self._read(
-            lambda uow: Money.from_minor(uow.wallet.balance(customer_id, cur.code), cur)
-        )
-
-    def points(self, customer_id: int) -> int:
-        return self._read(lambda uow: uow.wallet.balance(customer_id, POINTS))
-
-    def show(self, customer_id: int, *, limit: int = 20) -> WalletSnapshot:
-        def work(uow: UnitOfWork) -> WalletSnapshot:
-            uow.customers.get(customer_id)
-            raw = uow.wallet.balances(customer_id)
-            return WalletSnapshot(
-                customer_id=customer_id,
-                balances={a: Money.from_minor(v, a) for a, v in raw.items() if a != POINTS},
-                points=raw.get(POINTS, 0),
-                entries=tuple(uow.wallet.entries(customer_id, limit=_limit(limit))),
-            )
-
-        return self._read(work)
-
-    def ledger(
-        self, customer_id: int, *, limit: int = 50, before_id: int | None = None
-    ) -> list[LedgerEntry]:
-        return self._read(
-            lambda uow: uow.wallet.entries(customer_id, limit=_limit(limit), before_id=before_id)
-        )
-
-    def ledger_sum(self, customer_id: int, asset: str) -> int:
-        """Sum of the account's ledger entries (equals its stored balance)."""
-        return self._read(lambda uow: uow.wallet.ledger_sum(customer_id, asset))
-
-
-def _points(points: int) -> int:
-    if isinstance(points, bool) or not isinstance(points, int) or points <= 0:
-        raise InvalidField(f"points must be a whole number ≥ 1, not {points!r}", field="points")
-    return points
-
-
-def _wallet_audit(entry: LedgerEntry) -> AuditEntry:
-    return AuditEntry(
-        entity_kind="wallet",
-        entity_id=f"{entry.customer_id}:{entry.asset}",
-        action="wallet.credit" if entry.delta > 0 else "wallet.debit",
-        actor=entry.actor,
-        at=entry.at,
-        before={"balance": entry.balance_after - entry.delta},
-        after={"balance": entry.balance_after, "order": entry.order_number},
-        reason=entry.reason,
-    )
-
-
-# ------------------------------------------------------------------------------- coupons
-def return_deductions(uow: UnitOfWork, order: Order, actor: Actor, now: datetime, why: str) -> None:
-    """Give back the balance and points deducted when ``order`` was priced (a cancellation,
-    ``why="cancel"``, or a full refund, ``why="refund"``): ledger reason
-    ``order.<why>_return``, idempotent per deduction entry. Part of the caller's transaction."""
-    assert order.id is not None
-    for entry in uow.wallet.for_order(order.id):
-        if entry.reason in ("order.balance_deduction", "order.points_deduction"):
-            back = uow.wallet.apply(
-                customer_id=entry.customer_id,
-                asset=entry.asset,
-                delta=-entry.delta,
-                reason=f"order.{why}_return",
-                actor=actor,
-                at=now,
-                order_id=order.id,
-                idempotency_key=f"{why}-return:{entry.id}",
-            )
-            uow.record(_wallet_audit(back))
-
-
-class CouponService(_Service):
-    """Coupons: add, disable, list, show."""
-
-    def add(
-        self,
-        *,
-        code: str,
-        actor: Actor,
-        currency: str,
-        percent: Decimal | str | None = None,
-        amount: Money | None = None,
-        max_discount: Money | None = None,
-        min_amount: Money | None = None,
-        valid_from: datetime | None = None,
-        valid_until: datetime | None = None,
-        limit_total: int | None = None,
-        limit_per_customer: int | None = None,
-        skus: Sequence[str] = (),
-    ) -> Coupon:
-        """Add a coupon: ``percent`` off or a fixed ``amount`` off (exactly one)."""
-        if (percent is None) == (amount is None):
-            raise InvalidField("a coupon takes either a percent or an amount", field="percent")
-        coupon = Coupon(
-            code=code,
-            kind=CouponKind.PERCENT if percent is not None else CouponKind.FIXED,
-            currency=get_currency(currency).code,
-            percent=None if percent is None else Decimal(str(percent)),
-            amount=amount,
-            max_discount=max_discount,
-            min_amount=min_amount,
-            valid_from=valid_from,
-            valid_until=valid_until,
-            limit_total=limit_total,
-            limit_per_customer=limit_per_customer,
-            skus=frozenset(skus),
-        )
-
-        def work(uow: UnitOfWork, now: datetime) -> Coupon:
-            self._check(actor, _P.COUPONS_MANAGE, f"coupon:{code}")
-            for sku in coupon.skus:
-                uow.products.get(sku)
-            stored = uow.coupons.add(coupon, now)
-            uow.record(
-                AuditEntry(
-                    entity_kind="coupon",
-                    entity_id=code,
-                    action="coupon.add",
-                    actor=actor,
-                    at=now,
-                    after=_coupon_audit(stored),
-                )
-            )
-            return stored
-
-        return self._run(work)
-
-    def disable(self, code: str, *, actor: Actor, reason: str | None = None) -> Coupon:
-        def work(uow: UnitOfWork, now: datetime) -> Coupon:
-            self._check(actor, _P.COUPONS_MANAGE, f"coupon:{code}")
-            coupon = uow.coupons.get(code, lock=True)
-            uow.coupons.set_active(code, False, now)
-            uow.record(
-                AuditEntry(
-                    entity_kind="coupon",
-                    entity_id=code,
-                    action="coupon.disable",
-                    actor=actor,
-                    at=now,
-                    before={"active": coupon.active},
-                    after={"active": False},
-                    reason=reason,
-                )
-            )
-            return evolve(coupon, active=False)
-
-        return self._run(work)
-
-    def get(self, code: str) -> tuple[Coupon, int]:
-        """The coupon and its current uses (reserved + consumed)."""
-        return self._read(lambda uow: (uow.coupons.get(code), uow.coupons.uses(code)))
-
-    def list(self, *, limit: int = 50, after_code: str | None = None) -> list[tuple[Coupon, int]]:
-        return self._read(lambda uow: uow.coupons.list(limit=_limit(limit), after_code=after_code))
-
-
-def _coupon_audit(coupon: Coupon) -> dict[str, Any]:
-    def m(value: Money | None) -> str | None:
-        return None if value is None else str(value.amount)
-
-    return {
-        "kind": coupon.kind.value,
-        "currency": coupon.currency,
-        "percent": None if coupon.percent is None else str(coupon.percent),
-        "amount": m(coupon.amount),
-        "max_discount": m(coupon.max_discount),
-        "min_amount": m(coupon.min_amount),
-        "valid_from": coupon.valid_from,
-        "valid_until": coupon.valid_until,
-        "limit_total": coupon.limit_total,
-        "limit_per_customer": coupon.limit_per_customer,
-        "skus": sorted(coupon.skus),
-    }
 
 
 # -------------------------------------------------------------------------------- orders
@@ -735,7 +99,7 @@ def _request_hash(request: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(request).encode()).hexdigest()
 
 
-class OrderService(_Service):
+class OrderService(Service):
     """Orders: create (priced), walk through the state machine, annotate, find, show."""
 
     _numbers = OrderNumberGenerator()
@@ -784,8 +148,8 @@ class OrderService(_Service):
             and idempotency_key == idempotency_key.strip()
         ):
             raise InvalidField("an idempotency key is 1-128 characters", field="idempotency_key")
-        fee_rule = self._core.fee_rule(channel) if channel else None
-        timeout = payment_timeout or timedelta(minutes=self._core.settings.payment_timeout_minutes)
+        fee_rule = self._ctx.fee_rule(channel) if channel else None
+        timeout = payment_timeout or timedelta(minutes=self._ctx.settings.payment_timeout_minutes)
         request = {
             "customer_id": customer_id,
             "new_customer": None
@@ -856,7 +220,7 @@ class OrderService(_Service):
                 balance_available=balance_held,
                 use_points=use_points,
                 points_available=points_held,
-                points_rate=self._core.settings.points_rate,
+                points_rate=self._ctx.settings.points_rate,
                 fee_rule=fee_rule,
             )
             order = self._insert(
@@ -898,7 +262,7 @@ class OrderService(_Service):
                     at=now,
                     order_id=order.id,
                 )
-                uow.record(_wallet_audit(entry))
+                uow.record(wallet_audit(entry))
             if priced.points_used:
                 entry = uow.wallet.apply(
                     customer_id=customer.id,
@@ -909,7 +273,7 @@ class OrderService(_Service):
                     at=now,
                     order_id=order.id,
                 )
-                uow.record(_wallet_audit(entry))
+                uow.record(wallet_audit(entry))
             if note:
                 order.add_note(note, actor, now)
             if order.amounts.payable.is_zero():
@@ -919,7 +283,7 @@ class OrderService(_Service):
                     now,
                     "covered by balance, points or discounts",
                 )
-                self._core.payments.after_paid(uow, order, now, channel=None, out_trade_no=None)
+                self._ctx.payments.after_paid(uow, order, now, channel=None, out_trade_no=None)
             return order
 
         try:
@@ -1067,7 +431,7 @@ class OrderService(_Service):
                         self._check(actor, _P.ORDERS_VIEW, "orders:list", owner_id=-1)
                 else:
                     self._check(actor, _P.ORDERS_VIEW, "orders:list")
-            return list_orders(uow.conn, uow.tables, flt, limit=_limit(limit), cursor=cursor)
+            return list_orders(uow.conn, uow.tables, flt, limit=check_limit(limit), cursor=cursor)
 
         try:
             return self._read(work)
@@ -1107,7 +471,7 @@ class OrderService(_Service):
             order = uow.orders.get(number, lock=True)
             self._check(actor, _P.ORDERS_PAY, f"order:{number}")
             order.mark_paid(amount or order.amounts.payable, actor, now, reason)
-            self._core.payments.after_paid(uow, order, now, channel=None, out_trade_no=None)
+            self._ctx.payments.after_paid(uow, order, now, channel=None, out_trade_no=None)
             return order
 
         return self._run(work)
@@ -1200,7 +564,9 @@ class OrderService(_Service):
         The payment engine's job runner calls this after asking the channels; here it is the
         bare service call. Returns the numbers cancelled."""
         moment = now or self._now()
-        numbers = self._read(lambda uow: uow.orders.expired_pending(moment, limit=_limit(limit)))
+        numbers = self._read(
+            lambda uow: uow.orders.expired_pending(moment, limit=check_limit(limit))
+        )
         done = []
         for number in numbers:
             order = self.get(number)
@@ -1229,18 +595,18 @@ class OrderService(_Service):
                     )
                     self.cancel(number, actor=actor, reason=why, note=reason)
                 elif action == "activate":
-                    self._core.payments.schedule_activation(number, actor=actor)
+                    self._ctx.payments.schedule_activation(number, actor=actor)
                 else:
                     waiting = [
                         a
-                        for a in self._core.payments.attempts(number)
+                        for a in self._ctx.payments.attempts(number)
                         if a.status.value == "awaiting_review"
                     ]
                     if not waiting:
                         raise InvalidField(
                             f"order {number} has no payment awaiting review", field="order"
                         )
-                    self._core.payments.approve(waiting[-1].out_trade_no, actor=actor, note=reason)
+                    self._ctx.payments.approve(waiting[-1].out_trade_no, actor=actor, note=reason)
             except OrderCoreError as exc:
                 results.append(BatchResult(number, False, str(exc), type(exc).__name__))
             else:
@@ -1308,27 +674,3 @@ class OrderService(_Service):
             actor,
             lambda o, now: o.set_special(special, actor, now, reason),
         )
-
-
-# --------------------------------------------------------------------------------- audit
-class AuditService(_Service):
-    """The audit trail: verify the chain, read records."""
-
-    def verify(self) -> ChainVerdict:
-        """Recompute the whole chain; the verdict names the first broken record."""
-        key = self._core.settings.audit_key
-
-        def work(uow: UnitOfWork) -> ChainVerdict:
-            # Read the head first and stop there: records past it were committed after it was
-            # read (every append moves the head in its own transaction), not tampered with.
-            head = uow.audit.head()
-            upto = None if head is None else head[0]
-            return verify_chain(uow.audit.records(upto=upto), key, head)
-
-        return self._read(work)
-
-    def records(self, entity_kind: str, entity_id: str) -> list[AuditRecord]:
-        return self._read(lambda uow: uow.audit.for_entity(entity_kind, entity_id))
-
-    def count(self) -> int:
-        return self._read(lambda uow: uow.audit.count())

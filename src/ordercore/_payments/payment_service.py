@@ -28,8 +28,9 @@ from attrs import frozen
 
 from ordercore._actor import Actor
 from ordercore._audit.chain import AuditEntry
+from ordercore._context import Service, check_limit
 from ordercore._errors import ChannelError, InvalidField, OrderCoreError
-from ordercore._orders.order_service import _limit, _Service, _wallet_audit
+from ordercore._orders.wallet_service import wallet_audit
 from ordercore._outbox import ActivationContext, OutboxMessage
 from ordercore._permissions import Permission
 from ordercore._state import CancelReason, OrderStatus, PaymentEvent, PaymentStatus
@@ -155,12 +156,12 @@ def _outcome(results: list[ApplyResult]) -> _Outcome:
     return _Outcome(status, reason, first.out_trade_no, first.order_number)
 
 
-class PaymentService(_Service):
+class PaymentService(Service):
     """Paying orders through channels, and everything that follows a payment."""
 
     # -- channels --------------------------------------------------------------------------
     def channel(self, name: str) -> PaymentChannel:
-        return self._core.channel(name)
+        return self._ctx.channel(name)
 
     # -- starting a payment ----------------------------------------------------------------
     def start(
@@ -315,7 +316,7 @@ class PaymentService(_Service):
                 order_id=order.id,
                 idempotency_key=f"balance-payment:{attempt.out_trade_no}",
             )
-            uow.record(_wallet_audit(entry))
+            uow.record(wallet_audit(entry))
             attempt.received = attempt.amount
             attempt.apply(PaymentEvent.SUCCEED, Actor.channel(chan.name), now, "paid from balance")
             uow.save_attempt(attempt, now)
@@ -655,7 +656,7 @@ class PaymentService(_Service):
         self, uow: UnitOfWork, channel: str, event: RefundEvent, now: datetime
     ) -> ApplyResult:
         """A verified refund fact, applied by the refund engine (never as a payment)."""
-        status, number, reason = self._core.refunds.apply_notification(
+        status, number, reason = self._ctx.refunds.apply_notification(
             uow,
             channel=channel,
             out_refund_no=event.out_refund_no,
@@ -683,7 +684,7 @@ class PaymentService(_Service):
         """Stored notifications, newest first (the callback log)."""
         return self._read(
             lambda uow: uow.payments.inbox_list(
-                limit=_limit(limit),
+                limit=check_limit(limit),
                 before_id=before_id,
                 status=status,
                 order_number=order_number,
@@ -807,7 +808,7 @@ class PaymentService(_Service):
             attempt.apply(PaymentEvent.FAIL, actor, now, reason)
             uow.save_attempt(attempt, now)
             if order.status is OrderStatus.PENDING:
-                self._core.orders._cancel_in(uow, order, CancelReason.REJECTED, actor, now, reason)
+                self._ctx.orders._cancel_in(uow, order, CancelReason.REJECTED, actor, now, reason)
             uow.payments.add_outbox(
                 "payment.rejected",
                 order.number,
@@ -838,7 +839,7 @@ class PaymentService(_Service):
     ) -> builtins.list[PaymentAttempt]:
         return self._read(
             lambda uow: uow.payments.list_attempts(
-                limit=_limit(limit), before_id=before_id, status=status
+                limit=check_limit(limit), before_id=before_id, status=status
             )
         )
 
@@ -976,13 +977,13 @@ class PaymentService(_Service):
             chan = self.channel(attempt.channel)
             if chan.capabilities.query:
                 result = self.reconcile(attempt.out_trade_no, source="timeout query")
-                if self._core.orders.get(number).status is not OrderStatus.PENDING:
+                if self._ctx.orders.get(number).status is not OrderStatus.PENDING:
                     return "settled"
                 if result.reason == Outcome.UNKNOWN.value:
                     return "skipped"  # no answer: only a later query may decide (guarantee 5)
             if chan.capabilities.close and self._call_close(attempt, chan) is not Outcome.SUCCEEDED:
                 # Still payable, or paid meanwhile: never cancel what may be paid.
-                paid = self._core.orders.get(number).status is not OrderStatus.PENDING
+                paid = self._ctx.orders.get(number).status is not OrderStatus.PENDING
                 return "settled" if paid else "skipped"
 
         def work(uow: UnitOfWork, at: datetime) -> str:
@@ -999,7 +1000,7 @@ class PaymentService(_Service):
                         PaymentEvent.EXPIRE, Actor.system("timeout"), at, "order timed out"
                     )
                     uow.save_attempt(attempt, at)
-            self._core.orders._cancel_in(
+            self._ctx.orders._cancel_in(
                 uow, order, CancelReason.TIMEOUT, Actor.system("timeout"), at, None
             )
             return "canceled"
@@ -1036,7 +1037,7 @@ class PaymentService(_Service):
         self._run(work)
 
     def _activate_one(self, number: str, attempt_no: int, now: datetime) -> bool:
-        order = self._core.orders.get(number)
+        order = self._ctx.orders.get(number)
         ctx = ActivationContext(
             activation_id=f"activate:{number}",
             attempt=attempt_no,
@@ -1044,7 +1045,7 @@ class PaymentService(_Service):
             at=now,
         )
         try:
-            self._core.plugins.hook.ordercore_activate_order(order=order, ctx=ctx)
+            self._ctx.plugins.hook.ordercore_activate_order(order=order, ctx=ctx)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"[:2000]
 
@@ -1123,7 +1124,7 @@ class PaymentService(_Service):
             (activated if self._activate_one(number, attempt_no, moment) else failures).append(
                 number
             )
-        refunds = self._core.refunds.check_due(moment, batch=batch)
+        refunds = self._ctx.refunds.check_due(moment, batch=batch)
         delivered, delivery_failures = self.deliver_outbox(moment, batch=batch)
         return JobReport(
             refunds=tuple(refunds),
@@ -1150,7 +1151,7 @@ class PaymentService(_Service):
                 if message.kind == "order.revoke":
                     self._revoke(message, moment)
                 else:
-                    self._core.plugins.hook.ordercore_notify(event=message)
+                    self._ctx.plugins.hook.ordercore_notify(event=message)
             except Exception as exc:
                 failed += 1
                 error = f"{type(exc).__name__}: {exc}"
@@ -1164,7 +1165,6 @@ class PaymentService(_Service):
                 self._run(lambda uow, at, m=message: uow.payments.outbox_done(m.id, at))  # type: ignore[misc]
         return delivered, failed
 
-
     def _revoke(self, message: OutboxMessage, now: datetime) -> None:
         """Deliver an ``order.revoke`` message to ``ordercore_revoke_order`` (at least once;
         ``ctx.activation_id`` is stable across retries)."""
@@ -1176,8 +1176,8 @@ class PaymentService(_Service):
             actor=Actor.system("refunds"),
             at=now,
         )
-        self._core.plugins.hook.ordercore_revoke_order(
-            order=self._core.orders.get(message.order_number),
-            refund=self._core.refunds.get(refund_no),
+        self._ctx.plugins.hook.ordercore_revoke_order(
+            order=self._ctx.orders.get(message.order_number),
+            refund=self._ctx.refunds.get(refund_no),
             ctx=ctx,
         )

@@ -27,6 +27,7 @@ from attrs import frozen
 
 from ordercore._actor import Actor
 from ordercore._audit.chain import AuditEntry
+from ordercore._context import Service, check_limit
 from ordercore._errors import (
     ChannelError,
     InvalidAmount,
@@ -38,7 +39,7 @@ from ordercore._errors import (
 )
 from ordercore._money import Money
 from ordercore._orders.domain import Communication, Order
-from ordercore._orders.order_service import _limit, _Service, _wallet_audit, return_deductions
+from ordercore._orders.wallet_service import return_deductions, wallet_audit
 from ordercore._payments.domain import AnomalyKind, PaymentAttempt, backoff
 from ordercore._permissions import Permission
 from ordercore._state import (
@@ -101,7 +102,7 @@ def _required(text: str | None, what: str) -> str:
     return str(text).strip()
 
 
-class RefundService(_Service):
+class RefundService(Service):
     """Refund requests, review, processing through channels or the wallet, and retries."""
 
     # -- what may be refunded -----------------------------------------------------------
@@ -184,7 +185,7 @@ class RefundService(_Service):
                 order=refund.order_number,
             )
         try:
-            chan = self._core.channel(attempt.channel)
+            chan = self._ctx.channel(attempt.channel)
         except (ChannelError, OrderCoreError):
             raise RefundUnavailable(
                 f"channel {attempt.channel} is not configured here: configure it, or refund "
@@ -296,7 +297,7 @@ class RefundService(_Service):
             )
             uow.save_refund(refund, now)
             uow.payments.add_outbox("refund.requested", order.number, self._payload(refund), now)
-            rules = self._core.settings.refund_auto_approve
+            rules = self._ctx.settings.refund_auto_approve
             if rules is not None and rules.allows(
                 amount=money,
                 destination=where,
@@ -478,8 +479,8 @@ class RefundService(_Service):
     def _request_for(self, refund: Refund) -> tuple[PaymentChannel, RefundRequest]:
         assert refund.out_trade_no is not None
         assert refund.channel is not None
-        attempt = self._core.payments.attempt(refund.out_trade_no)
-        chan = self._core.channel(refund.channel)
+        attempt = self._ctx.payments.attempt(refund.out_trade_no)
+        chan = self._ctx.channel(refund.channel)
         return chan, RefundRequest(
             out_trade_no=attempt.out_trade_no,
             out_refund_no=refund.refund_no,
@@ -514,7 +515,7 @@ class RefundService(_Service):
         chan_map: dict[str, RefundFailure] = {}
         if refund.channel is not None:
             try:
-                chan_map = dict(getattr(self._core.channel(refund.channel), "refund_failures", {}))
+                chan_map = dict(getattr(self._ctx.channel(refund.channel), "refund_failures", {}))
             except (ChannelError, OrderCoreError):
                 return RefundFailure.CHANNEL_NOT_CONFIGURED
         if result.code is not None and result.code in chan_map:
@@ -679,7 +680,7 @@ class RefundService(_Service):
                 order_id=order.id,
                 idempotency_key=f"refund:{refund.refund_no}",
             )
-            uow.record(_wallet_audit(entry))
+            uow.record(wallet_audit(entry))
         full = False
         if refund.counts_toward_order and not self._fits(order, refund):
             # It had failed and its amount was refunded again meanwhile: the money went out
@@ -812,7 +813,7 @@ class RefundService(_Service):
         def work(uow: UnitOfWork) -> builtins.list[Refund]:
             order_id = uow.payments.order_id(order_number) if order_number else None
             return uow.refunds.list(
-                limit=_limit(limit), before_id=before_id, status=status, order_id=order_id
+                limit=check_limit(limit), before_id=before_id, status=status, order_id=order_id
             )
 
         return self._read(work)
@@ -821,7 +822,7 @@ class RefundService(_Service):
         return self._read(lambda uow: uow.refunds.for_order(uow.payments.order_id(number)))
 
 
-class AfterSalesService(_Service):
+class AfterSalesService(Service):
     """After-sales records: issues followed to resolution, and the whole after-sales view."""
 
     def open(
@@ -895,7 +896,7 @@ class AfterSalesService(_Service):
             if actor is not None:
                 self._check(actor, _P.ORDERS_VIEW, f"order:{number}", owner_id=order.customer_id)
             assert order.id is not None
-            refunds = self._core.refunds
+            refunds = self._ctx.refunds
             attempt = refunds._target(uow, order, None)
             return AfterSales(
                 order_number=order.number,
