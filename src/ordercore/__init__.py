@@ -65,8 +65,10 @@ from ._orders.pricing import Coupon, CouponKind, FeeRule, ManualDiscount, UseAll
 from ._orders.wallet import LedgerEntry, WalletSnapshot
 from ._outbox import ActivationContext, OutboxMessage
 from ._payments.domain import ActivationMode, Anomaly, AnomalyKind, AnomalyStatus, PaymentAttempt
-from ._payments.payment_service import JobReport, StartedPayment
+from ._payments.jobs import JobReport
+from ._payments.payment_service import StartedPayment
 from ._permissions import Authorizer, Permission
+from ._refunds.after_sales_service import AfterSales
 from ._refunds.domain import (
     AfterSalesIssue,
     AutoApproval,
@@ -75,7 +77,6 @@ from ._refunds.domain import (
     RefundDestination,
     RefundFailure,
 )
-from ._refunds.refund_service import AfterSales
 from ._state import (
     ANOMALY_MACHINE,
     ISSUE_MACHINE,

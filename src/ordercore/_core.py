@@ -25,8 +25,9 @@ from ._payments.channel_config import channel_configs
 from ._payments.payment_service import PaymentService
 from ._permissions import Authorizer
 from ._plugins import make_plugin_manager
+from ._refunds.after_sales_service import AfterSalesService
 from ._refunds.domain import RefundFailure
-from ._refunds.refund_service import AfterSalesService, RefundService
+from ._refunds.refund_service import RefundService
 from .adapters.sqlalchemy import migrate
 from .adapters.sqlalchemy.engine import make_engine
 from .adapters.sqlalchemy.tables import Tables, build_tables
@@ -37,6 +38,7 @@ __all__ = ["OrderCore"]
 
 
 _REFUND_FAILURES = frozenset(f.value for f in RefundFailure)
+
 
 class OrderCore:
     """ordercore bound to one database.

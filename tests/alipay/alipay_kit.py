@@ -9,9 +9,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from helpers import Backend, FakeClock
-from ordercore import Actor, OrderCore
+from ordercore import Actor, OrderCore, StartedPayment
 from ordercore._orders.domain import Order
-from ordercore._payments.payment_service import StartedPayment
 from ordercore.web import BackgroundServer
 from ordercore_alipay.sandbox import AlipaySandbox, generate_key
 

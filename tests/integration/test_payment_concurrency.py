@@ -15,8 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from helpers import Backend, FakeClock
-from ordercore import OrderStatus
-from ordercore._payments.payment_service import JobReport
+from ordercore import JobReport, OrderStatus
 from ordercore._state import CancelReason, OrderEvent, PaymentStatus
 
 from .payment_kit import ADMIN, Shop, cny, make_shop, race

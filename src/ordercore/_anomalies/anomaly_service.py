@@ -26,8 +26,8 @@ from ordercore._audit.chain import AuditEntry
 from ordercore._context import Service, check_limit
 from ordercore._errors import InvalidField, PermissionDenied, RefundError
 from ordercore._money import Money
+from ordercore._payments.applying import paid_key
 from ordercore._payments.domain import Anomaly, AnomalyKind, AnomalyStatus
-from ordercore._payments.payment_service import _paid_key
 from ordercore._permissions import Permission
 from ordercore._refunds.domain import RefundDestination
 from ordercore._state import ANOMALY_MACHINE, AnomalyEvent, OrderStatus, PaymentEvent, PaymentStatus
@@ -350,7 +350,7 @@ class AnomalyService(Service):
         attempt.received = self._received(anomaly)
         attempt.settles_order = False
         attempt.apply(PaymentEvent.SUCCEED, actor, now, f"anomaly #{anomaly.id}: to refund")
-        uow.payments.claim_event(_paid_key(attempt), attempt_id=attempt.id, inbox_id=None, now=now)
+        uow.payments.claim_event(paid_key(attempt), attempt_id=attempt.id, inbox_id=None, now=now)
         uow.save_attempt(attempt, now)
 
     @staticmethod
@@ -417,7 +417,7 @@ class AnomalyService(Service):
         if attempt.status is not PaymentStatus.SUCCEEDED:
             attempt.apply(PaymentEvent.SUCCEED, actor, now, f"amount accepted: {note}")
         uow.payments.claim_event(
-            _paid_key(attempt),
+            paid_key(attempt),
             attempt_id=attempt.id,
             inbox_id=None,
             now=now,

@@ -21,7 +21,7 @@ from attrs import define, field, frozen
 
 from ordercore._actor import Actor
 from ordercore._audit.chain import AuditEntry
-from ordercore._errors import ConfigurationError
+from ordercore._errors import ConfigurationError, InvalidField
 from ordercore._money import Money, to_decimal
 from ordercore._state import (
     ISSUE_MACHINE,
@@ -42,6 +42,7 @@ __all__ = [
     "Refund",
     "RefundDestination",
     "RefundFailure",
+    "required_text",
 ]
 
 
@@ -334,3 +335,10 @@ class AfterSalesIssue:
             )
         )
         return transition
+
+
+def required_text(text: str | None, what: str) -> str:
+    """``text`` stripped; InvalidField naming ``what`` when it is missing or blank."""
+    if text is None or not str(text).strip():
+        raise InvalidField(f"a refund {what} is required", field=what)
+    return str(text).strip()

@@ -1,0 +1,277 @@
+"""Applying a payment: the one place where an attempt succeeds and its order is paid, or
+what arrived becomes an anomaly; the activation planned with it; the attempt locks that
+every payment use case shares.
+"""
+
+from __future__ import annotations
+
+import builtins
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from attrs import frozen
+
+from ordercore._actor import Actor
+from ordercore._context import Service
+from ordercore._state import OrderStatus, PaymentEvent, PaymentStatus
+from ordercore.channels import (
+    PaymentChannel,
+)
+from ordercore.channels import PaymentEvent as ChannelPaymentEvent
+
+from .domain import (
+    OPEN_ATTEMPT_STATES,
+    ActivationMode,
+    AnomalyKind,
+    PaymentAttempt,
+)
+
+if TYPE_CHECKING:
+    from ordercore._orders.domain import Order
+    from ordercore.adapters.sqlalchemy.uow import UnitOfWork
+
+
+__all__ = ["ApplyResult", "PaymentCore", "paid_key"]
+
+
+@frozen
+class ApplyResult:
+    """What applying one channel event did: ``applied``, ``duplicate``, ``anomaly``,
+    ``ignored`` or ``unknown_payment``."""
+
+    status: str
+    order_number: str | None = None
+    out_trade_no: str | None = None
+    reason: str | None = None
+
+
+def paid_key(attempt: PaymentAttempt) -> str:
+    """The dedupe key under which an attempt's payment is applied, whatever reported it."""
+    return f"{attempt.channel}:paid:{attempt.out_trade_no}"
+
+
+class PaymentCore(Service):
+    """What every payment use case shares: the channel registry, applying a payment
+    exactly once, anomalies, and the locks on an order and its attempt."""
+
+    # -- channels --------------------------------------------------------------------------
+    def channel(self, name: str) -> PaymentChannel:
+        return self._ctx.channel(name)
+
+    # -- what follows a payment -----------------------------------------------------------
+    def _order_paid(
+        self, uow: UnitOfWork, order: Order, attempt: PaymentAttempt, now: datetime
+    ) -> None:
+        """The order's payable arrived through ``attempt``: mark it paid, then what follows
+        every payment. Same transaction as the caller's."""
+        order.mark_paid(
+            attempt.amount, Actor.channel(attempt.channel), now, f"attempt {attempt.out_trade_no}"
+        )
+        if not attempt.settles_order:
+            attempt.settles_order = True
+            uow.save_attempt(attempt, now)
+        self.after_paid(uow, order, now, channel=attempt.channel, out_trade_no=attempt.out_trade_no)
+
+    def after_paid(
+        self,
+        uow: UnitOfWork,
+        order: Order,
+        now: datetime,
+        *,
+        channel: str | None,
+        out_trade_no: str | None,
+    ) -> None:
+        """What follows every payment of ``order`` (already marked paid), in the caller's
+        transaction: the coupon use is consumed, activation is scheduled by its mode, the
+        ``order.paid`` notification is queued, and other open attempts are cancelled."""
+        assert order.id is not None
+        uow.coupons.consume(order.id, now)
+        mode, due = self._activation_plan(uow, order, now)
+        uow.payments.set_activation(order.id, mode=mode.value, due_at=due, attempts=0, error=None)
+        uow.payments.add_outbox(
+            "order.paid",
+            order.number,
+            {
+                "order": order.number,
+                "customer_id": order.customer_id,
+                "amount": str(order.amounts.paid_amount.amount),
+                "currency": order.currency.code,
+                "channel": channel,
+                "out_trade_no": out_trade_no,
+            },
+            now,
+        )
+        # Other open attempts of this order can no longer be paid legitimately: mark them
+        # canceled (a late payment on one of them becomes a duplicate-payment anomaly).
+        for other in uow.payments.attempts_for(order.id):
+            if other.out_trade_no != out_trade_no and other.status in OPEN_ATTEMPT_STATES:
+                other.apply(
+                    PaymentEvent.CANCEL,
+                    Actor.system("payments"),
+                    now,
+                    "order paid by another attempt",
+                )
+                other.next_check_at = now  # close it at the platform (reconciliation)
+                uow.save_attempt(other, now)
+
+    def _activation_plan(
+        self, uow: UnitOfWork, order: Order, now: datetime
+    ) -> tuple[ActivationMode, datetime | None]:
+        assert order.id is not None
+        stored = uow.payments.activation(order.id)
+        mode = ActivationMode(stored["mode"])
+        if mode is ActivationMode.AUTO:
+            return mode, now
+        if mode is ActivationMode.DELAYED:
+            if stored["due_at"] is not None:
+                return mode, stored["due_at"]
+            delays = [
+                uow.products.get(line.sku).activation_delay_minutes or 0 for line in order.lines
+            ]
+            return mode, now + timedelta(minutes=max(delays, default=0))
+        return mode, None
+
+    def _anomaly(
+        self,
+        uow: UnitOfWork,
+        kind: AnomalyKind,
+        *,
+        attempt: PaymentAttempt,
+        evidence: dict[str, Any],
+        dedupe: str,
+        now: datetime,
+    ) -> None:
+        anomaly_id, created = uow.payments.open_anomaly(
+            kind=kind,
+            dedupe_key=f"{kind.value}:{dedupe}",
+            evidence=evidence,
+            now=now,
+            order_id=attempt.order_id,
+            attempt_id=attempt.id,
+        )
+        if created:
+            uow.payments.add_outbox(
+                "anomaly.opened",
+                attempt.order_number,
+                {"anomaly": anomaly_id, "kind": kind.value, **evidence},
+                now,
+            )
+
+    def _apply_payment(
+        self,
+        uow: UnitOfWork,
+        event: ChannelPaymentEvent,
+        *,
+        channel: str,
+        source: str,
+        inbox_id: int | None,
+        now: datetime,
+    ) -> ApplyResult:
+        """Apply a verified payment fact. Locks the order, then the attempt."""
+        found = uow.payments.find_attempt(event.out_trade_no)
+        if found is None or found.channel != channel:
+            return ApplyResult(
+                "unknown_payment", None, event.out_trade_no, "no such payment attempt"
+            )
+        order = uow.orders.get(found.order_number, lock=True, light=True)
+        attempt = uow.payments.attempt(event.out_trade_no, lock=True)
+        result = ApplyResult("applied", order.number, attempt.out_trade_no)
+        actor = Actor.channel(channel)
+        evidence: dict[str, Any] = {
+            "out_trade_no": attempt.out_trade_no,
+            "channel": channel,
+            "channel_trade_no": event.channel_trade_no,
+            "status": event.status,
+            "expected": str(attempt.amount),
+            "received": None if event.amount is None else str(event.amount),
+            "source": source,
+            "inbox_id": inbox_id,
+        }
+        if not event.paid:
+            if attempt.status in OPEN_ATTEMPT_STATES and attempt.can(PaymentEvent.FAIL):
+                attempt.failure_reason = event.status
+                attempt.apply(PaymentEvent.FAIL, actor, now, f"{source}: {event.status}")
+                uow.save_attempt(attempt, now)
+                return result
+            return ApplyResult("ignored", order.number, attempt.out_trade_no, f"{event.status}")
+        if event.amount is None:
+            return ApplyResult("ignored", order.number, attempt.out_trade_no, "paid without amount")
+        if event.amount.currency != attempt.amount.currency:
+            self._anomaly(
+                uow,
+                AnomalyKind.CURRENCY_MISMATCH,
+                attempt=attempt,
+                evidence=evidence,
+                dedupe=f"{attempt.out_trade_no}:{event.amount}",
+                now=now,
+            )
+            return ApplyResult("anomaly", order.number, attempt.out_trade_no, "currency mismatch")
+        if event.amount != attempt.amount:
+            self._anomaly(
+                uow,
+                AnomalyKind.AMOUNT_MISMATCH,
+                attempt=attempt,
+                evidence=evidence,
+                dedupe=f"{attempt.out_trade_no}:{event.amount}",
+                now=now,
+            )
+            return ApplyResult("anomaly", order.number, attempt.out_trade_no, "amount mismatch")
+        key = paid_key(attempt)
+        if attempt.status is PaymentStatus.SUCCEEDED or not uow.payments.claim_event(
+            key, attempt_id=attempt.id, inbox_id=inbox_id, now=now
+        ):
+            return ApplyResult("duplicate", order.number, attempt.out_trade_no, "already applied")
+        attempt.channel_trade_no = event.channel_trade_no or attempt.channel_trade_no
+        attempt.received = event.amount
+        attempt.apply(PaymentEvent.SUCCEED, actor, now, f"{source}: {event.status}")
+        attempt.settles_order = order.status is OrderStatus.PENDING  # saved once, here
+        uow.save_attempt(attempt, now)
+        if order.status is OrderStatus.CANCELED:
+            self._anomaly(
+                uow,
+                AnomalyKind.PAYMENT_AFTER_CANCEL,
+                attempt=attempt,
+                evidence=evidence,
+                dedupe=attempt.out_trade_no,
+                now=now,
+            )
+            return ApplyResult(
+                "anomaly", order.number, attempt.out_trade_no, "payment after cancel"
+            )
+        if order.status is not OrderStatus.PENDING:
+            self._anomaly(
+                uow,
+                AnomalyKind.DUPLICATE_PAYMENT,
+                attempt=attempt,
+                evidence=evidence,
+                dedupe=attempt.out_trade_no,
+                now=now,
+            )
+            return ApplyResult("anomaly", order.number, attempt.out_trade_no, "duplicate payment")
+        self._order_paid(uow, order, attempt, now)
+        return result
+
+    # -- bank transfer review -------------------------------------------------------------
+    def _lock_attempt(
+        self,
+        uow: UnitOfWork,
+        out_trade_no: str,
+        actor: Actor,
+        permission: str,
+        *,
+        owner_only: bool = False,
+    ) -> tuple[Order, PaymentAttempt]:
+        """Lock the attempt's order, check ``actor`` on it, then lock the attempt (the lock
+        order every payment path keeps: order first, then attempt)."""
+        found = uow.payments.attempt(out_trade_no)
+        order = uow.orders.get(found.order_number, lock=True)
+        owner = order.customer_id if owner_only else None
+        self._check(actor, permission, f"order:{order.number}", owner_id=owner)
+        return order, uow.payments.attempt(out_trade_no, lock=True)
+
+    # -- reading ---------------------------------------------------------------------------
+    def attempts(self, number: str) -> builtins.list[PaymentAttempt]:
+        return self._read(lambda uow: uow.payments.attempts_for(uow.payments.order_id(number)))
+
+    def attempt(self, out_trade_no: str) -> PaymentAttempt:
+        return self._read(lambda uow: uow.payments.attempt(out_trade_no))
