@@ -4,7 +4,7 @@ The public API is what ``__all__`` lists; every other module is private.
 """
 
 from ._actor import Actor, ActorKind
-from ._anomalies.anomaly_service import ResolutionAction
+from ._anomalies.domain import Anomaly, AnomalyKind, AnomalyStatus, ResolutionAction
 from ._audit.chain import AuditEntry, AuditRecord, ChainVerdict
 from ._config import Settings
 from ._core import OrderCore
@@ -46,11 +46,9 @@ from ._errors import (
     ValidationError,
 )
 from ._money import Currency, Money, get_currency, register_currency
+from ._orders.amounts import AdjustmentKind, AmountAdjustment, AmountBreakdown
 from ._orders.customer_service import NewCustomer
 from ._orders.domain import (
-    AdjustmentKind,
-    AmountAdjustment,
-    AmountBreakdown,
     Communication,
     Customer,
     Note,
@@ -64,7 +62,7 @@ from ._orders.order_service import BatchResult, OrderDetails
 from ._orders.pricing import Coupon, CouponKind, FeeRule, ManualDiscount, UseAll
 from ._orders.wallet import LedgerEntry, WalletSnapshot
 from ._outbox import ActivationContext, OutboxMessage
-from ._payments.domain import ActivationMode, Anomaly, AnomalyKind, AnomalyStatus, PaymentAttempt
+from ._payments.domain import ActivationMode, PaymentAttempt
 from ._payments.jobs import JobReport
 from ._payments.payment_service import StartedPayment
 from ._permissions import Authorizer, Permission

@@ -20,17 +20,8 @@ from ordercore._errors import (
     ValidationError,
 )
 from ordercore._money import Money
-from ordercore._orders.domain import (
-    AdjustmentKind,
-    AmountAdjustment,
-    AmountBreakdown,
-    Communication,
-    Customer,
-    Note,
-    Order,
-    OrderLine,
-    Product,
-)
+from ordercore._orders.amounts import AdjustmentKind, AmountAdjustment, AmountBreakdown
+from ordercore._orders.domain import Communication, Customer, Note, Order, OrderLine, Product
 
 T0 = datetime(2026, 11, 24, 8, 0, tzinfo=timezone.utc)
 NAIVE = datetime(2026, 11, 24, 8, 0)

@@ -249,7 +249,8 @@ def test_tables_are_read_only() -> None:
 
 # ------------------------------------------------------------------- the Order aggregate
 def make_order(price: str = "30.00", quantity: int = 2, currency: str = "CNY") -> Any:
-    from ordercore._orders.domain import AmountBreakdown, Order, OrderLine
+    from ordercore._orders.amounts import AmountBreakdown
+    from ordercore._orders.domain import Order, OrderLine
 
     line = OrderLine(
         sku="PLAN-PRO", name="Pro plan", unit_price=Money.of(price, currency), quantity=quantity

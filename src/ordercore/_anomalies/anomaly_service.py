@@ -16,7 +16,6 @@ each step an audit record on the order. Resolving is an *action*, not just a wor
 from __future__ import annotations
 
 import builtins
-import enum
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -27,44 +26,18 @@ from ordercore._context import Service, check_limit
 from ordercore._errors import InvalidField, PermissionDenied, RefundError
 from ordercore._money import Money
 from ordercore._payments.applying import paid_key
-from ordercore._payments.domain import Anomaly, AnomalyKind, AnomalyStatus
 from ordercore._permissions import Permission
 from ordercore._refunds.domain import RefundDestination
 from ordercore._state import ANOMALY_MACHINE, AnomalyEvent, OrderStatus, PaymentEvent, PaymentStatus
 
+from .domain import ACTION_FITS, Anomaly, AnomalyKind, AnomalyStatus, ResolutionAction
+
 if TYPE_CHECKING:
     from ordercore.adapters.sqlalchemy.uow import UnitOfWork
 
-__all__ = ["AnomalyService", "ResolutionAction"]
+__all__ = ["AnomalyService"]
 
 _P = Permission
-
-
-class ResolutionAction(str, enum.Enum):
-    """What resolving an anomaly does."""
-
-    DISMISS = "dismiss"
-    REFUND = "refund"
-    RESEND = "resend"
-    ACCEPT = "accept"
-    FRAUD = "fraud"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-#: Which actions fit which anomalies (dismiss and fraud fit every kind).
-_FITS: dict[ResolutionAction, frozenset[AnomalyKind]] = {
-    ResolutionAction.REFUND: frozenset(
-        {
-            AnomalyKind.DUPLICATE_PAYMENT,
-            AnomalyKind.PAYMENT_AFTER_CANCEL,
-            AnomalyKind.AMOUNT_MISMATCH,
-        }
-    ),
-    ResolutionAction.RESEND: frozenset({AnomalyKind.PAYMENT_NOT_RECEIVED}),
-    ResolutionAction.ACCEPT: frozenset({AnomalyKind.AMOUNT_MISMATCH}),
-}
 
 
 def _note(note: str | None) -> str:
@@ -257,7 +230,7 @@ class AnomalyService(Service):
         anomaly = self.get(anomaly_id)
         if not ANOMALY_MACHINE.allowed_events(anomaly.status):
             raise InvalidField(f"anomaly #{anomaly_id} is resolved already", field="status")
-        fits = _FITS.get(act)
+        fits = ACTION_FITS.get(act)
         if fits is not None and anomaly.kind not in fits:
             raise InvalidField(
                 f"anomaly #{anomaly_id} is a {anomaly.kind.value}: {act.value} resolves "

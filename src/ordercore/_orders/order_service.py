@@ -18,6 +18,7 @@ from attrs import evolve, frozen
 from sqlalchemy.exc import IntegrityError
 
 from ordercore._actor import Actor, ActorKind
+from ordercore._anomalies.domain import Anomaly
 from ordercore._audit.chain import (
     AuditEntry,
     AuditRecord,
@@ -37,20 +38,14 @@ from ordercore._errors import (
 )
 from ordercore._money import Money
 from ordercore._numbers import OrderNumberGenerator
-from ordercore._payments.domain import OPEN_ATTEMPT_STATES, Anomaly, PaymentAttempt
+from ordercore._payments.domain import OPEN_ATTEMPT_STATES, PaymentAttempt
 from ordercore._permissions import Permission
 from ordercore._refunds.domain import AfterSalesIssue, Refund
 from ordercore._state import CancelReason, OrderStatus, PaymentEvent, Transition
 
+from .amounts import AmountBreakdown
 from .customer_service import CustomerService, NewCustomer
-from .domain import (
-    AmountBreakdown,
-    Customer,
-    Order,
-    OrderLine,
-    Product,
-    validate_tag,
-)
+from .domain import Customer, Order, OrderLine, Product, validate_tag
 from .listing import OrderFilter, Page
 from .pricing import ManualDiscount, UseAll, price_order
 from .wallet import POINTS, LedgerEntry
@@ -420,8 +415,6 @@ class OrderService(Service):
         actor: Actor | None = None,
     ) -> Page:
         """Orders matching ``flt``, newest first, one keyset page at a time."""
-        from ordercore.adapters.sqlalchemy.listing import list_orders
-
         flt = flt or OrderFilter()
 
         def work(uow: UnitOfWork) -> Page:
@@ -431,7 +424,7 @@ class OrderService(Service):
                         self._check(actor, _P.ORDERS_VIEW, "orders:list", owner_id=-1)
                 else:
                     self._check(actor, _P.ORDERS_VIEW, "orders:list")
-            return list_orders(uow.conn, uow.tables, flt, limit=check_limit(limit), cursor=cursor)
+            return uow.list_orders(flt, limit=check_limit(limit), cursor=cursor)
 
         try:
             return self._read(work)

@@ -35,7 +35,8 @@ from ordercore._errors import (
 )
 from ordercore._money import Money, to_decimal
 
-from .domain import AdjustmentKind, AmountAdjustment, AmountBreakdown, OrderLine
+from .amounts import AdjustmentKind, AmountAdjustment, AmountBreakdown
+from .domain import OrderLine
 
 __all__ = [
     "Coupon",

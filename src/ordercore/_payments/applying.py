@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from attrs import frozen
 
 from ordercore._actor import Actor
+from ordercore._anomalies.domain import AnomalyKind
 from ordercore._context import Service
 from ordercore._state import OrderStatus, PaymentEvent, PaymentStatus
 from ordercore.channels import (
@@ -19,12 +20,7 @@ from ordercore.channels import (
 )
 from ordercore.channels import PaymentEvent as ChannelPaymentEvent
 
-from .domain import (
-    OPEN_ATTEMPT_STATES,
-    ActivationMode,
-    AnomalyKind,
-    PaymentAttempt,
-)
+from .domain import OPEN_ATTEMPT_STATES, ActivationMode, PaymentAttempt
 
 if TYPE_CHECKING:
     from ordercore._orders.domain import Order

@@ -7,19 +7,16 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from attrs import define, field, frozen
+from attrs import define, field
 
 from ordercore._actor import Actor
 from ordercore._audit.chain import AuditEntry
 from ordercore._money import Money
-from ordercore._state import PAYMENT_MACHINE, AnomalyStatus, PaymentEvent, PaymentStatus, Transition
+from ordercore._state import PAYMENT_MACHINE, PaymentEvent, PaymentStatus, Transition
 
 __all__ = [
     "OPEN_ATTEMPT_STATES",
     "ActivationMode",
-    "Anomaly",
-    "AnomalyKind",
-    "AnomalyStatus",
     "PaymentAttempt",
     "backoff",
 ]
@@ -31,21 +28,6 @@ class ActivationMode(str, enum.Enum):
     AUTO = "auto"
     MANUAL = "manual"
     DELAYED = "delayed"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-class AnomalyKind(str, enum.Enum):
-    DUPLICATE_PAYMENT = "duplicate_payment"
-    AMOUNT_MISMATCH = "amount_mismatch"
-    CURRENCY_MISMATCH = "currency_mismatch"
-    PAYMENT_AFTER_CANCEL = "payment_after_cancel"
-    PAYMENT_NOT_RECEIVED = "payment_not_received"
-    FRAUD = "fraud"
-    #: a refund the platform made that no longer fits the order (it had failed and the
-    #: amount was refunded again): money went out twice
-    OVER_REFUND = "over_refund"
 
     def __str__(self) -> str:
         return self.value
@@ -129,19 +111,3 @@ class PaymentAttempt:
 
     def can(self, event: PaymentEvent) -> bool:
         return event in PAYMENT_MACHINE.allowed_events(self.status)
-
-
-@frozen
-class Anomaly:
-    """Something about money that needs a person: kind, evidence, where it stands."""
-
-    id: int
-    kind: AnomalyKind
-    status: AnomalyStatus
-    evidence: Mapping[str, Any]
-    created_at: datetime
-    updated_at: datetime
-    order_number: str | None = None
-    out_trade_no: str | None = None
-    resolved_at: datetime | None = None
-    resolution: str | None = None

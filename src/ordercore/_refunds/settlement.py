@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ordercore._actor import Actor
+from ordercore._anomalies.domain import AnomalyKind
 from ordercore._context import Service
 from ordercore._errors import (
     ChannelError,
@@ -19,7 +20,7 @@ from ordercore._errors import (
 from ordercore._money import Money
 from ordercore._orders.domain import Order
 from ordercore._orders.wallet_service import return_deductions, wallet_audit
-from ordercore._payments.domain import AnomalyKind, backoff
+from ordercore._payments.domain import backoff
 from ordercore._state import (
     OrderStatus,
     RefundEvent,

@@ -13,11 +13,12 @@ from sqlalchemy import Connection, Row, and_, bindparam, insert, or_, select, up
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
+from ordercore._anomalies.domain import Anomaly, AnomalyKind, AnomalyStatus
 from ordercore._audit.chain import canonical_json
 from ordercore._errors import NotFound, PaymentNotFound
 from ordercore._money import Money, get_currency
 from ordercore._outbox import OutboxMessage
-from ordercore._payments.domain import Anomaly, AnomalyKind, AnomalyStatus, PaymentAttempt
+from ordercore._payments.domain import PaymentAttempt
 from ordercore._state import OrderStatus, PaymentStatus
 
 from .tables import Tables

@@ -22,10 +22,8 @@ from ordercore._errors import (
     ProductNotFound,
 )
 from ordercore._money import Currency, Money, get_currency
+from ordercore._orders.amounts import AdjustmentKind, AmountAdjustment, AmountBreakdown
 from ordercore._orders.domain import (
-    AdjustmentKind,
-    AmountAdjustment,
-    AmountBreakdown,
     Communication,
     Customer,
     Note,

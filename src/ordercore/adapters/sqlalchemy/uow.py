@@ -8,10 +8,12 @@ from types import TracebackType
 from sqlalchemy import Connection, Engine
 
 from ordercore._audit.chain import AuditEntry
+from ordercore._orders.listing import OrderFilter, Page
 from ordercore._payments.domain import PaymentAttempt
 from ordercore._refunds.domain import AfterSalesIssue, Refund
 
 from .coupons import CouponRepository
+from .listing import list_orders
 from .payments import PaymentRepository
 from .refunds import RefundRepository
 from .repositories import AuditRepository, CustomerRepository, OrderRepository, ProductRepository
@@ -73,6 +75,10 @@ class UnitOfWork:
                 self._tx.rollback()
         finally:
             self.conn.close()
+
+    def list_orders(self, flt: OrderFilter, *, limit: int, cursor: str | None) -> Page:
+        """One page of the order list (:func:`.listing.list_orders`)."""
+        return list_orders(self.conn, self.tables, flt, limit=limit, cursor=cursor)
 
     def record(self, entry: AuditEntry) -> None:
         """Queue an audit entry; it is stored at commit, in this transaction."""
