@@ -16,14 +16,10 @@ from typing import TYPE_CHECKING
 
 from ordercore import hookimpl
 
-from ._channel import (
-    DEFAULT_GATEWAY_URL,
-    RETRYABLE_REFUND_CODES,
-    SANDBOX_GATEWAY_URL,
-    AlipayChannel,
-    GatewayReply,
-)
+from ._channel import AlipayChannel
+from ._settings import DEFAULT_GATEWAY_URL, RETRYABLE_REFUND_CODES, SANDBOX_GATEWAY_URL
 from ._transport import HttpResponse, Transport, TransportError, UrllibTransport
+from ._wire import GatewayReply
 
 if TYPE_CHECKING:
     from ordercore import Settings

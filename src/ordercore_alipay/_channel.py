@@ -14,18 +14,16 @@ the methods below. Two rules run through it:
 from __future__ import annotations
 
 import json
-import re
 import urllib.parse
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, ClassVar, Final
 
 import attrs
-from attrs import frozen
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from ordercore import ConfigurationError, Money
+from ordercore import ConfigurationError
 from ordercore.channels import (
     Capabilities,
     ChannelConfig,
@@ -44,7 +42,30 @@ from ordercore.channels import (
 )
 
 from . import _sign
+from ._settings import (
+    _APP_ID,
+    _CERT_SECRETS,
+    _KEY_SECRETS,
+    _OPTIONS,
+    _SELLER_ID,
+    DEFAULT_GATEWAY_URL,
+    DEFAULT_REFUND_DEADLINE_DAYS,
+    DEFAULT_TIMEOUT_SECONDS,
+    RETRYABLE_REFUND_CODES,
+    SANDBOX_GATEWAY_URL,
+    _option_text,
+    _url,
+)
 from ._transport import Transport, TransportError, UrllibTransport
+from ._wire import (
+    BEIJING,
+    GatewayReply,
+    _money,
+    _parse_time,
+    _yuan,
+    beijing_time,
+    parse_form,
+)
 
 __all__ = [
     "BEIJING",
@@ -59,200 +80,16 @@ __all__ = [
     "parse_form",
 ]
 
-#: Alipay's production gateway.
-DEFAULT_GATEWAY_URL: Final = "https://openapi.alipay.com/gateway.do"
-#: Alipay's own sandbox environment (set it as ``gateway_url`` to use it).
-SANDBOX_GATEWAY_URL: Final = "https://openapi-sandbox.dl.alipaydev.com/gateway.do"
-DEFAULT_TIMEOUT_SECONDS: Final = 15.0
-#: The refund window when ``refund_deadline_days`` is not set: 3 months, the shorter of
-#: Alipay's usual contracts (3 or 12 months).
-DEFAULT_REFUND_DEADLINE_DAYS: Final = 90
-#: Alipay's time zone (China Standard Time, no daylight saving).
-BEIJING: Final = timezone(timedelta(hours=8), "Asia/Shanghai")
-#: Refund ``sub_code`` values after which the same request, made again later, can succeed.
-RETRYABLE_REFUND_CODES: Final = frozenset(
-    {
-        "ACQ.SYSTEM_ERROR",  # Alipay's own error: retry with the same out_request_no
-        "ACQ.SELLER_BALANCE_NOT_ENOUGH",  # top the merchant account up, then retry
-        "ACQ.REASON_TRADE_BEEN_FREEZEN",  # the trade is frozen for now
-    }
-)
 
-_SUCCESS: Final = "10000"
-_BUSINESS_FAILURE: Final = "40004"
-_UNKNOWN: Final = "20000"
 _NOT_EXIST: Final = "ACQ.TRADE_NOT_EXIST"
 _PAID_STATUSES: Final = frozenset({"TRADE_SUCCESS", "TRADE_FINISHED"})
 _REFUND_MARKERS: Final = ("refund_fee", "gmt_refund", "out_biz_no")
-_AMOUNT: Final = re.compile(r"(?:0|[1-9][0-9]{0,11})(?:\.[0-9]{1,2})?")
 _MIN_AMOUNT: Final = Decimal("0.01")
 _MAX_AMOUNT: Final = Decimal("100000000")
-_APP_ID: Final = re.compile(r"[0-9]{1,32}")
-_SELLER_ID: Final = re.compile(r"2088[0-9]{12}")
-_PARAM_NAME: Final = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
-_TIME_FORMAT: Final = "%Y-%m-%d %H:%M:%S"
-_MAX_PARAMS: Final = 200
-_OPTIONS: Final = frozenset(
-    {
-        "app_id",
-        "seller_id",
-        "gateway_url",
-        "return_url",
-        "sign_type",
-        "timeout_seconds",
-        "app_auth_token",
-        "page_product_code",
-        "wap_product_code",
-        "transport",
-    }
-)
-_KEY_SECRETS: Final = frozenset({"app_private_key", "alipay_public_key"})
-_CERT_SECRETS: Final = frozenset({"app_cert", "alipay_root_cert", "alipay_cert"})
 
 
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def beijing_time(moment: datetime) -> str:
-    """``moment`` as Alipay writes times: ``yyyy-MM-dd HH:mm:ss`` in Beijing time (a naive
-    ``moment`` is taken as UTC)."""
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(BEIJING).strftime(_TIME_FORMAT)
-
-
-def _parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=BEIJING)
-    except ValueError:
-        return None
-
-
-def _yuan(money: Money) -> str:
-    return f"{money.amount:f}"
-
-
-def _money(text: object) -> Money | None:
-    """A yuan amount as Alipay writes it (``"27.00"``), or None if it is not one."""
-    if not isinstance(text, str) or not _AMOUNT.fullmatch(text):
-        return None
-    return Money.of(text, "CNY")
-
-
-def parse_form(body: bytes) -> tuple[dict[str, str], str]:
-    """Decode an ``application/x-www-form-urlencoded`` body the way Alipay encodes it: each
-    name and value percent-decoded to bytes (``+`` is a space), then decoded with the charset
-    the form's own ``charset`` parameter names (UTF-8 when it names none). Returns the
-    parameters, values exactly as sent, and the codec. ``ValueError`` for anything else:
-    repeated names, an unknown charset, bytes the charset cannot decode."""
-    raw: dict[bytes, bytes] = {}
-    for pair in body.split(b"&"):
-        if not pair:
-            continue
-        if b"=" not in pair:
-            raise ValueError("a form field without '='")
-        name, value = pair.split(b"=", 1)
-        name_bytes = urllib.parse.unquote_to_bytes(name.replace(b"+", b" "))
-        if name_bytes in raw:
-            raise ValueError(f"the field {name_bytes[:40]!r} appears twice")
-        raw[name_bytes] = urllib.parse.unquote_to_bytes(value.replace(b"+", b" "))
-        if len(raw) > _MAX_PARAMS:
-            raise ValueError(f"more than {_MAX_PARAMS} fields")
-    if not raw:
-        raise ValueError("an empty form")
-    declared = raw.get(b"charset", b"utf-8").decode("ascii", "replace").strip().lower()
-    codec = _sign.CHARSETS.get(declared)
-    if codec is None:
-        raise ValueError(f"unsupported charset {declared[:20]!r}")
-    params: dict[str, str] = {}
-    for name_bytes, value_bytes in raw.items():
-        name_text = name_bytes.decode("ascii")
-        if not _PARAM_NAME.fullmatch(name_text):
-            raise ValueError(f"a field name {name_text[:40]!r} Alipay does not send")
-        params[name_text] = value_bytes.decode(codec)
-    return params, codec
-
-
-@frozen
-class GatewayReply:
-    """What came back from one gateway call.
-
-    ``data`` is the ``*_response`` (or ``error_response``) object; ``signed`` says its
-    signature was verified with Alipay's key. ``problem`` is set when there is no usable
-    answer at all (no HTTP answer, an HTTP error status, an unreadable body, a signature that
-    does not verify): the outcome is then unknown.
-    """
-
-    data: Mapping[str, Any] = attrs.field(factory=dict)
-    signed: bool = False
-    problem: str | None = None
-
-    @property
-    def code(self) -> str | None:
-        value = self.data.get("code")
-        return value if isinstance(value, str) else None
-
-    @property
-    def sub_code(self) -> str | None:
-        value = self.data.get("sub_code")
-        return value if isinstance(value, str) and value else None
-
-    def text(self, name: str) -> str | None:
-        value = self.data.get(name)
-        return value if isinstance(value, str) and value else None
-
-    @property
-    def succeeded(self) -> bool:
-        return self.problem is None and self.signed and self.code == _SUCCESS
-
-    @property
-    def business_failure(self) -> bool:
-        return self.problem is None and self.signed and self.code == _BUSINESS_FAILURE
-
-    @property
-    def unknown(self) -> bool:
-        """No verified answer, or Alipay's own "outcome unknown" (``20000``)."""
-        return self.problem is not None or self.code == _UNKNOWN
-
-    def describe(self) -> str:
-        if self.problem is not None:
-            return self.problem
-        parts = [p for p in (self.code, self.sub_code) if p]
-        message = self.text("sub_msg") or self.text("msg")
-        text = " ".join(parts) or "no code"
-        if message:
-            text = f"{text}: {message}"
-        if not self.signed:
-            text = f"{text} (unsigned)"
-        return text[:500]
-
-
-def _option_text(config: ChannelConfig, key: str) -> str | None:
-    value = config.options.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise ConfigurationError(
-            f"[channels.{config.name}] {key} must be text, not {type(value).__name__}",
-            channel=config.name,
-        )
-    text = str(value).strip()
-    return text or None
-
-
-def _url(config: ChannelConfig, key: str, value: str | None) -> str | None:
-    if value is None:
-        return None
-    parts = urllib.parse.urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigurationError(
-            f"[channels.{config.name}] {key} must be an http(s) URL, not {value!r}",
-            channel=config.name,
-        )
-    return value
 
 
 class AlipayChannel(PaymentChannel):
