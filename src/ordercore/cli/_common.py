@@ -1,0 +1,172 @@
+"""What the command modules share.
+
+The state behind the root group (settings, one ``OrderCore``), the error handling that turns
+library errors into one sentence and an exit status, the options the commands repeat
+(``--json``, ``--actor``, ``--limit``/``--cursor``), the output helpers and the parsers of
+cursors and times. The command modules import from here, never from the package.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError, SQLAlchemyError
+
+from ordercore import (
+    Actor,
+    ConfigurationError,
+    InvalidField,
+    Money,
+    OrderCore,
+    OrderCoreError,
+    Settings,
+)
+from ordercore._orders.listing import _parse_bound, load_zone
+from ordercore.adapters.sqlalchemy import migrate
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_REFUSED = 1
+EXIT_CHAIN_BROKEN = 3
+
+_CURSOR_HELP = "The next_cursor of the previous page."
+
+
+class _State:
+    def __init__(self, database_url: str | None, config: str | None) -> None:
+        self.database_url = database_url
+        self.config = config
+        self._core: OrderCore | None = None
+
+    def settings(self) -> Settings:
+        return Settings.load(self.config, database_url=self.database_url)
+
+    def core(self, *, check_schema: bool = True) -> OrderCore:
+        if self._core is None:
+            settings = self.settings()
+            core = OrderCore.from_settings(settings)
+            if check_schema:
+                current = migrate.current_revision(
+                    core.engine, prefix=settings.table_prefix, schema=settings.schema
+                )
+                if current != migrate.head_revision():
+                    raise ConfigurationError(
+                        f"the database at {core.engine.url.render_as_string(hide_password=True)} "
+                        "is not initialised or not up to date; run `ordercore db upgrade` first"
+                    )
+            self._core = core
+        return self._core
+
+
+class _Group(click.Group):
+    """Turns library errors into one sentence on stderr instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OrderCoreError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(EXIT_REFUSED)
+        except (OperationalError, ProgrammingError) as exc:
+            if os.environ.get("ORDERCORE_DEBUG"):
+                raise
+            detail = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            click.echo(
+                f"error: the database refused the request ({detail}); is the URL right and "
+                "has `ordercore db upgrade` been run?",
+                err=True,
+            )
+            ctx.exit(EXIT_REFUSED)
+        except SQLAlchemyError as exc:
+            if os.environ.get("ORDERCORE_DEBUG"):
+                raise
+            text = str(exc).strip()
+            detail = text.splitlines()[0] if text else type(exc).__name__
+            if isinstance(exc, ArgumentError):  # a malformed URL or an unknown driver
+                click.echo(f"error: the database URL cannot be used ({detail}).", err=True)
+            else:
+                click.echo(f"error: database error ({detail}).", err=True)
+            ctx.exit(EXIT_REFUSED)
+
+
+def _core(ctx: click.Context) -> OrderCore:
+    state: _State = ctx.ensure_object(_State)
+    return state.core()
+
+
+def _console() -> Console:
+    # markup off: names, notes, reasons are user text; "[/x]" in one must not crash a table
+    return Console(highlight=False, soft_wrap=True, markup=False)
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2, sort_keys=False))
+
+
+def _echo_fields(view: Mapping[str, Any], width: int) -> None:
+    """Print a ``show`` command's view: one line per field, the names padded to ``width``."""
+    for key, value in view.items():
+        click.echo(f"{key:{width}} {'' if value is None else value}")
+
+
+def _echo_more(next_cursor: str | None) -> None:
+    """Under a list command's table: how to ask for the next page, if there is one."""
+    if next_cursor:
+        click.echo(f"more: --cursor {next_cursor}")
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+
+
+def _actor_option(default: str = "operator:cli:admin") -> Callable[[F], F]:
+    def parse(_ctx: click.Context, _param: click.Parameter, value: str) -> Actor:
+        try:
+            return Actor.parse(value)
+        except OrderCoreError as exc:
+            raise click.BadParameter(str(exc)) from None
+
+    return click.option(
+        "--actor",
+        default=default,
+        show_default=True,
+        callback=parse,
+        help="Who acts: kind:id[:role], e.g. operator:alice:admin or customer:42.",
+    )
+
+
+def _page_options(*, cursor_help: str | None = _CURSOR_HELP) -> Callable[[F], F]:
+    """``--limit`` (50 by default) and ``--cursor``, for the commands that list page by page."""
+    limit = click.option("--limit", default=50, show_default=True, type=int)
+    cursor = click.option("--cursor", default=None, help=cursor_help)
+
+    def decorate(f: F) -> F:
+        return limit(cursor(f))
+
+    return decorate
+
+
+def _cursor_int(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    try:
+        return int(cursor)
+    except ValueError:
+        raise InvalidField(
+            f"cursor {cursor!r} is not one this command gave", field="cursor"
+        ) from None
+
+
+def _parse_time(value: str, zone: str, *, end: bool = False, name: str = "at") -> datetime:
+    """A date (its first instant, or with ``end`` the first instant of the next day) or an
+    ISO time, local to ``zone`` unless it carries an offset."""
+    return _parse_bound(value, load_zone(zone), name, end=end)
+
+
+def _money(amount: str, currency: str) -> Money:
+    return Money.of(amount, currency.upper())
