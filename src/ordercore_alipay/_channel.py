@@ -52,13 +52,11 @@ from ._settings import (
     DEFAULT_REFUND_DEADLINE_DAYS,
     DEFAULT_TIMEOUT_SECONDS,
     RETRYABLE_REFUND_CODES,
-    SANDBOX_GATEWAY_URL,
     _option_text,
     _url,
 )
 from ._transport import Transport, TransportError, UrllibTransport
 from ._wire import (
-    BEIJING,
     GatewayReply,
     _money,
     _parse_time,
@@ -67,18 +65,7 @@ from ._wire import (
     parse_form,
 )
 
-__all__ = [
-    "BEIJING",
-    "DEFAULT_GATEWAY_URL",
-    "DEFAULT_REFUND_DEADLINE_DAYS",
-    "DEFAULT_TIMEOUT_SECONDS",
-    "RETRYABLE_REFUND_CODES",
-    "SANDBOX_GATEWAY_URL",
-    "AlipayChannel",
-    "GatewayReply",
-    "beijing_time",
-    "parse_form",
-]
+__all__ = ["AlipayChannel"]
 
 
 _NOT_EXIST: Final = "ACQ.TRADE_NOT_EXIST"

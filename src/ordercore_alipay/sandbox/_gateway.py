@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ordercore_alipay import _sign
-from ordercore_alipay._channel import BEIJING, beijing_time, parse_form
+from ordercore_alipay._wire import BEIJING, beijing_time, parse_form
 from ordercore_alipay.sandbox._records import (
     _BROWSER_METHODS,
     _BUYER_ID,

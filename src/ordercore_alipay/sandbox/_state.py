@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ordercore import Money
 from ordercore_alipay import _sign
-from ordercore_alipay._channel import beijing_time
+from ordercore_alipay._wire import beijing_time
 from ordercore_alipay.sandbox._records import (
     _BUYER_ID,
     _BUYER_LOGON,
