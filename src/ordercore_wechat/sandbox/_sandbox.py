@@ -181,7 +181,7 @@ class WechatSandbox(HttpFront):
         return serial
 
     def _certificate(self, key: rsa.RSAPrivateKey) -> x509.Certificate:
-        now = dt.datetime.now(dt.timezone.utc)
+        now = self.clock()
         name = x509.Name(
             [
                 x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
