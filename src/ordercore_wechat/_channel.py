@@ -328,8 +328,8 @@ class WechatChannel(PaymentChannel):
                 found[_crypto.certificate_serial(certificate)] = certificate
         if not found:
             return None, "certificate download: no certificate could be opened"
-        # The list's own signature, by one of the certificates it holds (or a pinned one).
-        trusted = PlatformKeys({}, {**self.settings.pinned, **found}, None)
+        # The list's own signature: by a certificate it holds, a pinned one or a public key.
+        trusted = PlatformKeys(self.settings.public_keys, {**self.settings.pinned, **found}, None)
         headers = {str(k).lower(): str(v) for k, v in response.headers.items()}
         refused = _notify.check_signature(trusted, headers, response.body, self.now())
         if refused is not None:
