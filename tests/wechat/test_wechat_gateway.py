@@ -38,7 +38,7 @@ def refund_of(no: str, amount: str, out_refund_no: str = "R-1") -> RefundRequest
     return make_refund_request(no, amount, total="27.00", out_refund_no=out_refund_no)
 
 
-# -- checkout -------------------------------------------------------------------------------------
+# -- checkout --------------------------------------------------------------------------------------
 def test_native_checkout_sends_fen_and_the_deadline(
     channel: WechatChannel, sandbox: WechatSandbox
 ) -> None:
@@ -96,7 +96,7 @@ def test_a_checkout_refused_with_a_4xx_fails(
     assert "NO_AUTH" in (checkout.message or "")
 
 
-# -- query and close ------------------------------------------------------------------------------
+# -- query and close -------------------------------------------------------------------------------
 def test_query_through_the_trades_life(channel: WechatChannel, sandbox: WechatSandbox) -> None:
     never = channel.query_payment("T2099010100000001")
     assert never.outcome is Outcome.PENDING  # ORDER_NOT_EXIST: never created, not paid
@@ -146,7 +146,7 @@ def test_close(channel: WechatChannel, sandbox: WechatSandbox) -> None:
         assert sandbox.trade(open_trade).state == "NOTPAY"
 
 
-# -- refunds ----------------------------------------------------------------------------------------
+# -- refunds ---------------------------------------------------------------------------------------
 def test_partial_refunds_repeats_and_refusals(
     channel: WechatChannel, sandbox: WechatSandbox
 ) -> None:
@@ -240,7 +240,7 @@ def test_refund_queries(channel: WechatChannel, sandbox: WechatSandbox) -> None:
     assert channel.query_refund(refund_of(no, "1.00", "R-none")).outcome is Outcome.UNKNOWN
 
 
-# -- request signatures as the gateway sees them ------------------------------------------------------
+# -- request signatures as the gateway sees them ---------------------------------------------------
 def test_a_request_the_gateway_cannot_verify_is_refused(sandbox: WechatSandbox) -> None:
     stranger = make_sandbox(merchant_private_key=keys().stranger)
     config = stranger.channel_config(notify_url=NOWHERE, gateway_url=sandbox.url)
@@ -260,7 +260,7 @@ def test_a_request_stamped_ten_minutes_ago_is_refused(sandbox: WechatSandbox) ->
     assert "SIGN_ERROR" in (checkout.message or "")
 
 
-# -- platform keys ------------------------------------------------------------------------------------
+# -- platform keys ---------------------------------------------------------------------------------
 def test_certificate_mode_downloads_once_and_refreshes_on_a_new_serial() -> None:
     clock = FakeClock()
     with make_sandbox(mode="certificate", clock=clock) as sandbox:

@@ -106,7 +106,7 @@ def rejected(result: NotificationResult, code: str) -> str:
     return result.rejection.message
 
 
-# -- acknowledgements and the happy path --------------------------------------------------------
+# -- acknowledgements and the happy path -----------------------------------------------------------
 def test_acknowledgements_are_exact(channel: WechatChannel) -> None:
     accepted = channel.acknowledge(True)
     assert (accepted.status, accepted.body) == (204, b"")
@@ -142,7 +142,7 @@ def test_the_ciphertext_is_not_the_plaintext(paid: SandboxNotification) -> None:
     )
 
 
-# -- headers and the signature ------------------------------------------------------------------
+# -- headers and the signature ---------------------------------------------------------------------
 @pytest.mark.parametrize("header", ["timestamp", "nonce", "signature", "serial"])
 def test_a_missing_header_is_refused(
     channel: WechatChannel, paid: SandboxNotification, header: str
@@ -238,7 +238,7 @@ def test_the_merchants_own_key_is_not_the_platforms(
     rejected(parse(channel, paid, signature=signature), "bad_signature")
 
 
-# -- the envelope -------------------------------------------------------------------------------
+# -- the envelope ----------------------------------------------------------------------------------
 def test_a_broken_gcm_tag_is_refused(sandbox: WechatSandbox, channel: WechatChannel) -> None:
     sent = sandbox.notification(_paid(sandbox, channel), fault="bad_tag")
     message = rejected(channel.parse_notification(sent.to_notification()), "bad_encryption")
@@ -304,7 +304,7 @@ def test_a_signed_body_that_is_not_strict_json_is_malformed(
     rejected(channel.parse_notification(Notification("wechat", headers, raw)), "malformed")
 
 
-# -- the resource ---------------------------------------------------------------------------------
+# -- the resource ----------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("changes", "code"),
     [
@@ -379,7 +379,7 @@ def test_an_event_type_we_do_not_use_gives_no_event(
     assert (result.rejection, result.events) == (None, ())
 
 
-# -- refunds --------------------------------------------------------------------------------------
+# -- refunds ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("status", ["SUCCESS", "ABNORMAL", "CLOSED"])
 def test_refund_notifications(
     sandbox: WechatSandbox, channel: WechatChannel, paid: SandboxNotification, status: str
@@ -429,7 +429,7 @@ def test_a_refund_notification_we_cannot_take_is_refused(
     rejected(channel.parse_notification(sent.to_notification()), code)
 
 
-# -- garbage and the contract ---------------------------------------------------------------------
+# -- garbage and the contract ----------------------------------------------------------------------
 def test_the_channel_contract(channel: WechatChannel) -> None:
     assert_channel_contract(channel)
 
