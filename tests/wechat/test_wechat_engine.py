@@ -85,23 +85,6 @@ def test_a_native_payment_is_applied_once_however_often_it_is_notified(shop: Sho
     assert shop.core.anomalies.list(limit=10) == []
 
 
-def test_h5_carries_the_payers_ip_and_needs_it(shop: Shop) -> None:
-    order = shop.order()
-    started = shop.start(order.number, method="h5", client_ip="203.0.113.7")
-    no = started.attempt.out_trade_no
-    assert started.checkout.kind == "redirect"
-    assert started.checkout.url.startswith(f"{shop.sandbox.url}/cashier/{no}?prepay_id=wx")
-    trade = shop.sandbox.trade(no)
-    assert (trade.trade_type, trade.payer_client_ip) == ("MWEB", "203.0.113.7")
-    shop.sandbox.pay(no)
-    assert shop.core.orders.get(order.number).status is OrderStatus.PAID
-
-    other = shop.order()
-    without_ip = shop.start(other.number, method="h5")
-    assert without_ip.attempt.status is PaymentStatus.FAILED
-    assert shop.sandbox.calls["h5"] == 1  # refused before any call
-
-
 def test_every_forged_notification_is_refused_and_kept(shop: Shop) -> None:
     order = shop.order()
     no = shop.start(order.number).attempt.out_trade_no
@@ -146,42 +129,6 @@ def test_amount_total_is_compared_never_payer_total(shop: Shop) -> None:
     assert shop.sandbox.deliveries[-1][1:] == ACCEPTED
     assert str(shop.core.orders.get(coupon_order.number).amounts.paid) == "27.00 CNY"
     assert len(shop.core.anomalies.list(limit=10)) == 1
-
-
-def test_not_yet_paid_is_never_a_failure_and_order_does_not_matter(shop: Shop) -> None:
-    order = shop.order()
-    no = shop.start(order.number).attempt.out_trade_no
-    for state in ("NOTPAY", "USERPAYING"):
-        waiting = shop.sandbox.notification(no, changes={"trade_state": state})
-        assert shop.sandbox.deliver(waiting) == ACCEPTED
-        assert shop.core.payments.attempt(no).status is PaymentStatus.PENDING
-    assert shop.core.payments.reconcile(no).status == "unchanged"  # the query says NOTPAY
-    assert shop.core.payments.attempt(no).status is PaymentStatus.PENDING
-
-    paid = shop.sandbox.pay(no, deliver=False)
-    assert shop.sandbox.deliver(paid) == ACCEPTED
-    assert shop.sandbox.deliver(waiting) == ACCEPTED  # an older one arrives last
-    assert shop.sandbox.deliver(paid) == ACCEPTED
-
-    assert shop.core.orders.get(order.number).status is OrderStatus.PAID
-    assert shop.pay_events(order.number) == 1
-
-
-def test_a_lost_notification_is_settled_by_the_query_never_by_a_forged_answer(
-    shop: Shop,
-) -> None:
-    order = shop.order()
-    no = shop.start(order.number).attempt.out_trade_no
-    shop.sandbox.pay(no, deliver=False)
-    for fault in ("unsigned", "bad_signature", "signtest", "stale", "unknown_serial", "500"):
-        shop.sandbox.fail_next("query", fault)
-        assert shop.core.payments.reconcile(no).status != "applied"
-        assert shop.core.orders.get(order.number).status is OrderStatus.PENDING
-
-    assert shop.core.payments.reconcile(no).status == "applied"
-
-    assert shop.core.orders.get(order.number).status is OrderStatus.PAID
-    assert shop.sandbox.deliveries == []
 
 
 def test_the_timeout_closes_unpaid_trades_and_never_cancels_a_paid_one(shop: Shop) -> None:
@@ -234,46 +181,72 @@ def test_a_processing_partial_refund_completes_only_on_refund_success(shop: Shop
     assert statuses == ["applied", *["rejected"] * len(FORGERIES), "applied", "duplicate"]
 
 
-def test_a_processing_refund_that_ends_abnormal_or_closed_fails(shop: Shop) -> None:
-    for status in ("ABNORMAL", "CLOSED"):
+def test_h5_not_yet_paid_and_a_lost_notification_settled_by_the_query(shop: Shop) -> None:
+    order = shop.order()
+    started = shop.start(order.number, method="h5", client_ip="203.0.113.7")
+    no = started.attempt.out_trade_no
+    assert started.checkout.kind == "redirect"
+    assert started.checkout.url.startswith(f"{shop.sandbox.url}/cashier/{no}?prepay_id=wx")
+    trade = shop.sandbox.trade(no)
+    assert (trade.trade_type, trade.payer_client_ip) == ("MWEB", "203.0.113.7")
+    without_ip = shop.start(shop.order().number, method="h5")
+    assert without_ip.attempt.status is PaymentStatus.FAILED
+    assert shop.sandbox.calls["h5"] == 1  # refused before any call
+
+    # NOTPAY and USERPAYING are "not yet", never a failure of the attempt.
+    for state in ("NOTPAY", "USERPAYING"):
+        waiting = shop.sandbox.notification(no, changes={"trade_state": state})
+        assert shop.sandbox.deliver(waiting) == ACCEPTED
+        assert shop.core.payments.attempt(no).status is PaymentStatus.PENDING
+    assert shop.core.payments.reconcile(no).status == "unchanged"  # the query says NOTPAY
+    assert shop.core.payments.attempt(no).status is PaymentStatus.PENDING
+
+    paid = shop.sandbox.pay(no, deliver=False)  # paid; the notification is lost
+    for fault in ("unsigned", "bad_signature", "signtest", "stale", "unknown_serial", "500"):
+        shop.sandbox.fail_next("query", fault)
+        assert shop.core.payments.reconcile(no).status != "applied"
+        assert shop.core.orders.get(order.number).status is OrderStatus.PENDING
+    assert shop.core.payments.reconcile(no).status == "applied"
+    assert shop.core.orders.get(order.number).status is OrderStatus.PAID
+
+    assert shop.sandbox.deliver(paid) == ACCEPTED  # late, then an older one: nothing more
+    assert shop.sandbox.deliver(waiting) == ACCEPTED
+    assert shop.core.payments.attempt(no).status is PaymentStatus.SUCCEEDED
+    assert shop.pay_events(order.number) == 1
+
+
+def test_refunds_that_end_badly_lose_their_answer_or_lack_balance(shop: Shop) -> None:
+    shop.sandbox.refund_processing = True
+    for status in ("ABNORMAL", "CLOSED"):  # a PROCESSING refund that ends badly fails
         number, _ = shop.paid_order()
-        shop.sandbox.refund_processing = True
         made = refund(shop, number, "10.00")
-
         shop.sandbox.settle_refund(made.refund_no, status)
-
         assert shop.sandbox.deliveries[-1][1:] == ACCEPTED
         failed = shop.core.refunds.get(made.refund_no)
         assert (failed.status, failed.channel_code) == (RefundStatus.FAILED, status)
         assert str(shop.core.orders.get(number).amounts.refunded) == "0.00 CNY"
+    shop.sandbox.refund_processing = False
 
-
-def test_a_refund_whose_answer_is_lost_is_unknown_until_the_query(shop: Shop) -> None:
-    for fault in ("timeout", "500", "unsigned", "bad_signature", "signtest"):
+    for fault in ("timeout", "500", "unsigned"):  # the refund is made; its answer is lost
         number, no = shop.paid_order()
         made_before = shop.sandbox.refunds_made
-        shop.sandbox.fail_next("refund", fault)  # the refund is made; its answer is lost
-
+        shop.sandbox.fail_next("refund", fault)
         made = refund(shop, number, "10.00")
-
         assert made.status is RefundStatus.UNKNOWN, fault
         assert shop.core.refunds.reconcile(made.refund_no).status is RefundStatus.SUCCEEDED
         assert shop.sandbox.refunds_made == made_before + 1
         assert [r.out_refund_no for r in shop.sandbox.trade(no).refunds] == [made.refund_no]
         assert str(shop.core.orders.get(number).amounts.refunded) == "10.00 CNY"
 
-
-def test_a_refund_refused_for_the_merchant_balance_is_retryable(shop: Shop) -> None:
-    number, _ = shop.paid_order()
+    number, _ = shop.paid_order()  # NOT_ENOUGH: failed, retryable, paid out once on retry
     shop.sandbox.balance_insufficient = True
-
+    made_before = shop.sandbox.refunds_made
     made = refund(shop, number, "27.00")
-
     assert made.status is RefundStatus.FAILED
     assert made.failure is RefundFailure.MERCHANT_BALANCE_INSUFFICIENT
     assert (made.channel_code, made.retryable) == ("NOT_ENOUGH", True)
     shop.sandbox.balance_insufficient = False
     retried = shop.core.refunds.retry(made.refund_no, actor=ADMIN)
     assert retried.status is RefundStatus.SUCCEEDED
-    assert shop.sandbox.refunds_made == 1
+    assert shop.sandbox.refunds_made == made_before + 1
     assert shop.core.orders.get(number).status is OrderStatus.REFUNDED

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,17 +19,31 @@ from ordercore.testing import assert_channel_contract, garbage_notifications, ma
 from ordercore_wechat import WechatChannel, _crypto
 from ordercore_wechat.sandbox import SandboxNotification, WechatSandbox
 
-TRADE = "T20261124000001"
+TRADE = "T20261124000001"  # the trade of hand-made resources
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[WechatSandbox]:
+    """One sandbox for the module (each test works on trades of its own)."""
+    with make_sandbox() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def channel(sandbox: WechatSandbox) -> WechatChannel:
+    return WechatChannel(sandbox.channel_config(notify_url=NOWHERE, timeout_seconds=10))
+
+
+@pytest.fixture(autouse=True)
+def _plain_sandbox(sandbox: WechatSandbox) -> Iterator[None]:
+    yield
+    sandbox.refund_processing = False
 
 
 @pytest.fixture
 def paid(sandbox: WechatSandbox, channel: WechatChannel) -> SandboxNotification:
     """A 27.00 CNY native trade, paid; its notification, not delivered."""
-    from ordercore.testing import make_checkout_request
-
-    request = make_checkout_request(TRADE, "27.00", method="native", notify_url=None)
-    assert channel.create_checkout(request).outcome is Outcome.PENDING
-    return sandbox.pay(TRADE, deliver=False)
+    return sandbox.notification(_paid(sandbox, channel))
 
 
 def parse(channel: WechatChannel, sent: SandboxNotification, **changes: Any) -> NotificationResult:
@@ -122,7 +137,8 @@ def test_a_paid_notification(channel: WechatChannel, paid: SandboxNotification) 
     assert result.rejection is None
     (event,) = result.events
     assert isinstance(event, PaymentEvent)
-    assert (event.paid, event.status, event.out_trade_no) == (True, "SUCCESS", TRADE)
+    assert (event.paid, event.status) == (True, "SUCCESS")
+    assert event.out_trade_no == paid.resource["out_trade_no"]
     assert str(event.amount) == "27.00 CNY"
     assert event.channel_trade_no == paid.resource["transaction_id"]
     assert event.merchant_id == "1900000109"
@@ -134,7 +150,7 @@ def test_a_paid_notification(channel: WechatChannel, paid: SandboxNotification) 
 def test_the_ciphertext_is_not_the_plaintext(paid: SandboxNotification) -> None:
     body = json.loads(paid.body)
     assert body["resource_type"] == "encrypt-resource"
-    assert TRADE.encode() not in paid.body
+    assert paid.resource["out_trade_no"].encode() not in paid.body
     sealed = base64.b64decode(body["resource"]["ciphertext"])
     assert (
         len(sealed)
@@ -385,9 +401,11 @@ def test_refund_notifications(
     sandbox: WechatSandbox, channel: WechatChannel, paid: SandboxNotification, status: str
 ) -> None:
     sandbox.refund_processing = True
-    request = make_refund_request(TRADE, "10.00", total="27.00", out_refund_no="R-1")
+    no = paid.resource["out_trade_no"]
+    out_refund_no = f"R-{no}"
+    request = make_refund_request(no, "10.00", total="27.00", out_refund_no=out_refund_no)
     assert channel.refund(request).outcome is Outcome.PENDING
-    sent = sandbox.settle_refund("R-1", status, deliver=False)
+    sent = sandbox.settle_refund(out_refund_no, status, deliver=False)
     assert sent.event_type == f"REFUND.{status}"
 
     result = channel.parse_notification(sent.to_notification())
@@ -395,7 +413,7 @@ def test_refund_notifications(
     assert result.rejection is None
     (event,) = result.events
     assert isinstance(event, RefundEvent)
-    assert (event.out_refund_no, event.out_trade_no) == ("R-1", TRADE)
+    assert (event.out_refund_no, event.out_trade_no) == (out_refund_no, no)
     assert str(event.amount) == "10.00 CNY"
     assert event.channel_refund_no == sent.resource["refund_id"]
     if status == "SUCCESS":
@@ -423,9 +441,10 @@ def test_a_refund_notification_we_cannot_take_is_refused(
     event_type: str | None,
     code: str,
 ) -> None:
-    request = make_refund_request(TRADE, "10.00", total="27.00", out_refund_no="R-1")
+    no = paid.resource["out_trade_no"]
+    request = make_refund_request(no, "10.00", total="27.00", out_refund_no=f"R-{no}")
     assert channel.refund(request).outcome is Outcome.SUCCEEDED
-    sent = sandbox.refund_notification("R-1", changes=changes, event_type=event_type)
+    sent = sandbox.refund_notification(f"R-{no}", changes=changes, event_type=event_type)
     rejected(channel.parse_notification(sent.to_notification()), code)
 
 

@@ -45,11 +45,20 @@ class Recording:
 _OFFLINE = make_sandbox()  # never started: its keys and settings only
 
 
-def offline(transport: Recording | None = None, **options: Any) -> WechatChannel:
+_CHANNELS: dict[int, WechatChannel] = {}
+
+
+def offline(transport: Recording | None = None) -> WechatChannel:
+    """A channel whose gateway is nowhere (or ``transport``); without one, built once."""
+    if transport is None and 0 in _CHANNELS:
+        return _CHANNELS[0]
     config = _OFFLINE.channel_config(
-        notify_url=NOWHERE, gateway_url="http://127.0.0.1:9", transport=transport, **options
+        notify_url=NOWHERE, gateway_url="http://127.0.0.1:9", transport=transport
     )
-    return WechatChannel(config)
+    channel = WechatChannel(config)
+    if transport is None:
+        _CHANNELS[0] = channel
+    return channel
 
 
 def platform_public_pem() -> str:
