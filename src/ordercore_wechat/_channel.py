@@ -52,9 +52,7 @@ __all__ = [
 ]
 
 #: Refund error codes after which the same refund, made again later, can succeed.
-RETRYABLE_REFUND_CODES: Final = frozenset(
-    {"SYSTEM_ERROR", "FREQUENCY_LIMITED", "NOT_ENOUGH", "BIZ_ERR_NEED_RETRY"}
-)
+RETRYABLE_REFUND_CODES: Final = frozenset({"SYSTEM_ERROR", "FREQUENCY_LIMITED", "NOT_ENOUGH"})
 _PAID_STATES: Final = frozenset({"SUCCESS", "REFUND"})
 _WAITING_STATES: Final = frozenset({"NOTPAY", "USERPAYING"})
 _FAILED_STATES: Final = frozenset({"CLOSED", "REVOKED", "PAYERROR"})
