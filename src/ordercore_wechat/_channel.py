@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Final
 
+import attrs
 from attrs import field, frozen
 from cryptography import x509
 
@@ -41,7 +42,7 @@ from ordercore.channels import (
 )
 
 from . import _crypto, _notify, _wire
-from ._config import WechatSettings, read_settings
+from ._config import DEFAULT_REFUND_DEADLINE_DAYS, WechatSettings, check_url, read_settings
 from ._keys import PlatformKeys
 from ._transport import HttpResponse, Transport, TransportError
 
@@ -160,10 +161,6 @@ class WechatChannel(PaymentChannel):
                 channel=config.name,
             )
         if config.refund_deadline_days is None:
-            import attrs
-
-            from ._config import DEFAULT_REFUND_DEADLINE_DAYS
-
             config = attrs.evolve(config, refund_deadline_days=DEFAULT_REFUND_DEADLINE_DAYS)
         super().__init__(config)
         self.settings: WechatSettings = read_settings(config, transport)
@@ -414,8 +411,6 @@ class WechatChannel(PaymentChannel):
         if notify_url is None:
             return "wechat needs a notify_url ([channels.wechat] notify_url)"
         try:
-            from ._config import check_url
-
             check_url(self.config, "notify_url", notify_url, base=False)
         except ConfigurationError as exc:
             return str(exc)

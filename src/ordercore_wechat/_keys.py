@@ -29,6 +29,12 @@ REFRESH_INTERVAL: Final = timedelta(seconds=60)
 Downloader = Callable[[], tuple[dict[str, x509.Certificate] | None, str | None]]
 
 
+def _name(serial: str) -> str:
+    """A certificate serial as the store keys it: upper-case hex without leading zeros
+    (WeChat Pay may write them with leading zeros, or in lower case)."""
+    return serial.upper().lstrip("0") or "0"
+
+
 def _valid_at(certificate: x509.Certificate, now: datetime) -> bool:
     return certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc
 
@@ -43,7 +49,7 @@ class PlatformKeys:
         downloader: Downloader | None,
     ) -> None:
         self._public_keys = dict(public_keys)
-        self._pinned = {k.upper(): v for k, v in pinned.items()}
+        self._pinned = {_name(k): v for k, v in pinned.items()}
         self._downloaded: dict[str, x509.Certificate] = {}
         self._downloader = downloader
         self._last_download: datetime | None = None
@@ -64,8 +70,8 @@ class PlatformKeys:
     def _lookup(self, serial: str, now: datetime) -> rsa.RSAPublicKey | None:
         if serial.startswith("PUB_KEY_ID_"):
             return self._public_keys.get(serial)
-        upper = serial.upper()
-        certificate = self._pinned.get(upper) or self._downloaded.get(upper)
+        name = _name(serial)
+        certificate = self._pinned.get(name) or self._downloaded.get(name)
         if certificate is None or not _valid_at(certificate, now):
             return None
         key = certificate.public_key()
@@ -100,12 +106,7 @@ class PlatformKeys:
             self.last_problem = problem
             if certificates is None:
                 return False
-            valid = {s.upper(): c for s, c in certificates.items() if _valid_at(c, now)}
+            valid = {_name(s): c for s, c in certificates.items() if _valid_at(c, now)}
             changed = valid.keys() != self._downloaded.keys()
             self._downloaded = valid
             return changed
-
-    def add_downloaded(self, certificates: Mapping[str, x509.Certificate]) -> None:
-        """Trust these (already decrypted and checked) certificates too."""
-        with self._lock:
-            self._downloaded.update({k.upper(): v for k, v in certificates.items()})

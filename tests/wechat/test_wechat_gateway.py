@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
 import pytest
 from wechat_kit import NOWHERE, keys, make_sandbox
 
@@ -281,6 +282,10 @@ def test_certificate_mode_downloads_once_and_refreshes_on_a_new_serial() -> None
         assert fresh.headers["Wechatpay-Serial"] == new_serial
         for sent in (old, fresh):  # both certificates stay valid during the rotation
             assert channel.parse_notification(sent.to_notification()).rejection is None
+        written = fresh.to_notification()  # the serial with leading zeros, in lower case
+        headers = {**written.headers, "wechatpay-serial": "00" + new_serial.lower()}
+        again = attrs.evolve(written, headers=headers)
+        assert channel.parse_notification(again).rejection is None
 
 
 def test_unknown_serials_refresh_at_most_once_a_minute() -> None:
@@ -313,8 +318,6 @@ def test_a_certificate_list_that_does_not_verify_is_not_trusted(fault: str) -> N
 def test_certificates_sealed_with_another_apiv3_key_are_not_trusted() -> None:
     with make_sandbox(mode="certificate") as sandbox:
         config = sandbox.channel_config(notify_url=NOWHERE)
-        import attrs
-
         from ordercore.channels import Secret
 
         secrets = {**config.secrets, "apiv3_key": Secret(b"Z" * 32)}
