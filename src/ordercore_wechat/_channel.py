@@ -216,7 +216,7 @@ class WechatChannel(PaymentChannel):
     ) -> dict[str, str]:
         """Every header of one request: ``Authorization`` signed over ``url`` (path and
         query) and ``body``, ``Accept``/``Content-Type`` JSON, and ``Wechatpay-Serial`` in
-        public-key mode."""
+        public-key mode (the last id of ``platform_public_key_id``: the newest)."""
         headers = {
             "Accept": "application/json",
             "Content-Type": "application/json",
@@ -232,8 +232,8 @@ class WechatChannel(PaymentChannel):
                 nonce=nonce,
             ),
         }
-        if self.settings.public_keys:
-            headers["Wechatpay-Serial"] = next(iter(self.settings.public_keys))
+        if self.settings.public_keys:  # the newest key: listed last
+            headers["Wechatpay-Serial"] = list(self.settings.public_keys)[-1]
         return headers
 
     def send(

@@ -376,3 +376,34 @@ def test_migrating_from_certificates_to_the_public_key() -> None:
         for sent in (by_certificate, by_public_key):
             assert migrated.parse_notification(sent.to_notification()).rejection is None
         assert native(migrated)
+
+
+def test_the_cashier_pays_by_hand(sandbox: WechatSandbox) -> None:
+    import urllib.request
+
+    channel = WechatChannel(sandbox.channel_config(notify_url=NOWHERE))
+    request = make_checkout_request(method="h5", client_ip="203.0.113.7", notify_url=None)
+    checkout = channel.create_checkout(request)
+    assert checkout.url is not None
+    with urllib.request.urlopen(checkout.url, timeout=10) as page:
+        assert "WeChat Pay sandbox" in page.read().decode("utf-8")
+    pay = urllib.request.Request(f"{checkout.url.split('?')[0]}/pay", data=b"", method="POST")
+    with urllib.request.urlopen(pay, timeout=10) as paid_page:
+        assert paid_page.status == 200
+    assert sandbox.trade(request.out_trade_no).state == "SUCCESS"  # delivery failed: no matter
+    assert channel.query_payment(request.out_trade_no).outcome is Outcome.SUCCEEDED
+    with pytest.raises(urllib.error.HTTPError) as again:
+        urllib.request.urlopen(
+            urllib.request.Request(f"{checkout.url.split('?')[0]}/pay", data=b"", method="POST"),
+            timeout=10,
+        )
+    assert again.value.code == 409  # a paid trade is not paid twice
+
+
+def test_requests_name_the_newest_public_key() -> None:
+    with make_sandbox() as sandbox:
+        sandbox.rotate()
+        channel = WechatChannel(sandbox.channel_config(notify_url=NOWHERE))
+        headers = channel.request_headers("GET", "/v3/x", b"", timestamp="1", nonce="N")
+        assert headers["Wechatpay-Serial"] == sandbox.platform_serials[-1]
+        assert channel.query_payment("T2099010100000001").outcome is Outcome.PENDING

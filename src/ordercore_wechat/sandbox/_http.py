@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import threading
 import urllib.parse
@@ -48,7 +49,10 @@ class HttpFront(Endpoints):
     ) -> Answer:
         raise NotImplementedError
 
-    def pay(self, out_trade_no: str) -> Any:
+    def pay(self, out_trade_no: str, *, deliver: bool = True) -> Any:
+        raise NotImplementedError
+
+    def deliver(self, notification: Any) -> Any:
         raise NotImplementedError
 
     def trade(self, out_trade_no: str) -> SandboxTrade:
@@ -150,11 +154,13 @@ class HttpFront(Endpoints):
         no = rest[: -len("/pay")] if paying else rest
         try:
             if paying:
-                self.pay(no)
+                notification = self.pay(no, deliver=False)
+                with contextlib.suppress(SandboxError):  # WeChat retries; so may the person
+                    self.deliver(notification)
                 return Answer(200, b"<!doctype html><h1>Paid</h1>", "text/html; charset=utf-8")
             snapshot = self.trade(no)
         except SandboxError as exc:
-            return Answer(404, str(exc).encode(), "text/plain; charset=utf-8")
+            return Answer(409, str(exc).encode(), "text/plain; charset=utf-8")
         quoted = urllib.parse.quote(no, safe="")
         button = (
             f'<form method="post" action="/cashier/{quoted}/pay"><button>Pay</button></form>'
