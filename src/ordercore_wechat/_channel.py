@@ -278,12 +278,8 @@ class WechatChannel(PaymentChannel):
         rejection = _notify.check_signature(self.keys, headers, response.body, self.now())
         if rejection is not None:
             if 200 <= status < 300:
-                return WechatReply(
-                    status=status,
-                    problem=f"a {status} answer without a valid signature (forged): {rejection[1]}"[
-                        :500
-                    ],
-                )
+                why = f"a {status} answer without a valid signature (forged): {rejection[1]}"
+                return WechatReply(status=status, problem=why[:500])
             return self._read(response, signed=False)
         return self._read(response, signed=True)
 
