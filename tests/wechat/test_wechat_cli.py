@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from wechat_kit import ADMIN, make_sandbox
+from wechat_kit import ADMIN, channel_from_table, make_sandbox
 
 from helpers import Backend, FakeClock
 from ordercore import Money
 from ordercore.cli import cli
+from ordercore_wechat import WechatChannel
 from ordercore_wechat.sandbox import WechatSandbox
 
 ACCEPTED = (204, b"")
@@ -199,10 +200,10 @@ def test_pay_by_qr_through_the_cli_a_processing_partial_refund_and_forgeries(
 
 
 def test_the_sandbox_by_hand_prints_a_working_table(tmp_path: Path) -> None:
-    import tomllib
-
-    from ordercore._channel_config import channel_config
-    from ordercore_wechat import WechatChannel
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
 
     process = subprocess.Popen(
         [sys.executable, "-m", "ordercore_wechat.sandbox", "--dir", str(tmp_path / "keys")],
@@ -226,6 +227,7 @@ def test_the_sandbox_by_hand_prints_a_working_table(tmp_path: Path) -> None:
     table = tomllib.loads(stdout)["channels"]["wechat"]
     assert table["gateway_url"] == ready.split()[5].rstrip(";")
     assert table["platform_public_key_id"].startswith("PUB_KEY_ID_")
-    channel = WechatChannel(channel_config("wechat", table))
+    channel = channel_from_table(table)
+    assert isinstance(channel, WechatChannel)
     assert (channel.mchid, channel.appid) == ("1900000109", "wxd678efh567hg6787")
     assert channel.settings.apiv3_key == Path(table["apiv3_key_file"]).read_bytes()

@@ -11,11 +11,10 @@ import attrs
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from wechat_kit import APIV3_KEY, NOWHERE, keys, make_sandbox
+from wechat_kit import APIV3_KEY, NOWHERE, channel_from_table, keys, make_sandbox
 
 from helpers import Backend, FakeClock
 from ordercore import ConfigurationError, Settings
-from ordercore._channel_config import channel_config
 from ordercore.channels import ChannelConfig, Secret
 from ordercore.testing import fake_channel_config
 from ordercore_wechat import (
@@ -220,10 +219,14 @@ def test_a_toml_table_with_key_files_and_an_environment_variable(
         "fee_percent": "0.6",
         "h5_type": "iOS",
     }
-    config = channel_config("wechat", table)
-    assert set(config.secrets) == {"merchant_private_key", "platform_public_key", "apiv3_key"}
+    channel = channel_from_table(table)
 
-    channel = WechatChannel(config)
+    assert isinstance(channel, WechatChannel)
+    assert set(channel.config.secrets) == {
+        "merchant_private_key",
+        "platform_public_key",
+        "apiv3_key",
+    }
 
     assert channel.notify_url == "https://shop.example/callbacks/wechat"
     assert channel.gateway_url == DEFAULT_GATEWAY_URL

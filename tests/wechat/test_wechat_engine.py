@@ -14,9 +14,7 @@ from typing import Any
 
 from wechat_kit import ADMIN, Shop
 
-from ordercore import OrderStatus
-from ordercore._refunds import RefundFailure
-from ordercore._state import PaymentStatus, RefundStatus
+from ordercore import OrderStatus, PaymentStatus, RefundFailure, RefundStatus
 
 ACCEPTED = (204, b"")
 #: Notification faults and the rejection code each must get.

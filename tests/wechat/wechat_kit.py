@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from helpers import Backend, FakeClock
 from ordercore import Actor, OrderCore
+from ordercore.channels import PaymentChannel
 from ordercore.web import BackgroundServer
 from ordercore_wechat.sandbox import WechatSandbox, generate_key
 
@@ -46,6 +47,16 @@ def make_sandbox(**kwargs: Any) -> WechatSandbox:
     kwargs.setdefault("apiv3_key", APIV3_KEY)
     kwargs.setdefault("hang_seconds", 0.5)
     return WechatSandbox(**kwargs)
+
+
+def channel_from_table(table: dict[str, Any]) -> PaymentChannel:
+    """The channel ordercore builds from a ``[channels.wechat]`` table (key files read,
+    ``NAME_env`` looked up), through the public API: no database is touched."""
+    core = OrderCore.from_url("sqlite://", channels={"wechat": table})
+    try:
+        return core.channel("wechat")
+    finally:
+        core.close()
 
 
 class LateCore:
