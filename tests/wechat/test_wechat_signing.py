@@ -454,3 +454,19 @@ def test_a_request_changed_after_signing_is_refused(sandbox: WechatSandbox, chan
     else:
         assert channel.query_payment(request.out_trade_no).outcome is Outcome.UNKNOWN
     assert transport.requests
+
+
+def test_a_stale_notification_the_sdk_accepts_is_refused_here(
+    sandbox: WechatSandbox, channel: WechatChannel
+) -> None:
+    request = make_checkout_request("T2026112400000014", "27.00", method="native")
+    assert channel.create_checkout(request).outcome is Outcome.PENDING
+    sandbox.pay(request.out_trade_no, deliver=False)
+    stale = sandbox.notification(request.out_trade_no, timestamp_offset=-3600)  # an hour old
+    headers = {k.lower(): v for k, v in stale.headers.items()}
+
+    assert sdk_core(sandbox).callback(headers, stale.body) is not None  # the SDK takes it
+    result = channel.parse_notification(stale.to_notification())
+    assert result.rejection is not None
+    assert result.rejection.code == "stale"
+    assert result.events == ()
