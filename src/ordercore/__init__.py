@@ -5,10 +5,11 @@ The public API is what ``__all__`` lists; every other module is private.
 
 from ._actor import Actor, ActorKind
 from ._anomalies.domain import Anomaly, AnomalyKind, AnomalyStatus, ResolutionAction
-from ._audit.chain import AuditEntry, AuditRecord, ChainVerdict
+from ._audit.chain import AuditEntry, AuditRecord, ChainVerdict, Checkpoint, PendingAuditRecord
 from ._config import Settings
 from ._core import OrderCore
 from ._errors import (
+    AuditChainError,
     ChannelError,
     ConcurrentModification,
     ConfigurationError,
@@ -117,6 +118,7 @@ __all__ = [
     "AnomalyEvent",
     "AnomalyKind",
     "AnomalyStatus",
+    "AuditChainError",
     "AuditEntry",
     "AuditRecord",
     "Authorizer",
@@ -125,6 +127,7 @@ __all__ = [
     "CancelReason",
     "ChainVerdict",
     "ChannelError",
+    "Checkpoint",
     "Communication",
     "ConcurrentModification",
     "ConfigurationError",
@@ -178,6 +181,7 @@ __all__ = [
     "PaymentEvent",
     "PaymentNotFound",
     "PaymentStatus",
+    "PendingAuditRecord",
     "Permission",
     "PermissionDenied",
     "Product",

@@ -22,6 +22,7 @@ from ordercore._anomalies.domain import Anomaly
 from ordercore._audit.chain import (
     AuditEntry,
     AuditRecord,
+    PendingAuditRecord,
     canonical_json,
 )
 from ordercore._context import Service, check_limit
@@ -76,7 +77,7 @@ class OrderDetails:
 
     order: Order
     customer: Customer
-    log: tuple[AuditRecord, ...]
+    log: tuple[AuditRecord | PendingAuditRecord, ...]
     coupons: tuple[tuple[str, str], ...] = ()
     wallet_entries: tuple[LedgerEntry, ...] = ()
     payments: tuple[PaymentAttempt, ...] = ()

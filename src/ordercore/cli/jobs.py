@@ -68,13 +68,22 @@ def jobs_run(ctx: click.Context, loop: bool, interval: float, as_json: bool) -> 
             "activation_failures": list(report.activation_failures),
             "delivered": report.delivered,
             "delivery_failures": report.delivery_failures,
+            "sealed": report.sealed,
         }
+        if report.audit_problem:
+            data["audit_problem"] = report.audit_problem
         if as_json:
             _emit_json(data)
         else:
             click.echo(
-                ", ".join(f"{k} {len(v) if isinstance(v, list) else v}" for k, v in data.items())
+                ", ".join(
+                    f"{k} {len(v) if isinstance(v, list) else v}"
+                    for k, v in data.items()
+                    if k != "audit_problem"
+                )
             )
+            if report.audit_problem:
+                click.echo(f"audit chain not sealed: {report.audit_problem}", err=True)
         if not loop:
             return
         try:
