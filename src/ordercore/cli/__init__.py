@@ -20,6 +20,7 @@ from ._common import _Group, _State
 from .anomalies import anomalies
 from .audit import audit
 from .callbacks import callbacks
+from .channels import channels
 from .coupons import coupons
 from .customers import customers
 from .db import db
@@ -65,6 +66,7 @@ for _command in (
     coupons,
     orders,
     payments,
+    channels,
     refunds,
     callbacks,
     anomalies,
