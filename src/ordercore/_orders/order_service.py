@@ -510,15 +510,17 @@ class OrderService(Service):
         }[actor.kind]
         if why not in allowed:
             names = ", ".join(sorted(r.value for r in allowed)) or "none"
+            who = actor.kind.value
+            article = "an" if who[0] in "aeiou" else "a"
             raise InvalidField(
-                f"a {actor.kind.value} cancels with reason {names}, not {why.value}", field="reason"
+                f"{article} {who} cancels with reason {names}, not {why.value}", field="reason"
             )
-        if why is CancelReason.ADMIN and not (note and note.strip()):
-            raise InvalidField("an operator's cancellation needs a reason text", field="note")
 
         def work(uow: UnitOfWork, now: datetime) -> Order:
-            order = uow.orders.get(number, lock=True)
+            order = uow.orders.get(number, lock=True)  # an unknown order is said first
             self._check(actor, _P.ORDERS_CANCEL, f"order:{number}", owner_id=order.customer_id)
+            if why is CancelReason.ADMIN and not (note and note.strip()):
+                raise InvalidField("an operator's cancellation needs a reason text", field="note")
             self._cancel_in(uow, order, why, actor, now, note)
             return order
 

@@ -220,6 +220,13 @@ class RefundService(RefundSettlement):
             order = uow.orders.get(number, lock=True)
             self._check(actor, _P.REFUNDS_REQUEST, f"order:{number}", owner_id=order.customer_id)
             assert order.id is not None
+            if out_trade_no is None and order.status in (OrderStatus.PENDING, OrderStatus.CANCELED):
+                raise InvalidField(
+                    f"order {number} is not paid (it is {order.status.value}): there is nothing "
+                    "to refund",
+                    field="number",
+                    order=number,
+                )
             attempt = self._target(uow, order, out_trade_no)
             left = self._left(uow, order, attempt)
             money = left if amount is None else self._money(amount, order)
