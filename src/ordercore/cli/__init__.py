@@ -11,6 +11,7 @@ they share (state, error handling, options, output helpers) is in ``_common``.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -54,6 +55,9 @@ __all__ = ["cli", "main"]
 @click.pass_context
 def cli(ctx: click.Context, database_url: str | None, config: str | None) -> None:
     """ordercore: orders, payments, activation and refunds for digital services."""
+    # What the library logs (a disabled channel, a job left for later) is said by the
+    # commands themselves; without this, Python's last-resort handler would repeat it.
+    logging.getLogger("ordercore").addHandler(logging.NullHandler())
     ctx.obj = _State(database_url, config)
 
 

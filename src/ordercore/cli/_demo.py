@@ -7,10 +7,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+
 from ordercore import (
     ActivationContext,
     Actor,
     CancelReason,
+    ConfigurationError,
     IllegalTransition,
     InvalidAmount,
     ManualDiscount,
@@ -220,9 +223,7 @@ def _refund_orders(
     say(f"jobs: the host's revoke hook took back {'; '.join(host.revoked)}")
 
 
-def _pay_with_alipay(
-    core: OrderCore, sandbox: Any, li: int, say: Callable[..., None]
-) -> None:
+def _pay_with_alipay(core: OrderCore, sandbox: Any, li: int, say: Callable[..., None]) -> None:
     """Pay an order through the ``alipay`` channel against its loopback sandbox gateway (real
     RSA2 signatures both ways, real HTTP), then refund part of it through Alipay."""
     admin = Actor.operator("alice", "admin")
@@ -277,11 +278,33 @@ def _alipay_sandbox() -> Any:
     return AlipaySandbox().start()
 
 
+def _fresh_url(database: str | Path) -> tuple[str, str]:
+    """The URL to build the demo in, and how to name it. A SQLite file (a path, or a
+    ``sqlite:///`` URL) is replaced; any other database must hold no orders yet."""
+    text = str(database)
+    if "://" not in text or text.startswith("sqlite:///"):
+        path = Path(text.removeprefix("sqlite:///"))
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        return f"sqlite:///{path}", str(path)
+    url = make_url(text)
+    probe = OrderCore.from_url(text, load_entry_points=False)
+    try:
+        probe.upgrade()
+        if probe.orders.list(limit=1).items:
+            raise ConfigurationError(
+                f"the demo needs an empty database: {url.render_as_string(hide_password=True)} "
+                "already holds orders (use a new database, or a SQLite file with --database)"
+            )
+    finally:
+        probe.close()
+    return text, url.render_as_string(hide_password=True)
+
+
 def run_demo(database: str | Path) -> list[dict[str, Any]]:
-    """Build the demo database at ``database`` (replacing it) and return what happened."""
-    path = Path(database)
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    """Build the demo at ``database`` — a SQLite file (replaced) or a database URL (which must
+    hold no orders yet) — and return what happened."""
+    url, path = _fresh_url(database)
     gateway = FakeGateway()
     host = _DemoHost()
     sandbox = _alipay_sandbox()
@@ -291,7 +314,7 @@ def run_demo(database: str | Path) -> list[dict[str, Any]]:
     if sandbox is not None:
         channels["alipay"] = sandbox.channel_config(timeout_seconds=10)
     core = OrderCore.from_url(
-        f"sqlite:///{path}",
+        url,
         points_rate=Decimal("0.01"),
         timezone="Asia/Shanghai",
         channels=channels,
