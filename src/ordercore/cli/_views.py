@@ -87,6 +87,10 @@ def product_view(product: Product) -> dict[str, Any]:
             {"min_quantity": t.min_quantity, "percent_off": str(t.percent_off)}
             for t in product.tiers
         ],
+        "activation": {
+            "mode": product.activation_mode,
+            "delay_minutes": product.activation_delay_minutes,
+        },
         "created_at": _time(product.created_at),
     }
 
