@@ -62,6 +62,8 @@ def _text(value: object, name: str, *, max_len: int = 200, allow_empty: bool = F
         raise InvalidField(f"{name} must not be empty", field=name)
     if len(value) > max_len:
         raise InvalidField(f"{name} is longer than {max_len} characters", field=name)
+    if "\x00" in value:
+        raise InvalidField(f"{name} must not contain NUL characters", field=name)
     return value
 
 
