@@ -636,7 +636,7 @@ class OrderService(Service):
             self._check(actor, _P.REFUNDS_APPROVE, f"order:{number}")
             assert order.id is not None
             held = uow.refunds.reserved_minor(order_id=order.id, unfinished=True)
-            left = order.amounts.paid_amount - order.amounts.refunded_amount
+            left = order.amounts.paid - order.amounts.refunded
             if (
                 held
                 and amount.currency == order.currency

@@ -125,10 +125,10 @@ class RefundService(RefundSettlement):
             used = uow.refunds.reserved_minor(attempt_id=attempt.id)
             limits.append(attempt.received.to_minor() - used)
         if attempt is None or attempt.settles_order:
-            used = order.amounts.refunded_amount.to_minor() + uow.refunds.reserved_minor(
+            used = order.amounts.refunded.to_minor() + uow.refunds.reserved_minor(
                 order_id=order.id, unfinished=True
             )
-            limits.append(order.amounts.paid_amount.to_minor() - used)
+            limits.append(order.amounts.paid.to_minor() - used)
         return Money.from_minor(min(limits) if limits else 0, order.currency)
 
     def refundable(self, number: str, *, out_trade_no: str | None = None) -> Money:

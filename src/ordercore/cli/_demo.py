@@ -165,15 +165,15 @@ def _refund_orders(
     say(
         f"order {partly}: refund {refund.refund_no} of {refund.amount} to {name}'s balance, "
         f"{waiting} by support and approved by finance ({refund.status.value}); the order "
-        f"stays {order.status.value}, refunded {order.amounts.refunded_amount} of "
-        f"{order.amounts.paid_amount} (balance now "
+        f"stays {order.status.value}, refunded {order.amounts.refunded} of "
+        f"{order.amounts.paid} (balance now "
         f"{core.wallet.balance(order.customer_id, 'CNY')}, "
         f"{core.refunds.refundable(partly)} still refundable)",
         order=partly,
         status=order.status.value,
         refund=refund.refund_no,
         refund_status=refund.status.value,
-        refunded=str(order.amounts.refunded_amount.amount),
+        refunded=str(order.amounts.refunded.amount),
     )
     try:
         core.refunds.request(
@@ -208,12 +208,12 @@ def _refund_orders(
             f"through the fake platform, requested by the customer and approved by finance; "
             f"{sent} until the platform's notification came over HTTP ({status} "
             f"{body.decode()!r}): refund {refund.status.value}, order {order.status.value}, "
-            f"refunded {order.amounts.refunded_amount}",
+            f"refunded {order.amounts.refunded}",
             order=fully,
             status=order.status.value,
             refund=refund.refund_no,
             refund_status=refund.status.value,
-            refunded=str(order.amounts.refunded_amount.amount),
+            refunded=str(order.amounts.refunded.amount),
         )
     finally:
         gateway.refund_mode = "sync"
@@ -257,12 +257,12 @@ def _pay_with_alipay(core: OrderCore, sandbox: Any, li: int, say: Callable[..., 
         say(
             f"refund {refund.refund_no}: 5.00 back through Alipay (out_request_no = the refund "
             f"id) {refund.status.value}; order {paid.status.value}, refunded "
-            f"{paid.amounts.refunded_amount}",
+            f"{paid.amounts.refunded}",
             order=order.number,
             refund=refund.refund_no,
             refund_status=refund.status.value,
             status=paid.status.value,
-            refunded=str(paid.amounts.refunded_amount.amount),
+            refunded=str(paid.amounts.refunded.amount),
         )
     finally:
         server.shutdown()
@@ -411,7 +411,7 @@ def run_demo(database: str | Path) -> list[dict[str, Any]]:
         order = core.orders.get(third.number)
         say(
             f"order {third.number}: refunded in two parts, status {order.status.value}, refunded "
-            f"{order.amounts.refunded_amount}",
+            f"{order.amounts.refunded}",
             order=third.number,
             status=order.status.value,
         )
