@@ -66,6 +66,7 @@ from ._outbox import ActivationContext, OutboxMessage
 from ._payments.domain import ActivationMode, PaymentAttempt
 from ._payments.jobs import JobReport
 from ._payments.payment_service import StartedPayment
+from ._payments.registry import ChannelStatus
 from ._permissions import Authorizer, Permission
 from ._refunds.after_sales_service import AfterSales
 from ._refunds.domain import (
@@ -127,6 +128,7 @@ __all__ = [
     "CancelReason",
     "ChainVerdict",
     "ChannelError",
+    "ChannelStatus",
     "Checkpoint",
     "Communication",
     "ConcurrentModification",

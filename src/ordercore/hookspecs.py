@@ -73,7 +73,7 @@ def ordercore_revoke_order(order: Order, refund: Any, ctx: ActivationContext) ->
     how much went back, so the host can decide. Refunds of a payment the order never took
     (a duplicate payment) do not call it.
 
-    :param order: the order after the refund (``order.amounts.refunded_amount``, status).
+    :param order: the order after the refund (``order.amounts.refunded``, status).
     :param refund: the :class:`~ordercore.Refund` that succeeded.
     :param ctx: the revocation id, attempt, actor and time.
     """

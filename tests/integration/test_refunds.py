@@ -89,7 +89,7 @@ class Revoker:
                 refund.refund_no,
                 refund.amount,
                 order.status,
-                order.amounts.refunded_amount,
+                order.amounts.refunded,
                 ctx.activation_id,
             )
         )

@@ -67,6 +67,7 @@ PURE_IMPORTS = frozenset(
         "struct",
         "types",
         "typing",
+        "warnings",
         "zoneinfo",
     }
 )

@@ -13,7 +13,7 @@ from attrs import frozen
 from ordercore._actor import Actor
 from ordercore._audit.audit_service import SEAL_BATCH
 from ordercore._audit.chain import AuditEntry
-from ordercore._errors import AuditChainError, InvalidField
+from ordercore._errors import AuditChainError, ChannelError, ConfigurationError, InvalidField
 from ordercore._outbox import ActivationContext, OutboxMessage
 from ordercore._permissions import Permission
 from ordercore._state import OrderStatus
@@ -50,6 +50,9 @@ class JobReport:
     sealed: int = 0
     #: why the audit chain could not be sealed (it shows tampering), when it could not
     audit_problem: str | None = None
+    #: work left for a later pass, with why (``NUMBER: reason``): an order or attempt whose
+    #: channel is not available now (unconfigured, disabled) is never given up on blindly
+    skipped: tuple[str, ...] = ()
 
     @property
     def total(self) -> int:
@@ -160,8 +163,14 @@ class JobRunner(Reconciliation):
         expired = self._run(
             lambda uow, _now: uow.payments.claim_expired_orders(moment, limit=batch, lease=lease)
         )
+        skipped: list[str] = []
         for number in expired:
-            outcome = self.close_and_cancel(number, now=moment)
+            try:
+                outcome = self.close_and_cancel(number, now=moment)
+            except (ChannelError, ConfigurationError) as exc:
+                logger.warning("order %s past its deadline left pending: %s", number, exc)
+                skipped.append(f"{number}: {exc}")
+                continue
             if outcome == "canceled":
                 canceled.append(number)
             elif outcome == "settled":
@@ -171,7 +180,12 @@ class JobRunner(Reconciliation):
             lambda uow, _now: uow.payments.claim_checks(moment, limit=batch, lease=lease)
         )
         for out_trade_no in checks:
-            result = self.reconcile(out_trade_no)
+            try:
+                result = self.reconcile(out_trade_no)
+            except (ChannelError, ConfigurationError) as exc:
+                logger.warning("payment %s not reconciled: %s", out_trade_no, exc)
+                skipped.append(f"{out_trade_no}: {exc}")
+                continue
             if result.status in ("applied", "anomaly"):
                 reconciled.append(out_trade_no)
         activated: list[str] = []
@@ -199,6 +213,7 @@ class JobRunner(Reconciliation):
             delivery_failures=delivery_failures,
             sealed=sealed,
             audit_problem=audit_problem,
+            skipped=tuple(skipped),
         )
 
     def _seal_audit(self) -> tuple[int, str | None]:

@@ -87,6 +87,10 @@ def product_view(product: Product) -> dict[str, Any]:
             {"min_quantity": t.min_quantity, "percent_off": str(t.percent_off)}
             for t in product.tiers
         ],
+        "activation": {
+            "mode": product.activation_mode,
+            "delay_minutes": product.activation_delay_minutes,
+        },
         "created_at": _time(product.created_at),
     }
 
@@ -334,8 +338,8 @@ def order_summary_view(order: Order) -> dict[str, Any]:
         "currency": order.currency.code,
         "customer_id": order.customer_id,
         "payable": str(order.amounts.payable.amount),
-        "paid": str(order.amounts.paid_amount.amount),
-        "refunded": str(order.amounts.refunded_amount.amount),
+        "paid": str(order.amounts.paid.amount),
+        "refunded": str(order.amounts.refunded.amount),
         "created_at": _time(order.created_at),
         "flags": sorted(order.tags),
         "special": order.special,
