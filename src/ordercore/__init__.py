@@ -42,6 +42,7 @@ from ._errors import (
     RefundError,
     RefundNotFound,
     RefundUnavailable,
+    RiskBlocked,
     UnknownCurrency,
     ValidationError,
 )
@@ -75,6 +76,12 @@ from ._refunds.domain import (
     RefundDestination,
     RefundFailure,
 )
+from ._risk.domain import Decision as RiskDecision
+from ._risk.domain import ListEntry as RiskListEntry
+from ._risk.domain import ListKind as RiskListKind
+from ._risk.domain import RiskContext, RiskSettings, RuleHit, Verdict
+from ._risk.rules import Facts as RiskFacts
+from ._risk.rules import RiskRule
 from ._state import (
     ANOMALY_MACHINE,
     ISSUE_MACHINE,
@@ -194,6 +201,15 @@ __all__ = [
     "RefundStatus",
     "RefundUnavailable",
     "ResolutionAction",
+    "RiskBlocked",
+    "RiskContext",
+    "RiskDecision",
+    "RiskFacts",
+    "RiskListEntry",
+    "RiskListKind",
+    "RiskRule",
+    "RiskSettings",
+    "RuleHit",
     "Settings",
     "StartedPayment",
     "StateMachine",
@@ -201,6 +217,7 @@ __all__ = [
     "UnknownCurrency",
     "UseAll",
     "ValidationError",
+    "Verdict",
     "WalletSnapshot",
     "get_currency",
     "hookimpl",

@@ -15,6 +15,7 @@ from attrs import field, frozen
 from ._errors import ConfigurationError, InvalidAmount
 from ._money import to_decimal
 from ._refunds.domain import AutoApproval
+from ._risk.domain import RiskSettings
 
 if sys.version_info >= (3, 11):  # pragma: no cover
     import tomllib
@@ -50,6 +51,8 @@ class Settings:
     channels: Mapping[str, Mapping[str, Any]] = field(factory=dict, repr=False)
     #: rules for approving refund requests without an operator; None (the default) = off
     refund_auto_approve: AutoApproval | None = None
+    #: risk control: the ``[risk]`` table (every rule off unless set)
+    risk: RiskSettings = field(factory=RiskSettings)
 
     @classmethod
     def load(
@@ -85,6 +88,7 @@ class Settings:
             "points_rate",
             "channels",
             "refunds",
+            "risk",
         }
         unknown = set(section) - known - {"ordercore"}
         if unknown:
@@ -108,6 +112,7 @@ class Settings:
             points_rate=_points_rate(section.get("points_rate")),
             channels=dict(section.get("channels", {})),
             refund_auto_approve=_auto_approve(section.get("refunds")),
+            risk=RiskSettings.from_table(section.get("risk", {})),
         )
 
 

@@ -42,6 +42,8 @@ class JobReport:
     refunds: tuple[str, ...] = ()
     delivered: int = 0
     delivery_failures: int = 0
+    #: orders rejected because their risk review passed ``review_sla_hours``
+    review_expired: tuple[str, ...] = ()
 
     @property
     def total(self) -> int:
@@ -54,6 +56,7 @@ class JobReport:
             + len(self.refunds)
             + self.delivered
             + self.delivery_failures
+            + len(self.review_expired)
         )
 
 
@@ -178,6 +181,7 @@ class JobRunner(Reconciliation):
                 number
             )
         refunds = self._ctx.refunds.check_due(moment, batch=batch)
+        review_expired = self._ctx.risk.expire_reviews(moment, batch=batch)
         delivered, delivery_failures = self.deliver_outbox(moment, batch=batch)
         return JobReport(
             refunds=tuple(refunds),
@@ -188,6 +192,7 @@ class JobRunner(Reconciliation):
             activation_failures=tuple(failures),
             delivered=delivered,
             delivery_failures=delivery_failures,
+            review_expired=tuple(review_expired),
         )
 
     def deliver_outbox(self, now: datetime | None = None, *, batch: int = 100) -> tuple[int, int]:

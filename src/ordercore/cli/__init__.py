@@ -29,6 +29,7 @@ from .orders import orders
 from .payments import payments
 from .products import products
 from .refunds import refunds
+from .risk import risk
 from .serve import serve
 from .wallet import wallet
 
@@ -72,6 +73,7 @@ for _command in (
     jobs,
     serve,
     audit,
+    risk,
     demo,
 ):
     cli.add_command(_command)

@@ -17,6 +17,7 @@ from .listing import list_orders
 from .payments import PaymentRepository
 from .refunds import RefundRepository
 from .repositories import AuditRepository, CustomerRepository, OrderRepository, ProductRepository
+from .risk import RiskRepository
 from .tables import Tables
 from .wallet import WalletRepository
 
@@ -42,6 +43,7 @@ class UnitOfWork:
     wallet: WalletRepository
     payments: PaymentRepository
     refunds: RefundRepository
+    risk: RiskRepository
 
     def __init__(self, engine: Engine, tables: Tables, audit_key: bytes | None = None) -> None:
         self.engine = engine
@@ -62,6 +64,7 @@ class UnitOfWork:
         self.wallet = WalletRepository(self.conn, self.tables)
         self.payments = PaymentRepository(self.conn, self.tables)
         self.refunds = RefundRepository(self.conn, self.tables)
+        self.risk = RiskRepository(self.conn, self.tables)
         return self
 
     def __exit__(
