@@ -25,7 +25,6 @@ from ordercore import (
     Money,
     OrderCore,
     OrderCoreError,
-    RiskBlocked,
     Settings,
 )
 from ordercore._orders.listing import _parse_bound, load_zone
@@ -71,9 +70,6 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except RiskBlocked as exc:  # "blocked: <rule> (<limit>) reached for <value>"
-            click.echo(str(exc), err=True)
-            ctx.exit(EXIT_REFUSED)
         except OrderCoreError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(EXIT_REFUSED)
