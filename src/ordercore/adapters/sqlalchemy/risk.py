@@ -309,6 +309,7 @@ class RiskRepository:
             select(o.c.number)
             .select_from(self.ro.join(o, o.c.id == self.ro.c.order_id))
             .where(self.ro.c.review_state == "pending")
+            .where(o.c.status == "pending")
             .order_by(self.ro.c.created_at, self.ro.c.order_id)
             .limit(limit)
         )
