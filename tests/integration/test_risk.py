@@ -33,13 +33,9 @@ IP = "203.0.113.7"
 
 
 def shop(backend: Backend, clock: FakeClock, timeout: int = 15, **risk: Any) -> OrderCore:
-    core = backend.core(
-        clock, risk=RiskSettings.build(**risk), payment_timeout_minutes=timeout
-    )
+    core = backend.core(clock, risk=RiskSettings.build(**risk), payment_timeout_minutes=timeout)
     core.products.add(sku="VPN", name="VPN", price=Money.of("30.00", "CNY"), actor=ADMIN)
-    core.products.add(
-        sku="BOX", name="Box", price=Money.of("30.00", "CNY"), stock=5, actor=ADMIN
-    )
+    core.products.add(sku="BOX", name="Box", price=Money.of("30.00", "CNY"), stock=5, actor=ADMIN)
     return core
 
 

@@ -54,9 +54,7 @@ def shop(backend: Backend, clock: FakeClock, **risk: Any) -> tuple[OrderCore, li
     for n in range(WORKERS):
         # one product per worker: the product row locks of order creation must not be what
         # serialises the workers
-        core.products.add(
-            sku=f"VPN-{n}", name="VPN", price=Money.of("30.00", "CNY"), actor=ADMIN
-        )
+        core.products.add(sku=f"VPN-{n}", name="VPN", price=Money.of("30.00", "CNY"), actor=ADMIN)
         c = core.customers.add(name=f"C{n}", email=f"c{n}@example.com", actor=ADMIN)
         assert c.id is not None
         ids.append(c.id)

@@ -120,9 +120,7 @@ def test_customers_per_device_and_ip(name: str, field: str) -> None:
 def test_failed_payments_boundary(name: str, field: str) -> None:
     settings = RiskSettings.build(**{name: 3})
     assert evaluate(facts(Stage.PAYMENT, **{field: 2}), settings) == []
-    assert rules(evaluate(facts(Stage.PAYMENT, **{field: 3}), settings)) == [
-        (name, Verdict.BLOCK)
-    ]
+    assert rules(evaluate(facts(Stage.PAYMENT, **{field: 3}), settings)) == [(name, Verdict.BLOCK)]
     # payment counts are not order rules
     assert evaluate(facts(Stage.ORDER, **{field: 9}), settings) == []
 
@@ -210,9 +208,7 @@ def test_failed_or_abandoned_attempts_raise_review() -> None:
 def test_payer_accounts(name: str, field: str) -> None:
     settings = RiskSettings.build(**{name: 2})
     assert evaluate(facts(Stage.PAYMENT, **{field: 2}), settings) == []
-    assert rules(evaluate(facts(Stage.PAYMENT, **{field: 3}), settings)) == [
-        (name, Verdict.REVIEW)
-    ]
+    assert rules(evaluate(facts(Stage.PAYMENT, **{field: 3}), settings)) == [(name, Verdict.REVIEW)]
 
 
 def test_unusual_amount() -> None:
