@@ -177,7 +177,7 @@ def test_review_approve_then_pay(backend: Backend, clock: FakeClock) -> None:
     (decision,) = core.risk.decisions(order=held.number)
     assert decision.verdict is Verdict.REVIEW
     assert [d.order_number for d in core.risk.review_queue()] == [held.number]
-    with pytest.raises(RiskBlocked, match="held for review: order .* waits for a risk review"):
+    with pytest.raises(RiskBlocked, match=r"held for review: order .* waits for a risk review"):
         core.payments.start(held.number, channel="balance", actor=ADMIN)
     assert core.payments.attempts(held.number) == []
     core.risk.approve(held.number, actor=ADMIN, note="known customer")
