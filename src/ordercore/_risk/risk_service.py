@@ -333,7 +333,16 @@ class RiskService(ReviewQueue):
     def _store(
         self, uow: UnitOfWork, decision: Decision, actor: Actor, *, order_id: int | None
     ) -> int:
+        """Store a decision; audit it when a rule fired (a bare ``allow`` is kept in the
+        decisions table only: the order's or the attempt's own record covers it)."""
         decision_id = uow.risk.add_decision(decision, actor)
+        if decision.hits:
+            self._audit(uow, decision, decision_id, actor)
+        self._open_anomaly(uow, decision, decision_id, order_id)
+        return decision_id
+
+    @staticmethod
+    def _audit(uow: UnitOfWork, decision: Decision, decision_id: int, actor: Actor) -> None:
         uow.record(
             AuditEntry(
                 entity_kind="risk_decision",
@@ -350,6 +359,11 @@ class RiskService(ReviewQueue):
                 reason=decision.sentence(),
             )
         )
+
+    @staticmethod
+    def _open_anomaly(
+        uow: UnitOfWork, decision: Decision, decision_id: int, order_id: int | None
+    ) -> None:
         behaviour = [h for h in decision.hits if h.rule in BEHAVIOUR_RULE_NAMES]
         if behaviour and order_id is not None:
             evidence = {
@@ -371,7 +385,6 @@ class RiskService(ReviewQueue):
                     {"anomaly": anomaly_id, "kind": AnomalyKind.FRAUD.value, **evidence},
                     decision.at,
                 )
-        return decision_id
 
     def record_refusal(self, exc: RiskBlocked, now: datetime) -> None:
         """Store a refused check's decision (and, for behaviour rules at payment, the hold

@@ -67,7 +67,9 @@ def _parse_item(item: str) -> tuple[str, int]:
 
 
 def _details_json(core: OrderCore, number: str, actor: Actor | None = None) -> dict[str, Any]:
-    return _view_of(core.orders.details(number, actor=actor))
+    view = _view_of(core.orders.details(number, actor=actor))
+    view["risk"] = risk_view(core, number)
+    return view
 
 
 def _view_of(d: OrderDetails) -> dict[str, Any]:
