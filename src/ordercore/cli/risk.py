@@ -251,3 +251,47 @@ def risk_review_reject(
 def risk_view(core: OrderCore, number: str) -> list[dict[str, Any]]:
     """The decisions about an order, oldest first (for ``orders show``)."""
     return [d.as_dict() for d in reversed(core.risk.decisions(order=number, limit=100))]
+
+
+def demo_risk(url: str, customers: tuple[int, int], say: Any) -> None:
+    """The demo's risk step: a second ``OrderCore`` on the demo database with a few ``[risk]``
+    rules: a velocity block, a block-listed network, an order held for review and approved."""
+    from ordercore import Money, RiskBlocked, RiskContext, RiskSettings
+
+    core = OrderCore.from_url(
+        url,
+        load_entry_points=False,
+        risk=RiskSettings.build(max_orders_per_ip_per_hour=2, review_over="500.00"),
+    )
+    admin = Actor.operator("alice", "admin")
+    li, han = customers
+    try:
+        core.risk.add_to_list("cidr", "198.51.100.0/24", actor=admin, reason="known botnet (demo)")
+        ip = RiskContext(ip="203.0.113.7", device_id="demo-device-1")
+        for who in (li, han, li):
+            try:
+                placed = core.orders.create(
+                    customer_id=who, items=[("VPN-1M", 1)], actor=admin, risk=ip
+                )
+                say(f"order {placed.number} from 203.0.113.7: allowed", order=placed.number)
+            except RiskBlocked as exc:
+                say(f"refused and recorded: {exc}")
+        try:
+            core.orders.create(
+                customer_id=han,
+                items=[("VPN-1M", 1)],
+                actor=admin,
+                risk=RiskContext(ip="198.51.100.23"),
+            )
+        except RiskBlocked as exc:
+            say(f"refused and recorded: {exc}")
+        big = core.orders.create(customer_id=li, items=[("VPN-12M", 2)], actor=admin)
+        say(
+            f"order {big.number}: {big.amounts.payable} is over review_over "
+            f"({Money.of('500.00', 'CNY')}), so it is held for review",
+            order=big.number,
+        )
+        core.risk.approve(big.number, actor=admin, note="regular customer (demo)")
+        say(f"order {big.number}: approved by {admin}; it can be paid now", order=big.number)
+    finally:
+        core.close()
