@@ -129,18 +129,33 @@ class RiskService(ReviewQueue):
         if limit("max_customers_per_ip") is not None and ctx.ip:
             counted.add("ip")
         repo.lock_subjects((s, str(values[s])) for s in counted)
-        counts = {}
-        for name, subject, hours in _velocity():
+        counts: dict[str, int] = {}
+        for subject in ("customer", "ip", "device", "email_domain"):
             value = values[subject]
-            if limit(name) is not None and value is not None:
-                seen = repo.orders_since(subject, value, now - timedelta(hours=hours))
-                counts[name] = seen - (1 if subject == "customer" else 0)  # not this order
+            wanted = [
+                (name, hours)
+                for name, of, hours in _velocity()
+                if of == subject and limit(name) is not None
+            ]
+            if value is None or not wanted:
+                continue
+            seen = repo.orders_since(
+                subject, value, [now - timedelta(hours=hours) for _, hours in wanted]
+            )
+            for (name, _), n in zip(wanted, seen, strict=True):
+                counts[name] = n - (1 if subject == "customer" else 0)  # not this order
         currency = order.currency.code
         payable = order.amounts.payable
-
-        def spent(days: int) -> Money:
-            minor = repo.spent_minor(customer.id or 0, currency, now - timedelta(days=days))
-            return Money.from_minor(minor, currency) - payable  # not this order
+        day_limit = settings.amount("max_customer_daily_amount")
+        month_limit = settings.amount("max_customer_monthly_amount")
+        spent_day = spent_month = None
+        if day_limit or month_limit:
+            day, month = repo.spent_minor(
+                customer.id, currency, [now - timedelta(days=1), now - timedelta(days=30)]
+            )
+            # not this order
+            spent_day = Money.from_minor(day, currency) - payable
+            spent_month = Money.from_minor(month, currency) - payable
 
         window = timedelta(days=settings.limit("customers_window_days") or 30)
         paid_count, paid_total = (
@@ -156,8 +171,8 @@ class RiskService(ReviewQueue):
             context=ctx,
             lists=tuple(repo.candidates(subjects(customer.id, ctx), now)),
             counts=counts,
-            spent_day=spent(1) if settings.amount("max_customer_daily_amount") else None,
-            spent_month=spent(30) if settings.amount("max_customer_monthly_amount") else None,
+            spent_day=spent_day if day_limit else None,
+            spent_month=spent_month if month_limit else None,
             prior_orders=repo.prior_orders(customer.id, order.id)
             if settings.require_verification_first_order
             else 1,
