@@ -43,6 +43,7 @@ from ._errors import (
     RefundError,
     RefundNotFound,
     RefundUnavailable,
+    RiskBlocked,
     UnknownCurrency,
     ValidationError,
 )
@@ -77,6 +78,12 @@ from ._refunds.domain import (
     RefundDestination,
     RefundFailure,
 )
+from ._risk.domain import Decision as RiskDecision
+from ._risk.domain import ListEntry as RiskListEntry
+from ._risk.domain import ListKind as RiskListKind
+from ._risk.domain import RiskContext, RiskSettings, RuleHit, Verdict
+from ._risk.rules import Facts as RiskFacts
+from ._risk.rules import RiskRule
 from ._state import (
     ANOMALY_MACHINE,
     ISSUE_MACHINE,
@@ -200,6 +207,15 @@ __all__ = [
     "RefundStatus",
     "RefundUnavailable",
     "ResolutionAction",
+    "RiskBlocked",
+    "RiskContext",
+    "RiskDecision",
+    "RiskFacts",
+    "RiskListEntry",
+    "RiskListKind",
+    "RiskRule",
+    "RiskSettings",
+    "RuleHit",
     "Settings",
     "StartedPayment",
     "StateMachine",
@@ -207,6 +223,7 @@ __all__ = [
     "UnknownCurrency",
     "UseAll",
     "ValidationError",
+    "Verdict",
     "WalletSnapshot",
     "get_currency",
     "hookimpl",

@@ -16,6 +16,7 @@ from attrs import field, frozen
 from ._errors import ConfigurationError, InvalidAmount
 from ._money import to_decimal
 from ._refunds.domain import AutoApproval
+from ._risk.domain import RiskSettings
 
 if sys.version_info >= (3, 11):  # pragma: no cover
     import tomllib
@@ -64,6 +65,8 @@ class Settings:
     refund_auto_approve: AutoApproval | None = None
     #: the folder of the configuration file: relative ``*_file`` paths are read from there
     config_dir: str | None = None
+    #: risk control: the ``[risk]`` table (every rule off unless set)
+    risk: RiskSettings = field(factory=RiskSettings)
 
     @classmethod
     def load(
@@ -99,6 +102,7 @@ class Settings:
             "points_rate",
             "channels",
             "refunds",
+            "risk",
         }
         unknown = set(section) - known - {"ordercore"}
         if unknown:
@@ -123,6 +127,7 @@ class Settings:
             channels=dict(section.get("channels", {})),
             refund_auto_approve=_auto_approve(section.get("refunds")),
             config_dir=str(Path(config_path).resolve().parent) if config_path else None,
+            risk=RiskSettings.from_table(section.get("risk", {})),
         )
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from ordercore._actor import Actor
 from ordercore._audit.chain import AuditEntry
-from ordercore._errors import InvalidField, PermissionDenied
+from ordercore._errors import InvalidField, PermissionDenied, RiskBlocked
 
 if TYPE_CHECKING:
     import pluggy
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ordercore._payments.payment_service import PaymentService
     from ordercore._permissions import Authorizer
     from ordercore._refunds.refund_service import RefundService
+    from ordercore._risk.risk_service import RiskService
     from ordercore.adapters.sqlalchemy.uow import UnitOfWork
     from ordercore.channels import PaymentChannel
 
@@ -76,6 +77,7 @@ class Context(Protocol):
     orders: OrderService
     payments: PaymentService
     refunds: RefundService
+    risk: RiskService
 
     @property
     def plugins(self) -> pluggy.PluginManager: ...
@@ -108,8 +110,9 @@ class Service:
         self._ctx.authorizer.check(actor, permission, owner_id=owner_id, target=target)
 
     def _run(self, work: Callable[[UnitOfWork, datetime], T]) -> T:
-        """Run ``work`` in one unit of work and commit. A PermissionDenied raised inside rolls
-        the work back and is recorded, alone, in a transaction of its own."""
+        """Run ``work`` in one unit of work and commit. A PermissionDenied or a RiskBlocked
+        raised inside rolls the work back and is recorded, alone, in a transaction of its
+        own (the refusal's audit record; the risk decision and its audit record)."""
         now = self._now()
         try:
             with self._uow() as uow:
@@ -118,6 +121,9 @@ class Service:
                 return result
         except PermissionDenied as exc:
             self._record_refusal(exc, now)
+            raise
+        except RiskBlocked as exc:
+            self._ctx.risk.record_refusal(exc, now)
             raise
 
     def _read(self, work: Callable[[UnitOfWork], T]) -> T:

@@ -35,6 +35,8 @@ as attributes, and a message a person can act on.
     │   ├── IdempotencyConflict    same idempotency key, different request
     │   └── ConcurrentModification optimistic version check failed; reload and retry
     ├── PermissionDenied           the actor's role does not grant the permission
+    ├── RiskBlocked                a risk rule refused an order or a payment (``decision``);
+    │                              only the decision and its audit record were written
     ├── ChannelError               a channel is unknown, disabled or cannot do what was asked
     ├── RefundError                a refund cannot be made (``code``: a RefundFailure value,
     │   │                          ``retryable``)
@@ -82,6 +84,7 @@ __all__ = [
     "RefundError",
     "RefundNotFound",
     "RefundUnavailable",
+    "RiskBlocked",
     "UnknownCurrency",
     "ValidationError",
 ]
@@ -225,6 +228,13 @@ class IllegalTransition(OrderCoreError):
 
 class PermissionDenied(OrderCoreError):
     """The actor may not do this (insufficient permissions). Only the refusal was recorded."""
+
+
+class RiskBlocked(OrderCoreError):
+    """Risk control refused an order or a payment: blocked, held for review, or waiting for
+    identity verification. ``decision`` is the recorded
+    :class:`~ordercore.RiskDecision` (the rules, their reasons and values); the message names
+    the deciding rule. Only the decision and its audit record were written."""
 
 
 class ChannelError(OrderCoreError):

@@ -44,6 +44,8 @@ class Permission:
     REFUNDS_APPROVE: Final = "refunds.approve"
     PAYMENTS_REVIEW: Final = "payments.review"
     AUDIT_VIEW: Final = "audit.view"
+    RISK_REVIEW: Final = "risk.review"  # approve or reject orders held for review
+    RISK_LISTS: Final = "risk.lists"  # block- and allow-list entries
     EXPORT: Final = "export"
 
 

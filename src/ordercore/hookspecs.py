@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ._config import Settings
     from ._orders.domain import Order
     from ._outbox import ActivationContext, OutboxMessage
+    from ._risk.rules import RiskRule
     from .channels import PaymentChannel
 
 __all__ = ["hookimpl", "hookspec"]
@@ -110,9 +111,18 @@ def ordercore_notify(event: OutboxMessage) -> None:
 
 
 @hookspec
-def ordercore_risk_rules() -> Sequence[Any]:
-    """Return risk rules to evaluate before an order is created or paid (the risk issue).
+def ordercore_risk_rules(settings: Settings) -> Sequence[RiskRule]:
+    """Return risk rules to evaluate when an order is created and when a payment starts.
 
-    :return: rule objects; ordercore calls each with the order being checked.
+    Called at every check (so plugins registered at run time take part). Each rule is a
+    callable with a ``name`` (and optionally ``stages``: ``{"order", "payment"}``); it gets
+    the check's :class:`~ordercore.RiskFacts` (stage, customer, amount, risk context,
+    counts) and returns a :class:`~ordercore.RuleHit` or None. A rule that raises or runs
+    longer than ``[risk] plugin_timeout_seconds`` follows ``[risk] plugin_policy``
+    (``fail_open``: allow, ``fail_closed``: block); either way the failure is recorded in
+    the decision.
+
+    :param settings: the running configuration (``settings.risk`` is the ``[risk]`` table).
+    :return: rule objects (see :class:`~ordercore.RiskRule`).
     """
     raise NotImplementedError

@@ -118,8 +118,8 @@ class Recorder:
         self.calls.append(("ordercore_notify", (event.kind, event.id)))
 
     @hookimpl
-    def ordercore_risk_rules(self) -> list[Any]:
-        self.calls.append(("ordercore_risk_rules", None))
+    def ordercore_risk_rules(self, settings: Any) -> list[Any]:
+        self.calls.append(("ordercore_risk_rules", settings))
         return []
 
 
@@ -148,8 +148,9 @@ def test_hooks_are_called_through_the_engine() -> None:
         checkpoint = core.audit.checkpoint()
         assert checkpoint.seq > 0
         assert ("ordercore_audit_checkpoint", (checkpoint.seq, checkpoint.hash)) in recorder.calls
-        # The risk and revoke hooks are called by later features; here, through pluggy.
-        assert core.plugins.hook.ordercore_risk_rules() == [[]]
+        # Risk control asked for rules when the order was created and when it was paid.
+        assert ("ordercore_risk_rules", core.settings) in recorder.calls
+        # The revoke hook is called by refunds; here, through pluggy.
         core.plugins.hook.ordercore_revoke_order(order=order, refund=None, ctx=None)
         assert ("ordercore_revoke_order", order.number) in recorder.calls
         core.close()

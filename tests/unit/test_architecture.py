@@ -39,6 +39,8 @@ DOMAIN = frozenset(
         "ordercore._payments.domain",
         "ordercore._refunds.domain",
         "ordercore._anomalies.domain",
+        "ordercore._risk.domain",
+        "ordercore._risk.rules",
     }
 )
 
@@ -58,6 +60,7 @@ PURE_IMPORTS = frozenset(
         "enum",
         "functools",
         "hashlib",
+        "ipaddress",
         "hmac",
         "itertools",
         "json",

@@ -119,6 +119,32 @@ class CustomerService(Service):
     def get(self, customer_id: int) -> Customer:
         return self._read(lambda uow: uow.customers.get(customer_id))
 
+    def verify(
+        self, customer_id: int, *, actor: Actor, verified: bool = True, note: str | None = None
+    ) -> Customer:
+        """Record that the customer's identity was verified (or, ``verified=False``, that it
+        no longer is). Orders risk control held with ``verify`` can then be paid."""
+
+        def work(uow: UnitOfWork, now: datetime) -> Customer:
+            self._check(actor, _P.CUSTOMERS_MANAGE, f"customer:{customer_id}")
+            before = uow.customers.get(customer_id)
+            uow.customers.set_verified(customer_id, verified)
+            uow.record(
+                AuditEntry(
+                    entity_kind="customer",
+                    entity_id=str(customer_id),
+                    action="customer.verify",
+                    actor=actor,
+                    at=now,
+                    before={"identity_verified": before.identity_verified},
+                    after={"identity_verified": verified},
+                    reason=note,
+                )
+            )
+            return uow.customers.get(customer_id)
+
+        return self._run(work)
+
     def resolve(self, reference: str) -> Customer:
         """Find a customer by id, e-mail or external reference (as the CLI's ``--customer``)."""
 

@@ -43,6 +43,7 @@ from ordercore._numbers import OrderNumberGenerator
 from ordercore._payments.domain import OPEN_ATTEMPT_STATES, PaymentAttempt
 from ordercore._permissions import Permission
 from ordercore._refunds.domain import AfterSalesIssue, Refund
+from ordercore._risk.domain import RiskContext
 from ordercore._state import CancelReason, OrderStatus, PaymentEvent, Transition
 
 from .amounts import AmountBreakdown
@@ -119,6 +120,7 @@ class OrderService(Service):
         payment_timeout: timedelta | None = None,
         idempotency_key: str | None = None,
         activation: str | None = None,
+        risk: RiskContext | None = None,
     ) -> Order:
         """Create an order, priced (tiers, coupon, manual discount, balance, points, fee).
 
@@ -126,7 +128,8 @@ class OrderService(Service):
         products' row locks, the coupon use is reserved under the coupon's row lock, balance
         and points are debited. An order whose payable is zero is paid at once. With an
         ``idempotency_key`` the same request returns the same order and a different request
-        raises :class:`IdempotencyConflict`.
+        raises :class:`IdempotencyConflict`. ``risk`` (client ip, device id...) is judged by
+        risk control: a ``block`` raises :class:`RiskBlocked` and writes only the decision.
         """
         if (customer_id is None) == (new_customer is None):
             raise InvalidField("give either customer_id or new_customer", field="customer")
@@ -251,6 +254,9 @@ class OrderService(Service):
                 request_hash,
             )
             assert order.id is not None
+            self._ctx.risk.check_order(
+                uow, order=order, customer=customer, context=risk, actor=actor, now=now
+            )
             if channel:
                 uow.orders.set_channel(order, channel)
             modes = {p.activation_mode for p in products_of(uow, lines)}

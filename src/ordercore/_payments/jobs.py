@@ -53,6 +53,8 @@ class JobReport:
     #: work left for a later pass, with why (``NUMBER: reason``): an order or attempt whose
     #: channel is not available now (unconfigured, disabled) is never given up on blindly
     skipped: tuple[str, ...] = ()
+    #: orders rejected because their risk review passed ``review_sla_hours``
+    review_expired: tuple[str, ...] = ()
 
     @property
     def total(self) -> int:
@@ -65,6 +67,7 @@ class JobReport:
             + len(self.refunds)
             + self.delivered
             + self.delivery_failures
+            + len(self.review_expired)
         )
 
 
@@ -200,6 +203,7 @@ class JobRunner(Reconciliation):
                 number
             )
         refunds = self._ctx.refunds.check_due(moment, batch=batch)
+        review_expired = self._ctx.risk.expire_reviews(moment, batch=batch)
         delivered, delivery_failures = self.deliver_outbox(moment, batch=batch)
         sealed, audit_problem = self._seal_audit()
         return JobReport(
@@ -214,6 +218,7 @@ class JobRunner(Reconciliation):
             sealed=sealed,
             audit_problem=audit_problem,
             skipped=tuple(skipped),
+            review_expired=tuple(review_expired),
         )
 
     def _seal_audit(self) -> tuple[int, str | None]:

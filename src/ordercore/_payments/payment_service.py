@@ -23,13 +23,14 @@ import secrets
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from attrs import frozen
+from attrs import evolve, frozen
 
 from ordercore._actor import Actor
 from ordercore._context import check_limit
 from ordercore._errors import ChannelError, OrderCoreError
 from ordercore._orders.wallet_service import wallet_audit
 from ordercore._permissions import Permission
+from ordercore._risk.domain import RiskContext
 from ordercore._state import OrderStatus, PaymentEvent, PaymentStatus
 from ordercore.channels import (
     Checkout,
@@ -86,13 +87,19 @@ class PaymentService(CallbackPipeline, ProofReview, JobRunner):
         method: str | None = None,
         client_ip: str | None = None,
         return_url: str | None = None,
+        risk: RiskContext | None = None,
     ) -> StartedPayment:
         """Open a payment attempt for a pending order and create its checkout.
 
         The attempt and its ``create`` operation are committed before the channel is called;
         the channel's answer is applied afterwards. A lost answer leaves the attempt
         ``unknown`` for reconciliation. ``balance`` settles at once, in one transaction.
+        Risk control judges the attempt (``risk``; ``client_ip`` fills its ip): anything
+        but ``allow`` raises :class:`RiskBlocked` and writes only the decision.
         """
+        if client_ip is not None and (risk is None or risk.ip is None):
+            risk = evolve(risk or RiskContext(), ip=client_ip)
+        client_ip = client_ip or (risk.ip if risk else None)
         chan = self.channel(channel)
         chosen = method or sorted(chan.methods)[0]
         if chosen not in chan.methods:
@@ -102,7 +109,7 @@ class PaymentService(CallbackPipeline, ProofReview, JobRunner):
                 channel=channel,
             )
         if getattr(chan, "settles_internally", False):
-            return self._pay_from_balance(number, chan, actor)
+            return self._pay_from_balance(number, chan, actor, risk)
 
         def open_attempt(uow: UnitOfWork, now: datetime) -> tuple[PaymentAttempt, int]:
             order = uow.orders.get(number, lock=True)
@@ -120,6 +127,9 @@ class PaymentService(CallbackPipeline, ProofReview, JobRunner):
                 expires_at=order.payment_deadline,
             )
             uow.save_attempt(attempt, now)
+            self._ctx.risk.check_payment(
+                uow, order=order, attempt=attempt, context=risk, actor=actor, now=now
+            )
             uow.orders.set_channel(order, chan.name)
             assert attempt.id is not None
             op = uow.payments.start_operation(
@@ -202,7 +212,9 @@ class PaymentService(CallbackPipeline, ProofReview, JobRunner):
         if not amount.is_positive():
             raise ChannelError(f"order {order.number} has nothing to pay", order=order.number)
 
-    def _pay_from_balance(self, number: str, chan: PaymentChannel, actor: Actor) -> StartedPayment:
+    def _pay_from_balance(
+        self, number: str, chan: PaymentChannel, actor: Actor, risk: RiskContext | None
+    ) -> StartedPayment:
         def work(uow: UnitOfWork, now: datetime) -> PaymentAttempt:
             order = uow.orders.get(number, lock=True)
             self._check(actor, _P.ORDERS_VIEW, f"order:{number}", owner_id=order.customer_id)
@@ -218,6 +230,9 @@ class PaymentService(CallbackPipeline, ProofReview, JobRunner):
                 created_at=now,
             )
             uow.save_attempt(attempt, now)
+            self._ctx.risk.check_payment(
+                uow, order=order, attempt=attempt, context=risk, actor=actor, now=now
+            )
             assert attempt.id is not None
             entry = uow.wallet.apply(
                 customer_id=order.customer_id,

@@ -31,6 +31,7 @@ from .orders import orders
 from .payments import payments
 from .products import products
 from .refunds import refunds
+from .risk import risk
 from .serve import serve
 from .wallet import wallet
 
@@ -78,6 +79,7 @@ for _command in (
     jobs,
     serve,
     audit,
+    risk,
     demo,
 ):
     cli.add_command(_command)

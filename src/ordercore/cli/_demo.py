@@ -32,6 +32,8 @@ from ordercore import (
 from ordercore.testing import FakeGateway, fake_channel_config
 from ordercore.web import start_background_server
 
+from .risk import demo_risk
+
 __all__ = ["run_demo"]
 
 
@@ -500,6 +502,7 @@ def run_demo(database: str | Path) -> list[dict[str, Any]]:
         _refund_orders(core, gateway, host, transfer, through_fake, say)
         if sandbox is not None:
             _pay_with_alipay(core, sandbox, li.id or 0, say)
+        demo_risk(f"sqlite:///{path}", (li.id or 0, han.id or 0), say)
 
         verdict = core.audit.verify()
         say(

@@ -87,6 +87,32 @@ def customers_list(ctx: click.Context, limit: int, cursor: str | None, as_json: 
     _echo_more(next_cursor)
 
 
+@customers.command("verify")
+@click.argument("customer_id", type=int)
+@click.option("--revoke", is_flag=True, help="Mark the identity as not verified instead.")
+@click.option("--note", default=None, help="How it was verified (recorded).")
+@_actor_option()
+@json_option
+@click.pass_context
+def customers_verify(
+    ctx: click.Context,
+    customer_id: int,
+    revoke: bool,
+    note: str | None,
+    actor: Actor,
+    as_json: bool,
+) -> None:
+    """Record that a customer's identity was verified (orders held for it can be paid)."""
+    customer = _core(ctx).customers.verify(
+        customer_id, actor=actor, verified=not revoke, note=note
+    )
+    if as_json:
+        _emit_json(customer_view(customer))
+    else:
+        state = "verified" if customer.identity_verified else "not verified"
+        click.echo(f"customer {customer.id}: identity {state}")
+
+
 @customers.command("show")
 @click.argument("customer_id", type=int)
 @json_option

@@ -23,6 +23,7 @@ from ordercore import (
     OrderDetails,
     OrderFilter,
     OrderStatus,
+    RiskContext,
     UseAll,
 )
 from ordercore._orders.listing import date_range, load_zone, period_range
@@ -47,6 +48,7 @@ from .after_sales import (
     orders_issue_open,
     orders_issue_show,
 )
+from .risk import risk_view
 
 
 @click.group()
@@ -65,7 +67,9 @@ def _parse_item(item: str) -> tuple[str, int]:
 
 
 def _details_json(core: OrderCore, number: str, actor: Actor | None = None) -> dict[str, Any]:
-    return _view_of(core.orders.details(number, actor=actor))
+    view = _view_of(core.orders.details(number, actor=actor))
+    view["risk"] = risk_view(core, number)
+    return view
 
 
 def _view_of(d: OrderDetails) -> dict[str, Any]:
@@ -114,6 +118,9 @@ def _use_balance(value: str | None, currency: str | None) -> Money | UseAll | No
 @click.option("--flag", "flags", multiple=True, help="A tag for the order, repeatable.")
 @click.option("--special", is_flag=True, help="Mark the order as special.")
 @click.option("--idempotency-key", default=None, help="Same key + same request = same order.")
+@click.option("--ip", default=None, help="The buyer's IP address (risk control).")
+@click.option("--device", default=None, help="The buyer's device id (the host's fingerprint).")
+@click.option("--user-agent", default=None, help="The buyer's user agent (risk control).")
 @_actor_option()
 @json_option
 @click.pass_context
@@ -134,10 +141,14 @@ def orders_create(
     flags: tuple[str, ...],
     special: bool,
     idempotency_key: str | None,
+    ip: str | None,
+    device: str | None,
+    user_agent: str | None,
     actor: Actor,
     as_json: bool,
 ) -> None:
-    """Create an order: priced with tiers, coupon, discount, balance, points and fee."""
+    """Create an order: priced with tiers, coupon, discount, balance, points and fee; judged
+    by risk control (--ip, --device)."""
     core = _core(ctx)
     parsed = [_parse_item(i) for i in items]
     new = None
@@ -174,6 +185,7 @@ def orders_create(
         special=special,
         idempotency_key=idempotency_key,
         actor=actor,
+        risk=RiskContext(ip=ip, device_id=device, user_agent=user_agent),
     )
     if as_json:
         _emit_json(_details_json(core, order.number))
@@ -181,6 +193,9 @@ def orders_create(
         click.echo(
             f"order {order.number} created: {order.amounts.payable} payable ({order.status.value})"
         )
+        held = [d for d in core.risk.decisions(order=order.number, limit=1) if d.hits]
+        if held and held[0].verdict.value != "allow":
+            click.echo(held[0].sentence())
 
 
 @orders.command("list")
@@ -359,8 +374,10 @@ def orders_flag(
 @click.pass_context
 def orders_show(ctx: click.Context, number: str, actor: Actor, as_json: bool) -> None:
     """Show an order: breakdown, lines, history, refunds, issues, notes and operation log."""
-    details = _core(ctx).orders.details(number, actor=actor)
+    core = _core(ctx)
+    details = core.orders.details(number, actor=actor)
     view = _view_of(details)
+    view["risk"] = risk_view(core, number)
     if as_json:
         _emit_json(view)
         return
@@ -404,6 +421,9 @@ def orders_show(ctx: click.Context, number: str, actor: Actor, as_json: bool) ->
     _print_issues(console, view["issues"])
     for note in view["notes"]:
         console.print(f"  note ({note['author']}, {note['at']}): {note['text']}")
+    for d in view["risk"]:
+        rules = "; ".join(h["reason"] for h in d["rules"]) or "no rule fired"
+        console.print(f"  risk {d['stage']} {d['verdict']} ({d['at']}): {rules}")
     log = Table("seq", "at", "actor", "action", "reason", title="operation log")
     for record in view["log"]:
         who = record["actor"]
@@ -459,7 +479,9 @@ orders.add_command(orders_issue_show)
 @click.argument("number")
 @click.option("--channel", required=True, help="balance, bank_transfer, or a plugin's channel.")
 @click.option("--method", default=None, help="qr, h5, page, transfer... [default: the first]")
-@click.option("--client-ip", default=None)
+@click.option("--ip", "--client-ip", "ip", default=None, help="The payer's IP address.")
+@click.option("--device", default=None, help="The payer's device id (the host's fingerprint).")
+@click.option("--payer", default=None, help="The payer account, when the channel reports it.")
 @_actor_option()
 @json_option
 @click.pass_context
@@ -468,13 +490,21 @@ def orders_pay(
     number: str,
     channel: str,
     method: str | None,
-    client_ip: str | None,
+    ip: str | None,
+    device: str | None,
+    payer: str | None,
     actor: Actor,
     as_json: bool,
 ) -> None:
-    """Start paying an order through a channel and print the checkout."""
+    """Start paying an order through a channel and print the checkout; judged by risk
+    control (--ip, --device)."""
     started = _core(ctx).payments.start(
-        number, channel=channel, method=method, actor=actor, client_ip=client_ip
+        number,
+        channel=channel,
+        method=method,
+        actor=actor,
+        client_ip=ip,
+        risk=RiskContext(ip=ip, device_id=device, payer_account=payer),
     )
     view = attempt_view(started.attempt)
     if as_json:

@@ -61,6 +61,7 @@ from ordercore.testing._contract import (
     assert_channel_contract,
     garbage_notifications,
 )
+from ordercore.testing._risk import TestRiskRule, make_risk_rule
 
 # isort: on
 
@@ -78,6 +79,7 @@ __all__ = [
     "FakeRefund",
     "FakeTrade",
     "SignedNotification",
+    "TestRiskRule",
     "TradeStatus",
     "assert_channel_contract",
     "fake_channel_config",
@@ -86,6 +88,7 @@ __all__ = [
     "make_checkout_request",
     "make_fake_channel",
     "make_refund_request",
+    "make_risk_rule",
     "ordercore_register_channels",
 ]
 

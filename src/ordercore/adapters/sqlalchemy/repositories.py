@@ -107,6 +107,11 @@ class CustomerRepository:
         assert pk is not None
         return self.get(int(pk[0]))
 
+    def set_verified(self, customer_id: int, verified: bool) -> None:
+        self.conn.execute(
+            update(self.t).where(self.t.c.id == customer_id).values(identity_verified=verified)
+        )
+
     def get(self, customer_id: int) -> Customer:
         row = self.conn.execute(select(self.t).where(self.t.c.id == customer_id)).first()
         if row is None:

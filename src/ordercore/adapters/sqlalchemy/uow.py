@@ -18,6 +18,7 @@ from .listing import list_orders
 from .payments import PaymentRepository
 from .refunds import RefundRepository
 from .repositories import CustomerRepository, OrderRepository, ProductRepository
+from .risk import RiskRepository
 from .tables import Tables
 from .wallet import WalletRepository
 
@@ -43,6 +44,7 @@ class UnitOfWork:
     wallet: WalletRepository
     payments: PaymentRepository
     refunds: RefundRepository
+    risk: RiskRepository
 
     def __init__(self, engine: Engine, tables: Tables, audit_key: bytes | None = None) -> None:
         self.engine = engine
@@ -63,6 +65,7 @@ class UnitOfWork:
         self.wallet = WalletRepository(self.conn, self.tables)
         self.payments = PaymentRepository(self.conn, self.tables)
         self.refunds = RefundRepository(self.conn, self.tables)
+        self.risk = RiskRepository(self.conn, self.tables)
         return self
 
     def __exit__(
