@@ -4,8 +4,9 @@ settle and outbox delivery — what ``run_due_jobs`` (``ordercore jobs run``) do
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from attrs import frozen
 
@@ -28,6 +29,7 @@ from .reconciliation import Reconciliation
 __all__ = ["JobReport", "JobRunner"]
 
 _P = Permission
+T = TypeVar("T")
 
 
 @frozen
@@ -42,6 +44,10 @@ class JobReport:
     refunds: tuple[str, ...] = ()
     delivered: int = 0
     delivery_failures: int = 0
+    #: inbox ids of notifications left ``received`` by a stopped process, replayed
+    replayed_callbacks: tuple[int, ...] = ()
+    #: inbox ids flagged ``stalled`` for an operator (a replay left unfinished)
+    stalled_callbacks: tuple[int, ...] = ()
 
     @property
     def total(self) -> int:
@@ -54,6 +60,8 @@ class JobReport:
             + len(self.refunds)
             + self.delivered
             + self.delivery_failures
+            + len(self.replayed_callbacks)
+            + len(self.stalled_callbacks)
         )
 
 
@@ -139,46 +147,78 @@ class JobRunner(Reconciliation):
         return True
 
     # -- the job runner --------------------------------------------------------------------
+    def _claims(
+        self,
+        claim: Callable[[UnitOfWork, datetime, int, timedelta], list[T]],
+        moment: datetime,
+        batch: int,
+    ) -> Iterator[T]:
+        """Up to ``batch`` items of one queue, claimed ``job_claim_size`` at a time under a
+        lease of ``job_lease_seconds``: the next few are claimed only when the last few are
+        done, so that a runner that dies holds a handful of items for one short lease, not
+        the whole batch. The lease runs from the claim (the clock), or from ``moment`` when
+        that is later."""
+        settings = self._ctx.settings
+        lease = timedelta(seconds=settings.job_lease_seconds)
+        taken = 0
+        while taken < batch:
+            size = min(settings.job_claim_size, batch - taken)
+
+            def work(uow: UnitOfWork, at: datetime, size: int = size) -> list[T]:
+                return claim(uow, moment, size, lease + max(at - moment, timedelta(0)))
+
+            items = self._run(work)
+            yield from items
+            taken += len(items)
+            if len(items) < size:
+                return
+
     def run_due_jobs(self, now: datetime | None = None, *, batch: int = 100) -> JobReport:
         """One pass of every background job: timeout cancellation (querying first),
         reconciliation of pending/unknown attempts, due activations, refunds waiting for
-        their outcome (queried) and outbox delivery (notifications, revocations).
+        their outcome (queried), outbox delivery (notifications, revocations), and the
+        notifications a stopped process left unfinished (replayed, or flagged).
         Safe in several processes at once on PostgreSQL (``FOR UPDATE SKIP LOCKED`` and
-        leases); on SQLite run one."""
+        short leases: see :meth:`_claims`); on SQLite run one. ``batch`` bounds each queue."""
         moment = now or self._now()
         canceled: list[str] = []
         settled: list[str] = []
-        lease = timedelta(minutes=5)
-        expired = self._run(
-            lambda uow, _now: uow.payments.claim_expired_orders(moment, limit=batch, lease=lease)
-        )
-        for number in expired:
+        for number in self._claims(
+            lambda uow, at, size, lease: uow.payments.claim_expired_orders(
+                at, limit=size, lease=lease
+            ),
+            moment,
+            batch,
+        ):
             outcome = self.close_and_cancel(number, now=moment)
             if outcome == "canceled":
                 canceled.append(number)
             elif outcome == "settled":
                 settled.append(number)
         reconciled = []
-        checks = self._run(
-            lambda uow, _now: uow.payments.claim_checks(moment, limit=batch, lease=lease)
-        )
-        for out_trade_no in checks:
+        for out_trade_no in self._claims(
+            lambda uow, at, size, lease: uow.payments.claim_checks(at, limit=size, lease=lease),
+            moment,
+            batch,
+        ):
             result = self.reconcile(out_trade_no)
             if result.status in ("applied", "anomaly"):
                 reconciled.append(out_trade_no)
         activated: list[str] = []
         failures: list[str] = []
-        claims = self._run(
-            lambda uow, _now: uow.payments.claim_activations(
-                moment, limit=batch, lease=timedelta(minutes=5)
-            )
-        )
-        for number, attempt_no in claims:
+        for number, attempt_no in self._claims(
+            lambda uow, at, size, lease: uow.payments.claim_activations(
+                at, limit=size, lease=lease
+            ),
+            moment,
+            batch,
+        ):
             (activated if self._activate_one(number, attempt_no, moment) else failures).append(
                 number
             )
         refunds = self._ctx.refunds.check_due(moment, batch=batch)
         delivered, delivery_failures = self.deliver_outbox(moment, batch=batch)
+        replayed, stalled = self._ctx.payments.recover_stalled(moment, batch=batch)
         return JobReport(
             refunds=tuple(refunds),
             canceled=tuple(canceled),
@@ -188,18 +228,19 @@ class JobRunner(Reconciliation):
             activation_failures=tuple(failures),
             delivered=delivered,
             delivery_failures=delivery_failures,
+            replayed_callbacks=tuple(replayed),
+            stalled_callbacks=tuple(stalled),
         )
 
     def deliver_outbox(self, now: datetime | None = None, *, batch: int = 100) -> tuple[int, int]:
         """Deliver due outbox messages through ``ordercore_notify``: ``(delivered, failed)``."""
         moment = now or self._now()
-        messages = self._run(
-            lambda uow, _now: uow.payments.claim_outbox(
-                moment, limit=batch, lease=timedelta(minutes=5)
-            )
-        )
         delivered = failed = 0
-        for message in messages:
+        for message in self._claims(
+            lambda uow, at, size, lease: uow.payments.claim_outbox(at, limit=size, lease=lease),
+            moment,
+            batch,
+        ):
             try:
                 if message.kind == "order.revoke":
                     self._revoke(message, moment)
