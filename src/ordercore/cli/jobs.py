@@ -68,6 +68,8 @@ def jobs_run(ctx: click.Context, loop: bool, interval: float, as_json: bool) -> 
             "activation_failures": list(report.activation_failures),
             "delivered": report.delivered,
             "delivery_failures": report.delivery_failures,
+            "replayed_callbacks": list(report.replayed_callbacks),
+            "stalled_callbacks": list(report.stalled_callbacks),
         }
         if as_json:
             _emit_json(data)
