@@ -280,14 +280,16 @@ class CallbackPipeline(PaymentCore):
         return self._replay(inbox_id)
 
     def _replay(self, inbox_id: int) -> HttpReply:
-        entry = self.notification(inbox_id)
+        entry = first = self.notification(inbox_id)
+        while first["replay_of"] is not None:  # a replay of a replay: judged as of the first
+            first = self.notification(first["replay_of"])
         return self.handle_callback(
             entry["channel"],
             entry["headers"],
             entry["body"],
             entry["remote_addr"],
             replay_of=inbox_id,
-            received_at=entry["received_at"],
+            received_at=first["received_at"],
         )
 
     def recover_stalled(

@@ -174,13 +174,15 @@ class JobRunner(Reconciliation):
                 return
 
     def run_due_jobs(self, now: datetime | None = None, *, batch: int = 100) -> JobReport:
-        """One pass of every background job: timeout cancellation (querying first),
+        """One pass of every background job: the notifications a stopped process left
+        unfinished (replayed, or flagged), timeout cancellation (querying first),
         reconciliation of pending/unknown attempts, due activations, refunds waiting for
-        their outcome (queried), outbox delivery (notifications, revocations), and the
-        notifications a stopped process left unfinished (replayed, or flagged).
+        their outcome (queried) and outbox delivery (notifications, revocations).
         Safe in several processes at once on PostgreSQL (``FOR UPDATE SKIP LOCKED`` and
         short leases: see :meth:`_claims`); on SQLite run one. ``batch`` bounds each queue."""
         moment = now or self._now()
+        # First what is already here (no platform call): notifications left unfinished.
+        replayed, stalled = self._ctx.payments.recover_stalled(moment, batch=batch)
         canceled: list[str] = []
         settled: list[str] = []
         for number in self._claims(
@@ -218,7 +220,6 @@ class JobRunner(Reconciliation):
             )
         refunds = self._ctx.refunds.check_due(moment, batch=batch)
         delivered, delivery_failures = self.deliver_outbox(moment, batch=batch)
-        replayed, stalled = self._ctx.payments.recover_stalled(moment, batch=batch)
         return JobReport(
             refunds=tuple(refunds),
             canceled=tuple(canceled),
