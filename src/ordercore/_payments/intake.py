@@ -36,6 +36,10 @@ REDACTED = "[redacted]"
 #: How many dropped header names the summary lists (each cut to 64 characters).
 SUMMARY_NAMES = 20
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]{1,64}")
+#: A header value worth keeping: latin-1 text without control characters (tab allowed).
+_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+#: Printable ASCII: a field made of these needs no closer look.
+_PLAIN = re.compile(r"[\x20-\x7e]*")
 
 #: The longest value of each event field, in characters: the column it is stored in
 #: (``out_trade_no`` 64, ``channel_trade_no`` 128...), or a bound where it is only compared
@@ -69,10 +73,6 @@ class KeptHeaders:
     summary: dict[str, Any] | None
 
 
-def _valid_value(value: str) -> bool:
-    return all(c == "\t" or (" " <= c <= "~") or "\x80" <= c <= "\xff" for c in value)
-
-
 def keep_headers(
     headers: Mapping[str, str],
     *,
@@ -88,8 +88,13 @@ def keep_headers(
     dropped_bytes = 0
     for raw_name, raw_value in headers.items():
         name, value = str(raw_name).lower(), str(raw_value)
-        usable = _TOKEN.fullmatch(name) is not None and _valid_value(value)
-        if usable and (needed is None or name in needed):
+        # Only a header that may be kept is looked at closely: the cost of the others is
+        # their length, whatever their size.
+        if (
+            (needed is None or name in needed)
+            and _TOKEN.fullmatch(name) is not None
+            and _VALUE.fullmatch(value) is not None
+        ):
             kept[name] = value
         else:
             dropped.append(name)
@@ -97,7 +102,7 @@ def keep_headers(
     stored = {name: (REDACTED if name in secret else value) for name, value in kept.items()}
     summary = None
     if dropped:
-        names = sorted({_printable(n)[:64] for n in dropped})
+        names = sorted({_printable(n[:64]) for n in dropped})
         summary = {
             "dropped": len(dropped),
             "bytes": dropped_bytes,
@@ -118,6 +123,8 @@ def _text_problem(name: str, value: object) -> str | None:
     limit = FIELD_LIMITS[name]
     if len(value) > limit:
         return f"{name} is {len(value)} characters long, more than {limit}"
+    if _PLAIN.fullmatch(value) is not None:
+        return None
     for c in value:
         category = unicodedata.category(c)
         if category == "Cs":
