@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.client
+import json
 import socket
 import threading
 import time
@@ -250,3 +252,84 @@ def test_threads_bounded_to_the_pool_answer_every_delivery(
     finally:
         served.close()
         shop.core.close()
+
+
+# -- the apps, called directly ----------------------------------------------------------------
+
+
+class _Stalling:
+    """A WSGI input whose read fails the way a server's does when the client stalls."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def read(self, size: int = -1) -> bytes:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [(TimeoutError("timed out"), 408), (ConnectionResetError("reset"), 400), (ValueError(), 400)],
+)
+def test_wsgi_a_body_that_cannot_be_read_is_answered_not_raised(
+    core: StandIn, error: Exception, status: int
+) -> None:
+    from ordercore.web import make_wsgi_app
+
+    started: list[str] = []
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/callbacks/fake",
+        "CONTENT_LENGTH": "10",
+        "wsgi.input": _Stalling(error),
+    }
+    body = b"".join(make_wsgi_app(core)(environ, lambda s, h, e=None: started.append(s)))
+    assert started[0].startswith(f"{status} ")
+    assert json.loads(body)["code"] == "FAIL"
+    assert core.payments.calls == []
+
+
+def test_asgi_headers_over_the_cap_are_431_unread(core: StandIn) -> None:
+    from ordercore.web import make_asgi_app
+
+    app = make_asgi_app(core, max_header_size=1000)
+    sent: list[dict[str, Any]] = []
+    received = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal received
+        received += 1
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/callbacks/fake",
+        "headers": [(b"x-big", b"v" * 1000)],
+    }
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 431
+    assert received == 0
+    assert core.payments.calls == []
+
+
+# -- the command line -------------------------------------------------------------------------
+
+
+def test_serve_refuses_more_threads_than_the_pool(tmp_path: Any) -> None:
+    from click.testing import CliRunner
+
+    from ordercore.cli import cli
+
+    config = tmp_path / "ordercore.toml"
+    config.write_text("pool_size = 2\npool_max_overflow = 1\n", encoding="utf-8")
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    assert CliRunner().invoke(cli, ["--database-url", url, "db", "upgrade"]).exit_code == 0
+    result = CliRunner().invoke(
+        cli, ["--database-url", url, "--config", str(config), "serve", "--threads", "4"]
+    )
+    assert result.exit_code == 2
+    assert "4 threads but the connection pool holds 3" in result.output
