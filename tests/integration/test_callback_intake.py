@@ -27,7 +27,7 @@ from helpers import Backend, FakeClock, snapshot
 from ordercore import OrderStatus
 from ordercore._config import Settings
 from ordercore._errors import ConfigurationError
-from ordercore._payments.intake import keep_headers
+from ordercore._payments.intake import MAX_KEPT_BYTES, keep_headers
 from ordercore._state import OrderEvent
 from ordercore.channels import ChannelConfig, Secret
 from ordercore.testing import DEFAULT_SECRET, SIGNATURE_HEADER, TIMESTAMP_HEADER, fake_signature
@@ -178,6 +178,13 @@ def test_keep_headers_redacts_secret_and_drops_unusable_ones() -> None:
     assert kept.kept == {"x-token": "t0k", "x-sig": "s", "x-other": "o"}
     assert kept.stored == {"x-token": "[redacted]", "x-sig": "s", "x-other": "o"}
     assert kept.summary == {"dropped": 2, "bytes": 16, "names": ["x-bad??", "x-ctl"]}
+    flood = keep_headers(
+        {f"X-F{i}": "v" * 60_000 for i in range(95)}, needed=None, secret=frozenset()
+    )
+    assert sum(len(n) + len(v) for n, v in flood.stored.items()) <= MAX_KEPT_BYTES
+    assert len(flood.kept) == 1
+    assert flood.summary is not None
+    assert flood.summary["dropped"] == 94
     nothing_dropped = keep_headers({"X-Sig": "s"}, needed=frozenset({"x-sig"}), secret=frozenset())
     assert nothing_dropped.summary is None
 

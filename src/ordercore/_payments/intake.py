@@ -25,6 +25,7 @@ from ordercore.channels import PaymentEvent, RefundEvent
 
 __all__ = [
     "FIELD_LIMITS",
+    "MAX_KEPT_BYTES",
     "REDACTED",
     "SUMMARY_NAMES",
     "KeptHeaders",
@@ -35,6 +36,9 @@ __all__ = [
 REDACTED = "[redacted]"
 #: How many dropped header names the summary lists (each cut to 64 characters).
 SUMMARY_NAMES = 20
+#: The most header bytes (names and values) kept for one notification, whoever calls the
+#: engine: past it, headers go to the summary (the HTTP endpoint refuses more with 431).
+MAX_KEPT_BYTES = 64 * 1024
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]{1,64}")
 #: A header value worth keeping: latin-1 text without control characters (tab allowed).
 _VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
@@ -82,23 +86,27 @@ def keep_headers(
     """Split ``headers`` (any case) into what a channel needing ``needed`` (None: every
     header) sees, what the inbox stores, and a summary of the rest. A header whose name is
     not an HTTP token, or whose value is not latin-1 text without control characters, is
-    never kept."""
+    never kept; nor are headers past :data:`MAX_KEPT_BYTES`."""
     kept: dict[str, str] = {}
+    kept_bytes = 0
     dropped: list[str] = []
     dropped_bytes = 0
     for raw_name, raw_value in headers.items():
         name, value = str(raw_name).lower(), str(raw_value)
         # Only a header that may be kept is looked at closely: the cost of the others is
         # their length, whatever their size.
+        size = len(name) + len(value)
         if (
             (needed is None or name in needed)
+            and kept_bytes + size <= MAX_KEPT_BYTES
             and _TOKEN.fullmatch(name) is not None
             and _VALUE.fullmatch(value) is not None
         ):
             kept[name] = value
+            kept_bytes += size
         else:
             dropped.append(name)
-            dropped_bytes += len(name) + len(value)
+            dropped_bytes += size
     stored = {name: (REDACTED if name in secret else value) for name, value in kept.items()}
     summary = None
     if dropped:
