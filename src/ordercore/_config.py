@@ -23,9 +23,49 @@ if sys.version_info >= (3, 11):  # pragma: no cover
 else:  # pragma: no cover
     import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
-__all__ = ["DEFAULT_DATABASE_URL", "Settings"]
+__all__ = ["DEFAULT_DATABASE_URL", "REDACTED_HEADERS", "Settings"]
 
 DEFAULT_DATABASE_URL = "sqlite:///ordercore.db"
+#: Request headers the inbox always stores as ``[redacted]`` (``redact_headers`` adds more).
+REDACTED_HEADERS = frozenset(
+    {
+        "authorization",
+        "cookie",
+        "proxy-authorization",
+        "set-cookie",
+        "x-access-token",
+        "x-api-key",
+        "x-auth-token",
+        "x-csrf-token",
+        "x-webhook-secret",
+    }
+)
+#: The whole-number settings: name -> (default, smallest allowed value).
+_COUNTS = {
+    "pool_size": (5, 1),
+    "pool_max_overflow": (10, 0),
+    "pool_timeout_seconds": (5, 1),
+    "callback_grace_seconds": (300, 1),
+    "job_lease_seconds": (30, 1),
+    "job_claim_size": (10, 1),
+}
+
+
+def _redact_names(value: object) -> frozenset[str]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, set, frozenset)):
+        raise ConfigurationError("redact_headers must be a list of header names")
+    names = set()
+    for name in value:
+        if not isinstance(name, str) or not name.strip() or any(c in name for c in " :\r\n"):
+            raise ConfigurationError(f"redact_headers: {name!r} is not a header name")
+        names.add(name.strip().lower())
+    return frozenset(names)
+
+
+def _check_count(instance: object, attribute: Any, value: object) -> None:
+    low = _COUNTS[attribute.name][1]
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigurationError(f"{attribute.name} must be a whole number ≥ {low}")
 
 
 def _check_key(_instance: object, _attribute: object, value: bytes | None) -> None:
@@ -51,6 +91,13 @@ class Settings:
     ``audit_key`` (bytes), when set, turns the audit chain's SHA-256 into HMAC-SHA-256.
     ``table_prefix`` and ``schema`` place ordercore's tables inside a host application's
     database. ``payment_timeout_minutes`` is the default payment deadline of new orders.
+
+    Callback intake and jobs: ``pool_size`` + ``pool_max_overflow`` database connections
+    (``pool_timeout_seconds`` to wait for one) bound ``ordercore serve``'s worker threads;
+    ``redact_headers`` adds header names the inbox stores as ``[redacted]`` to
+    :data:`REDACTED_HEADERS`; a notification still ``received`` ``callback_grace_seconds``
+    after it arrived is taken by the job runner (its process stopped); job runners claim
+    ``job_claim_size`` items at a time under a lease of ``job_lease_seconds``.
     """
 
     database_url: str = DEFAULT_DATABASE_URL
@@ -67,6 +114,18 @@ class Settings:
     config_dir: str | None = None
     #: risk control: the ``[risk]`` table (every rule off unless set)
     risk: RiskSettings = field(factory=RiskSettings)
+    pool_size: int = field(default=5, validator=_check_count)
+    pool_max_overflow: int = field(default=10, validator=_check_count)
+    pool_timeout_seconds: int = field(default=5, validator=_check_count)
+    redact_headers: frozenset[str] = field(default=frozenset(), converter=_redact_names)
+    callback_grace_seconds: int = field(default=300, validator=_check_count)
+    job_lease_seconds: int = field(default=30, validator=_check_count)
+    job_claim_size: int = field(default=10, validator=_check_count)
+
+    @property
+    def redacted_headers(self) -> frozenset[str]:
+        """Every header name the inbox redacts: the built-in ones and ``redact_headers``."""
+        return REDACTED_HEADERS | self.redact_headers
 
     @classmethod
     def load(
@@ -103,6 +162,8 @@ class Settings:
             "channels",
             "refunds",
             "risk",
+            "redact_headers",
+            *_COUNTS,
         }
         unknown = set(section) - known - {"ordercore"}
         if unknown:
@@ -128,6 +189,8 @@ class Settings:
             refund_auto_approve=_auto_approve(section.get("refunds")),
             config_dir=str(Path(config_path).resolve().parent) if config_path else None,
             risk=RiskSettings.from_table(section.get("risk", {})),
+            redact_headers=section.get("redact_headers", ()),
+            **{name: section.get(name, default) for name, (default, _) in _COUNTS.items()},
         )
 
 

@@ -43,6 +43,15 @@ __all__ = ["OrderCore"]
 _REFUND_FAILURES = frozenset(f.value for f in RefundFailure)
 
 
+def _pool(settings: Settings) -> dict[str, Any]:
+    """The connection-pool arguments of ``make_engine`` from ``settings``."""
+    return {
+        "pool_size": settings.pool_size,
+        "max_overflow": settings.pool_max_overflow,
+        "pool_timeout": settings.pool_timeout_seconds,
+    }
+
+
 class OrderCore:
     """ordercore bound to one database.
 
@@ -149,7 +158,7 @@ class OrderCore:
         arguments are :class:`Settings` fields."""
         config = Settings(database_url=url, **settings)
         return cls(
-            make_engine(url),
+            make_engine(url, **_pool(config)),
             config,
             clock=clock,
             authorizer=authorizer,
@@ -168,7 +177,7 @@ class OrderCore:
         load_entry_points: bool = True,
     ) -> OrderCore:
         return cls(
-            make_engine(settings.database_url),
+            make_engine(settings.database_url, **_pool(settings)),
             settings,
             clock=clock,
             authorizer=authorizer,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import abc
 import enum
+import hmac
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, ClassVar
@@ -63,19 +64,45 @@ class Outcome(str, enum.Enum):
         return self.value
 
 
-@frozen(repr=False)
 class Secret:
-    """Key material or a password: never in ``repr``, ``str``, logs or exports."""
+    """Key material or a password: never in ``repr``, ``str``, logs or exports.
 
-    value: bytes = field(repr=False)
+    Deliberately not an attrs class: ``attrs.asdict`` and ``cattrs`` unstructure of a
+    :class:`ChannelConfig` keep the ``Secret`` object itself (whose ``repr`` is
+    ``Secret('***')`` and ``str`` is ``***``) instead of recursing into its bytes. Only
+    :meth:`reveal` gives the value.
+    """
+
+    __slots__ = ("_value",)
+    _value: bytes
+
+    def __init__(self, value: bytes) -> None:
+        if not isinstance(value, bytes):
+            raise TypeError("a Secret holds bytes")
+        object.__setattr__(self, "_value", value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("a Secret is immutable")
 
     def __repr__(self) -> str:
         return "Secret('***')"
 
-    __str__ = __repr__
+    def __str__(self) -> str:
+        return "***"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value, other._value)
+
+    def __hash__(self) -> int:
+        return hash((Secret, self._value))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Secret, (self._value,))
 
     def reveal(self) -> bytes:
-        return self.value
+        return self._value
 
 
 @frozen
@@ -284,6 +311,15 @@ class PaymentChannel(abc.ABC):
     #: ``_env``), besides the common ones; a table with any other key disables the channel.
     #: None (the default) accepts any key and leaves checking to the channel.
     option_names: ClassVar[frozenset[str] | None] = None
+    #: The request headers (lower-case names) :meth:`parse_notification` reads. Only these
+    #: reach the channel and the inbox (with a bounded summary of the others), so that a
+    #: replay sees exactly what the first delivery saw. None keeps every header, within the
+    #: endpoint's header-size cap.
+    notification_headers: ClassVar[frozenset[str] | None] = None
+    #: Headers whose values the inbox must never store (a shared token sent as a header):
+    #: they are stored as ``[redacted]``, on top of ``Settings.redact_headers``. A
+    #: notification authenticated by such a header cannot be verified again on replay.
+    secret_headers: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: ChannelConfig) -> None:
         self.config = config

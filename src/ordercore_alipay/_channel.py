@@ -94,6 +94,8 @@ class AlipayChannel(PaymentChannel):
     name: ClassVar[str] = "alipay"
     methods: ClassVar[frozenset[str]] = frozenset({"qr", "page", "h5"})
     currencies: ClassVar[frozenset[str]] = frozenset({"CNY"})
+    #: A notification is a signed form: the body is all there is to verify.
+    notification_headers: ClassVar[frozenset[str] | None] = frozenset({"content-type"})
     capabilities: ClassVar[Capabilities] = Capabilities(
         query=True, close=True, refund=True, partial_refund=True, refund_notifications=True
     )

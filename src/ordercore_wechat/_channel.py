@@ -136,6 +136,7 @@ class WechatChannel(PaymentChannel):
     name: ClassVar[str] = "wechat"
     methods: ClassVar[frozenset[str]] = frozenset({"native", "h5"})
     currencies: ClassVar[frozenset[str]] = frozenset({"CNY"})
+    notification_headers: ClassVar[frozenset[str] | None] = _notify.NOTIFICATION_HEADERS
     capabilities: ClassVar[Capabilities] = Capabilities(
         query=True, close=True, refund=True, partial_refund=True, refund_notifications=True
     )

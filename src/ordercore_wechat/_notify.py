@@ -58,6 +58,8 @@ _HEADERS: Final = (
     "wechatpay-signature",
     "wechatpay-serial",
 )
+#: Every header a notification's check reads (the channel's ``notification_headers``).
+NOTIFICATION_HEADERS: Final = frozenset({*_HEADERS, "wechatpay-signature-type", "content-type"})
 
 
 def check_signature(

@@ -34,6 +34,9 @@ _ALL_CURRENCIES = frozenset(_REGISTRY)
 class _NoCallbacks(PaymentChannel):
     """Channels that receive no notifications from outside."""
 
+    #: no notifications: no header is worth keeping
+    notification_headers: ClassVar[frozenset[str] | None] = frozenset()
+
     def parse_notification(self, notification: Notification) -> NotificationResult:
         return NotificationResult.reject("unsupported", f"{self.name} takes no notifications")
 

@@ -1,13 +1,18 @@
 """The callback pipeline: a notification is stored raw in the inbox (committed) before
-anything else, verified and parsed by its channel, applied in one transaction, and answered
-the way the platform expects. Replays of stored notifications go through the same path.
+anything else — its body, and of its headers only those the channel reads (secret ones
+redacted) with a summary of the rest — verified and parsed by its channel, its fields checked
+against the database, applied in one transaction, and answered the way the platform expects.
+Replays of stored notifications go through the same path and resolve the row they replay;
+notifications a stopped process left ``received`` are replayed by the job runner.
 """
 
 from __future__ import annotations
 
 import builtins
+import contextlib
+import logging
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from attrs import frozen
@@ -29,23 +34,17 @@ if TYPE_CHECKING:
     from ordercore.adapters.sqlalchemy.uow import UnitOfWork
 
 from .applying import ApplyResult, PaymentCore
+from .intake import event_problem, keep_headers
 
 __all__ = ["CallbackPipeline"]
 
 _P = Permission
-_REDACTED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key"})
+logger = logging.getLogger("ordercore.payments")
 
 
 _UNKNOWN_CHANNEL = HttpReply(
     404, b'{"code":"FAIL","message":"unknown channel"}', {"content-type": "application/json"}
 )
-
-
-def _redact(headers: Mapping[str, str]) -> dict[str, str]:
-    return {
-        k.lower(): ("[redacted]" if k.lower() in _REDACTED_HEADERS else str(v))
-        for k, v in headers.items()
-    }
 
 
 @frozen
@@ -85,30 +84,55 @@ class CallbackPipeline(PaymentCore):
         received_at: datetime | None = None,
     ) -> HttpReply:
         """Store, verify, apply and acknowledge one notification. Never raises for bad
-        input: every refusal is answered the platform's way and left in the inbox."""
+        input: every refusal is answered the platform's way and left in the inbox. An
+        unexpected error (the database) marks the inbox row ``error`` and is raised.
+
+        With ``replay_of``, the stored notification of that id is resolved afterwards:
+        ``replayed``, naming this one, unless it had an outcome of its own."""
         try:
             chan = self.channel(channel)
         except (ChannelError, OrderCoreError):
             return _UNKNOWN_CHANNEL
-        lowered = {str(k).lower(): str(v) for k, v in headers.items()}
+        intake = keep_headers(
+            headers,
+            needed=chan.notification_headers,
+            secret=self._ctx.settings.redacted_headers | chan.secret_headers,
+        )
+        address = None if remote_addr is None else str(remote_addr)[:64]
         inbox_id = self._run(
             lambda uow, now: uow.payments.add_inbox(
                 channel=chan.name,
-                headers=_redact(lowered),
+                headers=intake.stored,
+                summary=intake.summary,
                 body=bytes(body),
-                remote_addr=remote_addr,
+                remote_addr=address,
                 now=now,
                 replay_of=replay_of,
             )
         )
         notification = Notification(
             channel=chan.name,
-            headers=lowered,
+            headers=intake.kept,
             body=bytes(body),
-            remote_addr=remote_addr,
+            remote_addr=address,
             # A replay is judged as of its first arrival (freshness windows, signed times).
             received_at=received_at or self._now(),
         )
+        try:
+            reply = self._process(chan, inbox_id, notification)
+        except Exception as exc:
+            with contextlib.suppress(Exception):  # the database may be what failed
+                self._mark_inbox(inbox_id, "error", f"{type(exc).__name__}: {exc}"[:1000])
+            raise
+        if replay_of is not None:
+            self._run(
+                lambda uow, now: uow.payments.resolve_inbox(replay_of, replay_id=inbox_id, now=now)
+            )
+        return reply
+
+    def _process(
+        self, chan: PaymentChannel, inbox_id: int, notification: Notification
+    ) -> HttpReply:
         try:
             parsed = chan.parse_notification(notification)
         except Exception as exc:  # a channel must not raise; if it does, it is a refusal
@@ -119,6 +143,11 @@ class CallbackPipeline(PaymentCore):
                 inbox_id, "rejected", f"{parsed.rejection.code}: {parsed.rejection.message}"
             )
             return chan.acknowledge(False, parsed.rejection.message)
+        for event in parsed.events:
+            problem = event_problem(event)
+            if problem is not None:
+                self._mark_inbox(inbox_id, "rejected", f"invalid_field: {problem}")
+                return chan.acknowledge(False, "invalid field")
         try:
             results, marked = self._apply_events(chan, parsed.events, inbox_id)
         except OrderCoreError as exc:
@@ -243,15 +272,59 @@ class CallbackPipeline(PaymentCore):
         return self._read(lambda uow: uow.payments.inbox_entry(inbox_id))
 
     def replay(self, inbox_id: int, *, actor: Actor) -> HttpReply:
-        """Process a stored notification again, exactly as received (its raw bytes). What
-        was applied stays applied once; the replay gets an inbox record of its own."""
+        """Process a stored notification again, exactly as stored (its raw body, the headers
+        its channel reads). What was applied stays applied once; the replay gets an inbox
+        record of its own, and an unfinished original (``received``, ``stalled``,
+        ``error``) becomes ``replayed``, naming it."""
         self._check(actor, _P.PAYMENTS_REVIEW, f"inbox:{inbox_id}")
-        entry = self.notification(inbox_id)
+        return self._replay(inbox_id)
+
+    def _replay(self, inbox_id: int) -> HttpReply:
+        entry = first = self.notification(inbox_id)
+        while first["replay_of"] is not None:  # a replay of a replay: judged as of the first
+            first = self.notification(first["replay_of"])
         return self.handle_callback(
             entry["channel"],
             entry["headers"],
             entry["body"],
             entry["remote_addr"],
             replay_of=inbox_id,
-            received_at=entry["received_at"],
+            received_at=first["received_at"],
         )
+
+    def recover_stalled(
+        self, now: datetime | None = None, *, batch: int = 100
+    ) -> tuple[builtins.list[int], builtins.list[int]]:
+        """Notifications a stopped process left unfinished for ``callback_grace_seconds``:
+        ``(replayed, flagged)`` ids. One still ``received`` is replayed (and resolved); a
+        replay left so, or one whose replayer stopped too, becomes ``stalled`` and an
+        ``inbox.stalled`` outbox message tells the host, for an operator to look at."""
+        moment = now or self._now()
+        cutoff = moment - timedelta(seconds=self._ctx.settings.callback_grace_seconds)
+        replayed: list[int] = []
+        flagged: list[int] = []
+        while len(replayed) + len(flagged) < batch:
+            size = min(self._ctx.settings.job_claim_size, batch - len(replayed) - len(flagged))
+
+            def claim(uow: UnitOfWork, at: datetime, size: int = size) -> list[tuple[int, str]]:
+                claims = uow.payments.claim_stalled_inbox(cutoff, now=max(at, moment), limit=size)
+                for inbox_id, action in claims:
+                    if action == "flag":
+                        uow.payments.add_outbox(
+                            "inbox.stalled", None, {"inbox_id": inbox_id}, max(at, moment)
+                        )
+                return claims
+
+            claims = self._run(claim)
+            for inbox_id, action in claims:
+                if action == "flag":
+                    flagged.append(inbox_id)
+                    continue
+                try:
+                    self._replay(inbox_id)
+                except Exception:
+                    logger.exception("replaying stalled notification #%s failed", inbox_id)
+                replayed.append(inbox_id)
+            if len(claims) < size:
+                break
+        return replayed, flagged

@@ -5,8 +5,9 @@ settle and outbox delivery — what ``run_due_jobs`` (``ordercore jobs run``) do
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from attrs import frozen
 
@@ -32,6 +33,7 @@ logger = logging.getLogger("ordercore.jobs")
 __all__ = ["JobReport", "JobRunner"]
 
 _P = Permission
+T = TypeVar("T")
 
 
 @frozen
@@ -55,6 +57,10 @@ class JobReport:
     skipped: tuple[str, ...] = ()
     #: orders rejected because their risk review passed ``review_sla_hours``
     review_expired: tuple[str, ...] = ()
+    #: inbox ids of notifications left ``received`` by a stopped process, replayed
+    replayed_callbacks: tuple[int, ...] = ()
+    #: inbox ids flagged ``stalled`` for an operator (a replay left unfinished)
+    stalled_callbacks: tuple[int, ...] = ()
 
     @property
     def total(self) -> int:
@@ -68,6 +74,8 @@ class JobReport:
             + self.delivered
             + self.delivery_failures
             + len(self.review_expired)
+            + len(self.replayed_callbacks)
+            + len(self.stalled_callbacks)
         )
 
 
@@ -153,21 +161,52 @@ class JobRunner(Reconciliation):
         return True
 
     # -- the job runner --------------------------------------------------------------------
+    def _claims(
+        self,
+        claim: Callable[[UnitOfWork, datetime, int, timedelta], list[T]],
+        moment: datetime,
+        batch: int,
+    ) -> Iterator[T]:
+        """Up to ``batch`` items of one queue, claimed ``job_claim_size`` at a time under a
+        lease of ``job_lease_seconds``: the next few are claimed only when the last few are
+        done, so that a runner that dies holds a handful of items for one short lease, not
+        the whole batch. The lease runs from the claim (the clock), or from ``moment`` when
+        that is later."""
+        settings = self._ctx.settings
+        lease = timedelta(seconds=settings.job_lease_seconds)
+        taken = 0
+        while taken < batch:
+            size = min(settings.job_claim_size, batch - taken)
+
+            def work(uow: UnitOfWork, at: datetime, size: int = size) -> list[T]:
+                return claim(uow, moment, size, lease + max(at - moment, timedelta(0)))
+
+            items = self._run(work)
+            yield from items
+            taken += len(items)
+            if len(items) < size:
+                return
+
     def run_due_jobs(self, now: datetime | None = None, *, batch: int = 100) -> JobReport:
-        """One pass of every background job: timeout cancellation (querying first),
+        """One pass of every background job: the notifications a stopped process left
+        unfinished (replayed, or flagged), timeout cancellation (querying first),
         reconciliation of pending/unknown attempts, due activations, refunds waiting for
         their outcome (queried) and outbox delivery (notifications, revocations).
         Safe in several processes at once on PostgreSQL (``FOR UPDATE SKIP LOCKED`` and
-        leases); on SQLite run one."""
+        short leases: see :meth:`_claims`); on SQLite run one. ``batch`` bounds each queue."""
         moment = now or self._now()
+        # First what is already here (no platform call): notifications left unfinished.
+        replayed, stalled = self._ctx.payments.recover_stalled(moment, batch=batch)
         canceled: list[str] = []
         settled: list[str] = []
-        lease = timedelta(minutes=5)
-        expired = self._run(
-            lambda uow, _now: uow.payments.claim_expired_orders(moment, limit=batch, lease=lease)
-        )
         skipped: list[str] = []
-        for number in expired:
+        for number in self._claims(
+            lambda uow, at, size, lease: uow.payments.claim_expired_orders(
+                at, limit=size, lease=lease
+            ),
+            moment,
+            batch,
+        ):
             try:
                 outcome = self.close_and_cancel(number, now=moment)
             except (ChannelError, ConfigurationError) as exc:
@@ -179,10 +218,11 @@ class JobRunner(Reconciliation):
             elif outcome == "settled":
                 settled.append(number)
         reconciled = []
-        checks = self._run(
-            lambda uow, _now: uow.payments.claim_checks(moment, limit=batch, lease=lease)
-        )
-        for out_trade_no in checks:
+        for out_trade_no in self._claims(
+            lambda uow, at, size, lease: uow.payments.claim_checks(at, limit=size, lease=lease),
+            moment,
+            batch,
+        ):
             try:
                 result = self.reconcile(out_trade_no)
             except (ChannelError, ConfigurationError) as exc:
@@ -193,12 +233,13 @@ class JobRunner(Reconciliation):
                 reconciled.append(out_trade_no)
         activated: list[str] = []
         failures: list[str] = []
-        claims = self._run(
-            lambda uow, _now: uow.payments.claim_activations(
-                moment, limit=batch, lease=timedelta(minutes=5)
-            )
-        )
-        for number, attempt_no in claims:
+        for number, attempt_no in self._claims(
+            lambda uow, at, size, lease: uow.payments.claim_activations(
+                at, limit=size, lease=lease
+            ),
+            moment,
+            batch,
+        ):
             (activated if self._activate_one(number, attempt_no, moment) else failures).append(
                 number
             )
@@ -219,6 +260,8 @@ class JobRunner(Reconciliation):
             audit_problem=audit_problem,
             skipped=tuple(skipped),
             review_expired=tuple(review_expired),
+            replayed_callbacks=tuple(replayed),
+            stalled_callbacks=tuple(stalled),
         )
 
     def _seal_audit(self) -> tuple[int, str | None]:
@@ -238,13 +281,12 @@ class JobRunner(Reconciliation):
     def deliver_outbox(self, now: datetime | None = None, *, batch: int = 100) -> tuple[int, int]:
         """Deliver due outbox messages through ``ordercore_notify``: ``(delivered, failed)``."""
         moment = now or self._now()
-        messages = self._run(
-            lambda uow, _now: uow.payments.claim_outbox(
-                moment, limit=batch, lease=timedelta(minutes=5)
-            )
-        )
         delivered = failed = 0
-        for message in messages:
+        for message in self._claims(
+            lambda uow, at, size, lease: uow.payments.claim_outbox(at, limit=size, lease=lease),
+            moment,
+            batch,
+        ):
             try:
                 if message.kind == "order.revoke":
                     self._revoke(message, moment)

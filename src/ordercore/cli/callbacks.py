@@ -41,12 +41,18 @@ def _inbox_view(entry: dict[str, Any], *, with_body: bool) -> dict[str, Any]:
     }
     if with_body:
         view["headers"] = entry["headers"]
+        view["header_summary"] = entry.get("header_summary")
         view["body"] = entry["body"].decode("utf-8", "replace")
     return view
 
 
 @callbacks.command("list")
-@click.option("--status", default=None, help="applied, duplicate, anomaly, rejected, ignored")
+@click.option(
+    "--status",
+    default=None,
+    help="applied, duplicate, anomaly, rejected, ignored, error, received, replaying, "
+    "replayed, stalled",
+)
 @click.option("--order", "number", default=None)
 @click.option("--channel", default=None)
 @_page_options(cursor_help=None)
@@ -106,7 +112,8 @@ def callbacks_show(ctx: click.Context, inbox_id: int, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def callbacks_replay(ctx: click.Context, inbox_id: int, actor: Actor, as_json: bool) -> None:
-    """Process a stored notification again (manually trigger callback processing)."""
+    """Process a stored notification again (manually trigger callback processing); an
+    unfinished original (received, stalled, error) becomes replayed, naming the new row."""
     reply = _core(ctx).payments.replay(inbox_id, actor=actor)
     data = {"status": reply.status, "body": reply.body.decode("utf-8", "replace")}
     if as_json:

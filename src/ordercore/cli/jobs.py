@@ -72,6 +72,9 @@ def jobs_run(ctx: click.Context, loop: bool, interval: float, as_json: bool) -> 
             "delivery_failures": report.delivery_failures,
             "sealed": report.sealed,
             "skipped": list(report.skipped),
+            "review_expired": list(report.review_expired),
+            "replayed_callbacks": list(report.replayed_callbacks),
+            "stalled_callbacks": list(report.stalled_callbacks),
         }
         if report.audit_problem:
             data["audit_problem"] = report.audit_problem

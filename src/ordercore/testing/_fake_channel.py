@@ -118,6 +118,9 @@ class FakeChannel(PaymentChannel):
         partial_refund=True,
         refund_notifications=True,
     )
+    notification_headers: ClassVar[frozenset[str] | None] = frozenset(
+        {SIGNATURE_HEADER, TIMESTAMP_HEADER, "content-type"}
+    )
     #: The fake platform's refund codes that name an item of the refund-failure checklist
     #: (make one with ``gateway.fail_next("refund", Outcome.FAILED, code=...)``).
     refund_failures: ClassVar[Mapping[str, str]] = {

@@ -7,7 +7,8 @@ Routes, below an optional mount ``prefix``:
 ``POST /callbacks/{channel}``
     A platform's notification. ``channel`` must match ``[a-z0-9_-]{1,32}`` (404 otherwise).
     The raw body (at most ``MAX_BODY_SIZE`` bytes, 413 above) is passed byte for byte, with
-    the header names lower-cased, to ``core.payments.handle_callback``, and the
+    the header names lower-cased (at most ``MAX_HEADER_SIZE`` bytes of headers in all, 431
+    above), to ``core.payments.handle_callback``, and the
     ``HttpReply`` it returns is sent back as it is: status, body and
     headers (``Content-Length`` is added when the reply has none).
 ``GET /health`` (and ``HEAD``)
@@ -24,15 +25,17 @@ Header values reach ``handle_callback`` as WSGI carries them: ``str`` decoded as
 ``", "``. ``remote_addr`` is the peer address the server saw; behind a proxy, fix it in the
 server or middleware (e.g. werkzeug's ``ProxyFix``, uvicorn's ``--forwarded-allow-ips``).
 
-``serve`` runs the WSGI app on ``wsgiref`` with one thread per connection, for
-development (``ordercore serve``); use a production server (gunicorn, uvicorn, waitress...) in
-production.
+``serve`` runs the WSGI app on ``wsgiref`` with a bounded set of worker threads (as many as
+the core's database connections), answering 503 with ``Retry-After`` when they and their
+backlog are full, for development (``ordercore serve``); use a production server (gunicorn,
+uvicorn, waitress...) in production.
 """
 
 from __future__ import annotations
 
 from ._apps import (
     MAX_BODY_SIZE,
+    MAX_HEADER_SIZE,
     AsgiApp,
     CallbackCore,
     PaymentCallbacks,
@@ -41,10 +44,20 @@ from ._apps import (
     make_asgi_app,
     make_wsgi_app,
 )
-from ._server import BackgroundServer, serve, start_background_server
+from ._server import (
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_THREADS,
+    BackgroundServer,
+    serve,
+    start_background_server,
+    threads_for,
+)
 
 __all__ = [
+    "DEFAULT_READ_TIMEOUT",
+    "DEFAULT_THREADS",
     "MAX_BODY_SIZE",
+    "MAX_HEADER_SIZE",
     "AsgiApp",
     "BackgroundServer",
     "CallbackCore",
@@ -55,4 +68,5 @@ __all__ = [
     "make_wsgi_app",
     "serve",
     "start_background_server",
+    "threads_for",
 ]

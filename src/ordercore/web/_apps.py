@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_BODY_SIZE",
+    "MAX_HEADER_SIZE",
     "AsgiApp",
     "CallbackCore",
     "PaymentCallbacks",
@@ -32,6 +33,9 @@ logger = logging.getLogger("ordercore.web")
 
 #: The largest callback body accepted, in bytes (1 MiB); a larger one is answered with 413.
 MAX_BODY_SIZE = 1024 * 1024
+#: The largest total size of a request's headers (names and values), in bytes (64 KiB); a
+#: request with more is answered with 431 before any of it reaches the engine.
+MAX_HEADER_SIZE = 64 * 1024
 
 _CHANNEL = re.compile(r"[a-z0-9_-]{1,32}")
 _DIGITS = re.compile(r"[0-9]{1,19}")
@@ -79,6 +83,16 @@ def _too_large(limit: int) -> HttpReply:
     return _error(413, f"the body is larger than {limit} bytes")
 
 
+def _headers_too_large(limit: int) -> HttpReply:
+    return _error(431, f"the request headers are larger than {limit} bytes")
+
+
+def _header_size(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> int:
+    """The headers' size as sent: ``name: value`` and a line break each."""
+    pairs: Iterable[tuple[str, str]] = headers.items() if isinstance(headers, Mapping) else headers
+    return sum(len(name) + len(value) + 4 for name, value in pairs)
+
+
 _NOT_FOUND = _error(404, "not found")
 
 
@@ -121,11 +135,13 @@ def deliver_callback(
     remote_addr: str | None = None,
     *,
     max_body_size: int = MAX_BODY_SIZE,
+    max_header_size: int = MAX_HEADER_SIZE,
 ) -> HttpReply:
     """Pass one notification to ``core.payments.handle_callback`` the way the endpoint does,
     for hosts that route callbacks through their own framework (a Flask route, a Django view).
 
-    The channel name is checked (404), the body size capped (413), header names lower-cased
+    The channel name is checked (404), the body size capped (413), the headers' total size
+    capped (431: ``name: value`` and a line break each), header names lower-cased
     (repeated headers joined with ``", "``), and an exception or an unusable reply from the
     engine is logged and answered with a 500. Never raises.
 
@@ -137,6 +153,10 @@ def deliver_callback(
         return _NOT_FOUND
     if len(body) > max_body_size:
         return _too_large(max_body_size)
+    if not isinstance(headers, Mapping):
+        headers = list(headers)
+    if _header_size(headers) > max_header_size:
+        return _headers_too_large(max_header_size)
     try:
         lowered = _lower_headers(headers)
         reply = core.payments.handle_callback(channel, lowered, body, remote_addr)
@@ -173,13 +193,17 @@ class _Endpoint:
         *,
         prefix: str = "",
         max_body_size: int = MAX_BODY_SIZE,
+        max_header_size: int = MAX_HEADER_SIZE,
         check_database: bool = True,
     ) -> None:
         if max_body_size < 0:
             raise ValueError("max_body_size must not be negative")
+        if max_header_size < 0:
+            raise ValueError("max_header_size must not be negative")
         self.core = core
         self.prefix = _normalise_prefix(prefix)
         self.max_body_size = max_body_size
+        self.max_header_size = max_header_size
         self.check_database = check_database
 
     def _route(self, method: str, path: str) -> HttpReply | str:
@@ -232,17 +256,27 @@ class WsgiApp(_Endpoint):
             return route
         if not route:
             return self._health()
-        body = self._read_body(environ)
+        headers = _wsgi_headers(environ)
+        if _header_size(headers) > self.max_header_size:
+            return _headers_too_large(self.max_header_size)
+        try:
+            body = self._read_body(environ)
+        except TimeoutError:
+            return _error(408, "the body did not arrive in time")
+        except (OSError, ValueError) as exc:
+            logger.info("could not read a callback body: %r", exc)
+            return _error(400, "the body could not be read")
         if isinstance(body, HttpReply):
             return body
         remote_addr = environ.get("REMOTE_ADDR") or None
         return deliver_callback(
             self.core,
             route,
-            _wsgi_headers(environ),
+            headers,
             body,
             remote_addr,
             max_body_size=self.max_body_size,
+            max_header_size=self.max_header_size,
         )
 
     def _read_body(self, environ: WSGIEnvironment) -> bytes | HttpReply:
@@ -332,6 +366,10 @@ class AsgiApp(_Endpoint):
             )
         else:
             headers = _asgi_headers(scope)
+            if _header_size(headers) > self.max_header_size:
+                reply = _headers_too_large(self.max_header_size)
+                await _send_reply(send, method, reply)
+                return
             body = await self._read_body(headers.get("content-length"), receive)
             if body is None:
                 return  # the client went away: nobody to answer
@@ -348,18 +386,9 @@ class AsgiApp(_Endpoint):
                     body,
                     remote_addr,
                     max_body_size=self.max_body_size,
+                    max_header_size=self.max_header_size,
                 )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": reply.status,
-                "headers": [
-                    (name.encode("latin-1"), value.encode("latin-1"))
-                    for name, value in _response_headers(reply)
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else reply.body})
+        await _send_reply(send, method, reply)
 
     async def _read_body(
         self, declared: str | None, receive: ASGIReceive
@@ -386,6 +415,20 @@ class AsgiApp(_Endpoint):
                 parts.append(bytes(chunk))
             if not message.get("more_body", False):
                 return b"".join(parts)
+
+
+async def _send_reply(send: ASGISend, method: str, reply: HttpReply) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": reply.status,
+            "headers": [
+                (name.encode("latin-1"), value.encode("latin-1"))
+                for name, value in _response_headers(reply)
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"" if method == "HEAD" else reply.body})
 
 
 def _asgi_path(scope: ASGIScope) -> str:
@@ -420,6 +463,7 @@ def make_wsgi_app(
     *,
     prefix: str = "",
     max_body_size: int = MAX_BODY_SIZE,
+    max_header_size: int = MAX_HEADER_SIZE,
     check_database: bool = True,
 ) -> WsgiApp:
     """The WSGI application serving ``POST {prefix}/callbacks/{channel}`` and
@@ -429,9 +473,16 @@ def make_wsgi_app(
     :param prefix: a path the app answers below, e.g. ``"/pay"``, when it is served on its own;
         leave it empty when the host mounts the app under a path (``SCRIPT_NAME``)
     :param max_body_size: the largest body accepted, in bytes
+    :param max_header_size: the largest total size of the headers, in bytes (431 above)
     :param check_database: run ``SELECT 1`` through ``core.engine`` on ``/health``
     """
-    return WsgiApp(core, prefix=prefix, max_body_size=max_body_size, check_database=check_database)
+    return WsgiApp(
+        core,
+        prefix=prefix,
+        max_body_size=max_body_size,
+        max_header_size=max_header_size,
+        check_database=check_database,
+    )
 
 
 def make_asgi_app(
@@ -439,6 +490,7 @@ def make_asgi_app(
     *,
     prefix: str = "",
     max_body_size: int = MAX_BODY_SIZE,
+    max_header_size: int = MAX_HEADER_SIZE,
     check_database: bool = True,
 ) -> AsgiApp:
     """The ASGI application with the same routes as ``make_wsgi_app``. It answers the
@@ -447,4 +499,10 @@ def make_asgi_app(
     :param prefix: a path the app answers below when it is served on its own; leave it empty
         when the host mounts the app (``root_path``), e.g. FastAPI's ``app.mount``
     """
-    return AsgiApp(core, prefix=prefix, max_body_size=max_body_size, check_database=check_database)
+    return AsgiApp(
+        core,
+        prefix=prefix,
+        max_body_size=max_body_size,
+        max_header_size=max_header_size,
+        check_database=check_database,
+    )

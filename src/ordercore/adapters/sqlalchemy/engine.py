@@ -10,8 +10,19 @@ from sqlalchemy.engine import make_url
 __all__ = ["make_engine"]
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(
+    url: str,
+    *,
+    pool_size: int | None = None,
+    max_overflow: int | None = None,
+    pool_timeout: float | None = None,
+    **kwargs: Any,
+) -> Engine:
     """Create an engine for ``url``.
+
+    ``pool_size``, ``max_overflow`` and ``pool_timeout`` (seconds to wait for a connection)
+    size the connection pool (``Settings.pool_*``); ignored for an in-memory SQLite
+    database, which has one connection per thread.
 
     SQLite gets foreign keys, WAL for files, a busy timeout, and ``BEGIN IMMEDIATE`` for every
     transaction, so that two writers queue up instead of failing halfway (SQLite has no row
@@ -19,11 +30,19 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     READ COMMITTED with explicit row locks where ordercore needs them.
     """
     parsed = make_url(url)
+    memory = parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
+    if not memory:
+        for key, value in (
+            ("pool_size", pool_size),
+            ("max_overflow", max_overflow),
+            ("pool_timeout", pool_timeout),
+        ):
+            if value is not None:
+                kwargs.setdefault(key, value)
     if parsed.get_backend_name() == "sqlite":
         connect_args = dict(kwargs.pop("connect_args", {}))
         connect_args.setdefault("timeout", 30)
         connect_args.setdefault("check_same_thread", False)
-        memory = parsed.database in (None, "", ":memory:")
         engine = create_engine(url, connect_args=connect_args, **kwargs)
 
         @event.listens_for(engine, "connect")

@@ -21,6 +21,7 @@ from ordercore._outbox import OutboxMessage
 from ordercore._payments.domain import PaymentAttempt
 from ordercore._state import OrderStatus, PaymentStatus
 
+from .inbox import InboxQueries
 from .tables import Tables
 
 __all__ = ["PaymentRepository"]
@@ -85,8 +86,9 @@ def _statements(tables: Tables) -> _Statements:
     return found
 
 
-class PaymentRepository:
-    """Everything the payment engine stores. Never commits."""
+class PaymentRepository(InboxQueries):
+    """Everything the payment engine stores (the inbox's queries in :mod:`.inbox`). Never
+    commits."""
 
     def __init__(self, conn: Connection, tables: Tables) -> None:
         self.conn = conn
@@ -279,99 +281,6 @@ class PaymentRepository:
             }
             for r in rows
         ]
-
-    # -- inbox ----------------------------------------------------------------------------
-    def add_inbox(
-        self,
-        *,
-        channel: str,
-        headers: dict[str, str],
-        body: bytes,
-        remote_addr: str | None,
-        now: datetime,
-        replay_of: int | None = None,
-    ) -> int:
-        result = self.conn.execute(
-            self.sql.insert_inbox,
-            {
-                "channel": channel,
-                "received_at": now,
-                "remote_addr": remote_addr,
-                "headers": canonical_json(headers),
-                "body": body,
-                "status": "received",
-                "replay_of": replay_of,
-            },
-        )
-        pk = result.inserted_primary_key
-        assert pk is not None
-        return int(pk[0])
-
-    def mark_inbox(
-        self,
-        inbox_id: int,
-        *,
-        status: str,
-        now: datetime,
-        reason: str | None = None,
-        out_trade_no: str | None = None,
-        order_number: str | None = None,
-    ) -> None:
-        self.conn.execute(
-            self.sql.update_inbox,
-            {
-                "b_id": inbox_id,
-                "status": status,
-                "reason": reason,
-                "out_trade_no": out_trade_no,
-                "order_number": order_number,
-                "processed_at": now,
-            },
-        )
-
-    def _inbox(self, row: Row[Any]) -> dict[str, Any]:
-        return {
-            "id": row.id,
-            "channel": row.channel,
-            "received_at": row.received_at,
-            "remote_addr": row.remote_addr,
-            "headers": json.loads(row.headers),
-            "body": bytes(row.body),
-            "status": row.status,
-            "reason": row.reason,
-            "out_trade_no": row.out_trade_no,
-            "order_number": row.order_number,
-            "processed_at": row.processed_at,
-            "replay_of": row.replay_of,
-        }
-
-    def inbox_entry(self, inbox_id: int) -> dict[str, Any]:
-        t = self.tables.inbox
-        row = self.conn.execute(select(t).where(t.c.id == inbox_id)).first()
-        if row is None:
-            raise NotFound(f"no stored notification #{inbox_id}", inbox_id=inbox_id)
-        return self._inbox(row)
-
-    def inbox_list(
-        self,
-        *,
-        limit: int,
-        before_id: int | None = None,
-        status: str | None = None,
-        order_number: str | None = None,
-        channel: str | None = None,
-    ) -> builtins.list[dict[str, Any]]:
-        t = self.tables.inbox
-        query = select(t).order_by(t.c.id.desc()).limit(limit)
-        if before_id is not None:
-            query = query.where(t.c.id < before_id)
-        if status is not None:
-            query = query.where(t.c.status == status)
-        if order_number is not None:
-            query = query.where(t.c.order_number == order_number)
-        if channel is not None:
-            query = query.where(t.c.channel == channel)
-        return [self._inbox(r) for r in self.conn.execute(query)]
 
     # -- applied events (dedupe) ----------------------------------------------------------
     def claim_event(

@@ -1,0 +1,201 @@
+"""The inbox: every notification as received, its outcome, replays, and the rows a stopped
+process left ``received`` (part of :class:`~.payments.PaymentRepository`)."""
+
+from __future__ import annotations
+
+import builtins
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Row, and_, or_, select, update
+
+from ordercore._audit.chain import canonical_json
+from ordercore._errors import NotFound
+
+if TYPE_CHECKING:
+    from .tables import Tables
+
+__all__ = ["SUMMARY_KEY", "InboxQueries"]
+
+#: Where the summary of the headers that were not kept is stored among the headers: not an
+#: HTTP token (``@``), so no kept header can have that name.
+SUMMARY_KEY = "@summary"
+#: Statuses of a notification nobody is processing any more and nobody has finished.
+UNFINISHED = ("received", "replaying", "stalled", "error")
+
+
+class InboxQueries:
+    """The inbox's statements. Never commits."""
+
+    conn: Connection
+    tables: Tables
+    sql: Any  # the repository's prepared statements (``insert_inbox``, ``update_inbox``)
+
+    def add_inbox(
+        self,
+        *,
+        channel: str,
+        headers: dict[str, str],
+        body: bytes,
+        remote_addr: str | None,
+        now: datetime,
+        replay_of: int | None = None,
+        summary: dict[str, Any] | None = None,
+    ) -> int:
+        stored: dict[str, Any] = dict(headers)
+        if summary is not None:
+            stored[SUMMARY_KEY] = summary
+        result = self.conn.execute(
+            self.sql.insert_inbox,
+            {
+                "channel": channel,
+                "received_at": now,
+                "remote_addr": remote_addr,
+                "headers": canonical_json(stored),
+                "body": body,
+                "status": "received",
+                "replay_of": replay_of,
+            },
+        )
+        pk = result.inserted_primary_key
+        assert pk is not None
+        return int(pk[0])
+
+    def mark_inbox(
+        self,
+        inbox_id: int,
+        *,
+        status: str,
+        now: datetime,
+        reason: str | None = None,
+        out_trade_no: str | None = None,
+        order_number: str | None = None,
+    ) -> None:
+        self.conn.execute(
+            self.sql.update_inbox,
+            {
+                "b_id": inbox_id,
+                "status": status,
+                "reason": reason,
+                "out_trade_no": out_trade_no,
+                "order_number": order_number,
+                "processed_at": now,
+            },
+        )
+
+    def resolve_inbox(self, inbox_id: int, *, replay_id: int, now: datetime) -> bool:
+        """Mark an unfinished notification (``received``, ``replaying``, ``stalled``,
+        ``error``) ``replayed``, naming the replay and its outcome; a finished one keeps its
+        status. True when it was resolved."""
+        t = self.tables.inbox
+        outcome = self.conn.execute(
+            select(t.c.status, t.c.reason, t.c.out_trade_no, t.c.order_number).where(
+                t.c.id == replay_id
+            )
+        ).one()
+        reason = f"replayed as #{replay_id}: {outcome.status}"
+        if outcome.reason:
+            reason += f" ({outcome.reason})"
+        result = self.conn.execute(
+            update(t)
+            .where(and_(t.c.id == inbox_id, t.c.status.in_(UNFINISHED)))
+            .values(
+                status="replayed",
+                reason=reason[:1000],
+                out_trade_no=outcome.out_trade_no,
+                order_number=outcome.order_number,
+                processed_at=now,
+            )
+        )
+        return int(result.rowcount) == 1
+
+    def claim_stalled_inbox(
+        self, cutoff: datetime, *, now: datetime, limit: int
+    ) -> builtins.list[tuple[int, str]]:
+        """Notifications left unfinished by a process that stopped, ``limit`` at most, each
+        with what to do: ``replay`` (a notification still ``received`` at ``cutoff``: marked
+        ``replaying``) or ``flag`` (a replay still ``received``, or a ``replaying`` one whose
+        replayer stopped too: marked ``stalled`` for an operator). Rows another runner is
+        claiming are skipped on PostgreSQL."""
+        t = self.tables.inbox
+        rows = self.conn.execute(
+            select(t.c.id, t.c.status, t.c.replay_of)
+            .where(
+                or_(
+                    and_(t.c.status == "received", t.c.received_at < cutoff),
+                    and_(t.c.status == "replaying", t.c.processed_at < cutoff),
+                )
+            )
+            .order_by(t.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        claims: list[tuple[int, str]] = []
+        for row in rows:
+            replay = row.status == "received" and row.replay_of is None
+            action = "replay" if replay else "flag"
+            reason = (
+                "still received after the grace period: the process handling it stopped; replaying"
+                if replay
+                else "left unfinished twice (a replay's process stopped too): "
+                "check it and replay it by hand"
+            )
+            self.conn.execute(
+                update(t)
+                .where(t.c.id == row.id)
+                .values(
+                    status="replaying" if replay else "stalled",
+                    reason=reason,
+                    processed_at=now,
+                )
+            )
+            claims.append((int(row.id), action))
+        return claims
+
+    def _inbox(self, row: Row[Any]) -> dict[str, Any]:
+        headers = json.loads(row.headers)
+        summary = headers.pop(SUMMARY_KEY, None)
+        return {
+            "id": row.id,
+            "channel": row.channel,
+            "received_at": row.received_at,
+            "remote_addr": row.remote_addr,
+            "headers": headers,
+            "header_summary": summary,
+            "body": bytes(row.body),
+            "status": row.status,
+            "reason": row.reason,
+            "out_trade_no": row.out_trade_no,
+            "order_number": row.order_number,
+            "processed_at": row.processed_at,
+            "replay_of": row.replay_of,
+        }
+
+    def inbox_entry(self, inbox_id: int) -> dict[str, Any]:
+        t = self.tables.inbox
+        row = self.conn.execute(select(t).where(t.c.id == inbox_id)).first()
+        if row is None:
+            raise NotFound(f"no stored notification #{inbox_id}", inbox_id=inbox_id)
+        return self._inbox(row)
+
+    def inbox_list(
+        self,
+        *,
+        limit: int,
+        before_id: int | None = None,
+        status: str | None = None,
+        order_number: str | None = None,
+        channel: str | None = None,
+    ) -> builtins.list[dict[str, Any]]:
+        t = self.tables.inbox
+        query = select(t).order_by(t.c.id.desc()).limit(limit)
+        if before_id is not None:
+            query = query.where(t.c.id < before_id)
+        if status is not None:
+            query = query.where(t.c.status == status)
+        if order_number is not None:
+            query = query.where(t.c.order_number == order_number)
+        if channel is not None:
+            query = query.where(t.c.channel == channel)
+        return [self._inbox(r) for r in self.conn.execute(query)]
