@@ -17,6 +17,7 @@ from ordercore._context import check_limit
 from ordercore._errors import ChannelError, OrderCoreError
 from ordercore._permissions import Permission
 from ordercore.channels import (
+    ChannelRejection,
     HttpReply,
     Notification,
     PaymentChannel,
@@ -118,7 +119,7 @@ class CallbackPipeline(PaymentCore):
             self._mark_inbox(
                 inbox_id, "rejected", f"{parsed.rejection.code}: {parsed.rejection.message}"
             )
-            return chan.acknowledge(False, parsed.rejection.message)
+            return chan.refuse(parsed.rejection)
         try:
             results, marked = self._apply_events(chan, parsed.events, inbox_id)
         except OrderCoreError as exc:
@@ -185,7 +186,7 @@ class CallbackPipeline(PaymentCore):
         if not marked:
             self._run(lambda uow, now: self._mark(uow, inbox_id, outcome, now))
         if outcome.status == "rejected":
-            return chan.acknowledge(False, "unknown payment")
+            return chan.refuse(ChannelRejection("unknown_payment", "unknown payment"))
         return chan.acknowledge(True)
 
     @staticmethod
