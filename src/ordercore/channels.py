@@ -331,6 +331,12 @@ class PaymentChannel(abc.ABC):
         """Ask the platform about a payment attempt."""
         return PaymentQuery(Outcome.UNKNOWN, message=f"{self.name} cannot query payments")
 
+    def query_checkout(self, out_trade_no: str, reference: str | None) -> PaymentQuery:
+        """Ask the platform about an attempt whose checkout returned ``reference``
+        (:attr:`Checkout.channel_reference`: a gateway's invoice or payment id, which some
+        gateways need to be asked by). By default :meth:`query_payment`."""
+        return self.query_payment(out_trade_no)
+
     def refund(self, request: RefundRequest) -> RefundResult:
         """Refund through the platform, with ``request.out_refund_no`` as its idempotency key."""
         return RefundResult(

@@ -161,6 +161,8 @@ class PaymentService(CallbackPipeline, ProofReview, JobRunner):
                 "coin_amount": None if checkout.coin_amount is None else str(checkout.coin_amount),
                 "message": checkout.message,
             }
+            if checkout.channel_reference is not None:
+                current.checkout["reference"] = checkout.channel_reference
             if checkout.coin_amount is not None and checkout.coin_amount.is_positive():
                 current.quote = CoinQuote(checkout.coin_amount, checkout.rate, checkout.pay_by)
                 current.checkout["rate"] = None if checkout.rate is None else str(checkout.rate)

@@ -152,7 +152,10 @@ class Reconciliation(PaymentCore):
         op_id = self._begin_operation("query", attempt)
         error = None
         try:
-            answer: PaymentQuery | None = chan.query_payment(attempt.out_trade_no)
+            reference = (attempt.checkout or {}).get("reference")
+            answer: PaymentQuery | None = chan.query_checkout(
+                attempt.out_trade_no, None if reference is None else str(reference)
+            )
         except Exception as exc:  # a transport error is an unknown outcome, never a failure
             answer, error = None, repr(exc)[:500]
         outcome = Outcome.UNKNOWN if answer is None else answer.outcome
