@@ -109,6 +109,9 @@ class EpusdtChannel(CryptoChannel):
     def create_checkout(self, request: CheckoutRequest) -> Checkout:
         if len(request.out_trade_no) > 32:
             return Checkout(kind="none", outcome=Outcome.FAILED, message="order_id over 32")
+        if not (request.notify_url or self.notify_url):
+            message = f"[channels.{self.config.name}] notify_url is required by Epusdt"
+            return Checkout(kind="none", outcome=Outcome.FAILED, message=message)
         params: dict[str, Any] = {
             "order_id": request.out_trade_no,
             "amount": request.amount.amount,
@@ -128,9 +131,9 @@ class EpusdtChannel(CryptoChannel):
         code = answer.get("status_code") if isinstance(answer, dict) else None
         data = answer.get("data") if isinstance(answer, dict) else None
         if status != 200 or code != 200 or not isinstance(data, dict):
-            message = answer.get("message") if isinstance(answer, dict) else None
+            said = answer.get("message") if isinstance(answer, dict) else None
             return Checkout(
-                kind="none", outcome=Outcome.FAILED, message=f"epusdt {code or status}: {message}"
+                kind="none", outcome=Outcome.FAILED, message=f"epusdt {code or status}: {said}"
             )
         try:
             coin = read_money(data.get("actual_amount"), COIN)

@@ -277,6 +277,15 @@ def _alipay_sandbox() -> Any:
     return AlipaySandbox().start()
 
 
+def _crypto_demo() -> Any:
+    """The crypto plugin's demo step (its three sandboxes started) — or None without it."""
+    try:
+        from ordercore_crypto._demo import CryptoDemo
+    except ImportError:  # pragma: no cover - the plugin ships with ordercore
+        return None
+    return CryptoDemo()
+
+
 def run_demo(database: str | Path) -> list[dict[str, Any]]:
     """Build the demo database at ``database`` (replacing it) and return what happened."""
     path = Path(database)
@@ -290,6 +299,8 @@ def run_demo(database: str | Path) -> list[dict[str, Any]]:
     }
     if sandbox is not None:
         channels["alipay"] = sandbox.channel_config(timeout_seconds=10)
+    crypto = _crypto_demo()
+    channels.update(crypto.configs() if crypto is not None else {})
     core = OrderCore.from_url(
         f"sqlite:///{path}",
         points_rate=Decimal("0.01"),
@@ -477,6 +488,8 @@ def run_demo(database: str | Path) -> list[dict[str, Any]]:
         _refund_orders(core, gateway, host, transfer, through_fake, say)
         if sandbox is not None:
             _pay_with_alipay(core, sandbox, li.id or 0, say)
+        if crypto is not None:
+            crypto.run(core, li.id or 0, "VPN-1M", say)
 
         verdict = core.audit.verify()
         say(
@@ -487,4 +500,6 @@ def run_demo(database: str | Path) -> list[dict[str, Any]]:
         core.close()
         if sandbox is not None:
             sandbox.stop()
+        if crypto is not None:
+            crypto.stop()
     return steps

@@ -136,6 +136,8 @@ class EpusdtSandbox(GatewaySandbox):
         request = json.loads(body, parse_float=Decimal)
         if epusdt_signature(request, self.token, self.algorithm) != request.get("signature"):
             return 200, {"status_code": 401, "message": "signature verification failed"}
+        if not request.get("order_id") or not request.get("notify_url"):
+            return 200, {"status_code": 10009, "message": "bad parameters"}
         if any(t.order_id == request["order_id"] for t in self.trades.values()):
             return 200, {"status_code": 10002, "message": "order already exists"}
         amount = Decimal(str(request["amount"]))
