@@ -10,8 +10,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, ClassVar, Final
 
-from ordercore import ConfigurationError, Money
-from ordercore._errors import OrderCoreError
+from ordercore import ConfigurationError, Money, OrderCoreError
 from ordercore.channels import (
     Capabilities,
     ChannelConfig,

@@ -17,9 +17,7 @@ import urllib.parse
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Final
 
-from ordercore import Money
-from ordercore._errors import OrderCoreError
-from ordercore._money import get_currency
+from ordercore import Money, OrderCoreError, get_currency
 from ordercore.channels import (
     Checkout,
     CheckoutRequest,
