@@ -117,12 +117,16 @@ def _js_key_order(keys: list[str]) -> list[str]:
     return indices + others
 
 
+_ENCODE_STRING: Final = json.encoder.encode_basestring  # what ensure_ascii=False uses
+
+
 def _js_string(text: str) -> str:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise NumberError("a string holds a lone surrogate") from None
-    return json.dumps(text, ensure_ascii=False)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise NumberError("a string holds a lone surrogate") from None
+    return _ENCODE_STRING(text)
 
 
 def canonical_json(value: Any) -> str:
