@@ -12,6 +12,7 @@ import subprocess
 from decimal import Decimal
 from typing import Any
 
+import epusdt.signature as sdk  # the PyPI SDK (a test dependency in pyproject.toml)
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as crypto_hmac
@@ -92,7 +93,6 @@ EPUSDT_CASES: list[dict[str, Any]] = [
 
 @pytest.mark.parametrize("params", EPUSDT_CASES)
 def test_epusdt_signing_string_matches_the_pypi_sdk(params: dict[str, Any]) -> None:
-    sdk = pytest.importorskip("epusdt.signature")  # a test dependency (pyproject [test])
     assert signing_string(params) == sdk.build_gmpay_signing_string(params)
     token = "epusdt-token-123"
     expected_md5 = hashlib.md5((sdk.build_gmpay_signing_string(params) + token).encode())
