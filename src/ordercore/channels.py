@@ -26,6 +26,7 @@ import enum
 import hmac
 from collections.abc import Mapping
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from attrs import field, frozen
@@ -175,9 +176,16 @@ class Checkout:
     content: str | None = None
     url: str | None = None
     fields: Mapping[str, str] = field(factory=dict)
+    #: crypto: the coin amount the gateway locked for this invoice (``Money`` in the coin,
+    #: e.g. ``12.5 USDT``); the engine keeps it with the attempt and compares every reported
+    #: payment against it (under-, over- and late payment become anomalies).
     coin_amount: Money | None = None
     channel_reference: str | None = None
     message: str | None = None
+    #: crypto: the locked rate, in the order's currency per coin (informational).
+    rate: Decimal | None = None
+    #: crypto: when the gateway stops accepting the locked amount (the invoice's expiry).
+    pay_by: datetime | None = None
 
 
 @frozen
@@ -204,6 +212,18 @@ class PaymentEvent:
     merchant_id: str | None = None
     occurred_at: datetime | None = None
     event_id: str | None = None
+    #: crypto: the coin amount the gateway saw arrive (``None`` for fiat channels). When the
+    #: attempt has a locked coin amount the engine compares the two: less never pays and
+    #: opens an ``underpayment`` anomaly (whatever ``paid`` says), more pays and opens an
+    #: ``overpayment`` anomaly for the excess. An event with ``paid`` false and a positive
+    #: ``coin_amount`` reports money that arrived short (BTCPay ``InvoiceExpired`` with
+    #: ``partiallyPaid``, NOWPayments ``partially_paid``).
+    coin_amount: Money | None = None
+    #: crypto: the gateway says the money arrived after the invoice expired (the locked rate
+    #: no longer holds): the engine does not apply it and opens a ``late_payment`` anomaly
+    #: that an operator resolves (accept or dismiss). A paid event whose ``occurred_at`` is
+    #: after the attempt's ``pay_by`` counts as late too.
+    late: bool = False
 
 
 @frozen
@@ -229,6 +249,9 @@ class ChannelRejection:
 
     code: str
     message: str
+    #: True when the refusal is ours and temporary (the gateway could not be asked, a
+    #: database error): platforms that redeliver only after a 5xx (BTCPay) must get one.
+    retryable: bool = False
 
 
 @frozen
@@ -239,8 +262,8 @@ class NotificationResult:
     rejection: ChannelRejection | None = None
 
     @classmethod
-    def reject(cls, code: str, message: str) -> NotificationResult:
-        return cls(rejection=ChannelRejection(code, message))
+    def reject(cls, code: str, message: str, *, retryable: bool = False) -> NotificationResult:
+        return cls(rejection=ChannelRejection(code, message, retryable))
 
 
 @frozen
@@ -337,9 +360,22 @@ class PaymentChannel(abc.ABC):
     def acknowledge(self, accepted: bool, message: str = "") -> HttpReply:
         """The exact reply the platform expects for an accepted or a refused notification."""
 
+    def refuse(self, rejection: ChannelRejection) -> HttpReply:
+        """The reply to a refused notification. By default :meth:`acknowledge` with
+        ``accepted=False``; a platform whose redelivery depends on the status code (BTCPay
+        redelivers after a 5xx, never after a 4xx) tells a definite refusal from a
+        ``retryable`` one here."""
+        return self.acknowledge(False, rejection.message)
+
     def query_payment(self, out_trade_no: str) -> PaymentQuery:
         """Ask the platform about a payment attempt."""
         return PaymentQuery(Outcome.UNKNOWN, message=f"{self.name} cannot query payments")
+
+    def query_checkout(self, out_trade_no: str, reference: str | None) -> PaymentQuery:
+        """Ask the platform about an attempt whose checkout returned ``reference``
+        (:attr:`Checkout.channel_reference`: a gateway's invoice or payment id, which some
+        gateways need to be asked by). By default :meth:`query_payment`."""
+        return self.query_payment(out_trade_no)
 
     def refund(self, request: RefundRequest) -> RefundResult:
         """Refund through the platform, with ``request.out_refund_no`` as its idempotency key."""

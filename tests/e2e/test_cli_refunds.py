@@ -744,7 +744,7 @@ class TestAnomalyWorkflow:
         sentence = oc.fail(
             "anomalies", "resolve", anomaly["id"], "--action", "accept", "--note", "n"
         )
-        assert "accept resolves amount_mismatch only" in sentence
+        assert "accept resolves amount_mismatch, late_payment, underpayment only" in sentence
         sentence = oc.fail(
             "anomalies", "resolve", anomaly["id"], "--action", "refund", "--note", "n",
             "--actor", SUPPORT,

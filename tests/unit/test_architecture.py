@@ -37,6 +37,7 @@ DOMAIN = frozenset(
         "ordercore._orders.listing",
         "ordercore._orders.wallet",
         "ordercore._payments.domain",
+        "ordercore._payments.coins",
         "ordercore._refunds.domain",
         "ordercore._anomalies.domain",
         "ordercore._risk.domain",

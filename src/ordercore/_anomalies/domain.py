@@ -26,6 +26,13 @@ class AnomalyKind(str, enum.Enum):
     #: a refund the platform made that no longer fits the order (it had failed and the
     #: amount was refunded again): money went out twice
     OVER_REFUND = "over_refund"
+    #: crypto: fewer coins arrived than the gateway locked: the order is not paid
+    UNDERPAYMENT = "underpayment"
+    #: crypto: more coins arrived than locked: the order is paid, the excess is recorded
+    OVERPAYMENT = "overpayment"
+    #: crypto: the coins arrived after the invoice expired: not applied until an operator
+    #: accepts (or dismisses) it
+    LATE_PAYMENT = "late_payment"
 
     def __str__(self) -> str:
         return self.value
@@ -70,5 +77,7 @@ ACTION_FITS: dict[ResolutionAction, frozenset[AnomalyKind]] = {
         }
     ),
     ResolutionAction.RESEND: frozenset({AnomalyKind.PAYMENT_NOT_RECEIVED}),
-    ResolutionAction.ACCEPT: frozenset({AnomalyKind.AMOUNT_MISMATCH}),
+    ResolutionAction.ACCEPT: frozenset(
+        {AnomalyKind.AMOUNT_MISMATCH, AnomalyKind.UNDERPAYMENT, AnomalyKind.LATE_PAYMENT}
+    ),
 }

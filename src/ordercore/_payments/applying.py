@@ -20,6 +20,7 @@ from ordercore.channels import (
 )
 from ordercore.channels import PaymentEvent as ChannelPaymentEvent
 
+from .coins import Coverage, coverage, fiat_share
 from .domain import OPEN_ATTEMPT_STATES, ActivationMode, PaymentAttempt
 
 if TYPE_CHECKING:
@@ -183,6 +184,9 @@ class PaymentCore(Service):
             "source": source,
             "inbox_id": inbox_id,
         }
+        coins = self._judge_coins(uow, attempt, event, evidence, now)
+        if isinstance(coins, ApplyResult):
+            return coins
         if not event.paid:
             if attempt.status in OPEN_ATTEMPT_STATES and attempt.can(PaymentEvent.FAIL):
                 attempt.failure_reason = event.status
@@ -222,6 +226,17 @@ class PaymentCore(Service):
         attempt.apply(PaymentEvent.SUCCEED, actor, now, f"{source}: {event.status}")
         attempt.settles_order = order.status is OrderStatus.PENDING  # saved once, here
         uow.save_attempt(attempt, now)
+        if coins is Coverage.OVER and attempt.quote is not None:
+            assert event.coin_amount is not None
+            evidence["excess"] = str(event.coin_amount - attempt.quote.amount)
+            self._anomaly(
+                uow,
+                AnomalyKind.OVERPAYMENT,
+                attempt=attempt,
+                evidence=evidence,
+                dedupe=attempt.out_trade_no,
+                now=now,
+            )
         if order.status is OrderStatus.CANCELED:
             self._anomaly(
                 uow,
@@ -246,6 +261,68 @@ class PaymentCore(Service):
             return ApplyResult("anomaly", order.number, attempt.out_trade_no, "duplicate payment")
         self._order_paid(uow, order, attempt, now)
         return result
+
+    def _judge_coins(
+        self,
+        uow: UnitOfWork,
+        attempt: PaymentAttempt,
+        event: ChannelPaymentEvent,
+        evidence: dict[str, Any],
+        now: datetime,
+    ) -> ApplyResult | Coverage | None:
+        """Compare the coins a crypto gateway reports with what it locked (see
+        :mod:`ordercore._payments.coins`): an anomaly's result when the event must not pay
+        (a coin mismatch, an underpayment, a late payment), else the coverage — or None when
+        the attempt has no quote or the event reports no coins."""
+        quote, received = attempt.quote, event.coin_amount
+        if quote is None or received is None:
+            return None
+        evidence["coin_expected"] = str(quote.amount)
+        evidence["coin_received"] = str(received)
+        evidence["rate"] = None if quote.rate is None else str(quote.rate)
+        number, out = attempt.order_number, attempt.out_trade_no
+        if received.currency != quote.amount.currency:
+            self._anomaly(
+                uow,
+                AnomalyKind.CURRENCY_MISMATCH,
+                attempt=attempt,
+                evidence=evidence,
+                dedupe=f"{out}:{received}",
+                now=now,
+            )
+            return ApplyResult("anomaly", number, out, "coin mismatch")
+        cover = coverage(quote, received)
+        if cover is Coverage.NONE:
+            return None
+        if attempt.status is not PaymentStatus.SUCCEEDED and attempt.coin_received != received:
+            attempt.coin_received = received
+            uow.save_attempt(attempt, now)
+        if cover is Coverage.UNDER:
+            evidence["shortfall"] = str(quote.amount - received)
+            # What accepting it would pay: the order's share that these coins cover.
+            evidence["received"] = str(fiat_share(attempt.amount, quote, received))
+            self._anomaly(
+                uow,
+                AnomalyKind.UNDERPAYMENT,
+                attempt=attempt,
+                evidence=evidence,
+                dedupe=f"{out}:{received}",
+                now=now,
+            )
+            return ApplyResult("anomaly", number, out, "underpayment")
+        late = event.late or quote.is_late(event.occurred_at)
+        if event.paid and late and attempt.status is not PaymentStatus.SUCCEEDED:
+            evidence["pay_by"] = None if quote.pay_by is None else quote.pay_by.isoformat()
+            self._anomaly(
+                uow,
+                AnomalyKind.LATE_PAYMENT,
+                attempt=attempt,
+                evidence=evidence,
+                dedupe=out,
+                now=now,
+            )
+            return ApplyResult("anomaly", number, out, "late payment")
+        return cover
 
     # -- bank transfer review -------------------------------------------------------------
     def _lock_attempt(

@@ -22,6 +22,7 @@ from ordercore._context import check_limit
 from ordercore._errors import ChannelError, OrderCoreError
 from ordercore._permissions import Permission
 from ordercore.channels import (
+    ChannelRejection,
     HttpReply,
     Notification,
     PaymentChannel,
@@ -142,12 +143,12 @@ class CallbackPipeline(PaymentCore):
             self._mark_inbox(
                 inbox_id, "rejected", f"{parsed.rejection.code}: {parsed.rejection.message}"
             )
-            return chan.acknowledge(False, parsed.rejection.message)
+            return chan.refuse(parsed.rejection)
         for event in parsed.events:
             problem = event_problem(event)
             if problem is not None:
                 self._mark_inbox(inbox_id, "rejected", f"invalid_field: {problem}")
-                return chan.acknowledge(False, "invalid field")
+                return chan.refuse(ChannelRejection("invalid_field", problem))
         try:
             results, marked = self._apply_events(chan, parsed.events, inbox_id)
         except OrderCoreError as exc:
@@ -214,7 +215,7 @@ class CallbackPipeline(PaymentCore):
         if not marked:
             self._run(lambda uow, now: self._mark(uow, inbox_id, outcome, now))
         if outcome.status == "rejected":
-            return chan.acknowledge(False, "unknown payment")
+            return chan.refuse(ChannelRejection("unknown_payment", "unknown payment"))
         return chan.acknowledge(True)
 
     @staticmethod

@@ -14,6 +14,8 @@ from ordercore._audit.chain import AuditEntry
 from ordercore._money import Money
 from ordercore._state import PAYMENT_MACHINE, PaymentEvent, PaymentStatus, Transition
 
+from .coins import CoinQuote
+
 __all__ = [
     "OPEN_ATTEMPT_STATES",
     "ActivationMode",
@@ -81,6 +83,10 @@ class PaymentAttempt:
     check_count: int = 0
     #: True for the attempt whose money paid the order (not a duplicate or a late payment)
     settles_order: bool = False
+    #: crypto: what the gateway locked (coin amount, rate, expiry); None for fiat channels
+    quote: CoinQuote | None = None
+    #: crypto: the coin amount the gateway last reported as arrived
+    coin_received: Money | None = None
     id: int | None = None
     pending_audit: list[AuditEntry] = field(factory=list, eq=False, repr=False)
 

@@ -39,6 +39,7 @@ from ordercore.channels import (
     PaymentChannel,
 )
 
+from .coins import CoinQuote
 from .domain import (
     PaymentAttempt,
     backoff,
@@ -170,6 +171,14 @@ class PaymentService(CallbackPipeline, ProofReview, JobRunner):
                 "coin_amount": None if checkout.coin_amount is None else str(checkout.coin_amount),
                 "message": checkout.message,
             }
+            if checkout.channel_reference is not None:
+                current.checkout["reference"] = checkout.channel_reference
+            if checkout.coin_amount is not None and checkout.coin_amount.is_positive():
+                current.quote = CoinQuote(checkout.coin_amount, checkout.rate, checkout.pay_by)
+                current.checkout["rate"] = None if checkout.rate is None else str(checkout.rate)
+                current.checkout["pay_by"] = (
+                    None if checkout.pay_by is None else checkout.pay_by.isoformat()
+                )
             if current.status is PaymentStatus.CREATED:
                 if checkout.outcome in (Outcome.PENDING, Outcome.SUCCEEDED):
                     current.apply(PaymentEvent.SUBMIT, system, now)

@@ -30,6 +30,16 @@ from .applying import ApplyResult, PaymentCore
 __all__ = ["Reconciliation"]
 
 
+def _applicable(answer: PaymentQuery) -> bool:
+    """A query answer the payment engine applies: a payment, or coins that arrived (an
+    under- or late payment a crypto gateway reports, which becomes an anomaly)."""
+    event = answer.event
+    if event is None:
+        return False
+    coins = event.coin_amount
+    return answer.outcome is Outcome.SUCCEEDED or (coins is not None and coins.is_positive())
+
+
 class Reconciliation(PaymentCore):
     """Asking a channel where an attempt stands, and closing attempts that are given up."""
 
@@ -47,11 +57,8 @@ class Reconciliation(PaymentCore):
 
         def work(uow: UnitOfWork, now: datetime) -> ApplyResult:
             outcome = answer.outcome if answer is not None else Outcome.UNKNOWN
-            if (
-                answer is not None
-                and answer.outcome is Outcome.SUCCEEDED
-                and answer.event is not None
-            ):
+            if answer is not None and _applicable(answer):
+                assert answer.event is not None
                 return self._apply_payment(
                     uow, answer.event, channel=chan.name, source=source, inbox_id=None, now=now
                 )
@@ -111,8 +118,9 @@ class Reconciliation(PaymentCore):
     def _close_given_up(self, attempt: PaymentAttempt, chan: PaymentChannel) -> ApplyResult:
         if chan.capabilities.query:
             answer = self._query(attempt, chan)
-            if answer is not None and answer.outcome is Outcome.SUCCEEDED and answer.event:
+            if answer is not None and _applicable(answer):
                 event = answer.event
+                assert event is not None
                 return self._run(
                     lambda uow, now: self._apply_payment(
                         uow, event, channel=chan.name, source="query", inbox_id=None, now=now
@@ -144,7 +152,10 @@ class Reconciliation(PaymentCore):
         op_id = self._begin_operation("query", attempt)
         error = None
         try:
-            answer: PaymentQuery | None = chan.query_payment(attempt.out_trade_no)
+            reference = (attempt.checkout or {}).get("reference")
+            answer: PaymentQuery | None = chan.query_checkout(
+                attempt.out_trade_no, None if reference is None else str(reference)
+            )
         except Exception as exc:  # a transport error is an unknown outcome, never a failure
             answer, error = None, repr(exc)[:500]
         outcome = Outcome.UNKNOWN if answer is None else answer.outcome

@@ -303,6 +303,15 @@ def _fresh_url(database: str | Path) -> tuple[str, str]:
     return text, url.render_as_string(hide_password=True)
 
 
+def _crypto_demo() -> Any:
+    """The crypto plugin's demo step (its three sandboxes started) — or None without it."""
+    try:
+        from ordercore_crypto._demo import CryptoDemo
+    except ImportError:  # pragma: no cover - the plugin ships with ordercore
+        return None
+    return CryptoDemo()
+
+
 def run_demo(database: str | Path) -> list[dict[str, Any]]:
     """Build the demo at ``database`` — a SQLite file (replaced) or a database URL (which must
     hold no orders yet) — and return what happened."""
@@ -315,6 +324,8 @@ def run_demo(database: str | Path) -> list[dict[str, Any]]:
     }
     if sandbox is not None:
         channels["alipay"] = sandbox.channel_config(timeout_seconds=10)
+    crypto = _crypto_demo()
+    channels.update(crypto.configs() if crypto is not None else {})
     core = OrderCore.from_url(
         url,
         points_rate=Decimal("0.01"),
@@ -502,7 +513,9 @@ def run_demo(database: str | Path) -> list[dict[str, Any]]:
         _refund_orders(core, gateway, host, transfer, through_fake, say)
         if sandbox is not None:
             _pay_with_alipay(core, sandbox, li.id or 0, say)
-        demo_risk(f"sqlite:///{path}", (li.id or 0, han.id or 0), say)
+        demo_risk(url, (li.id or 0, han.id or 0), say)
+        if crypto is not None:
+            crypto.run(core, li.id or 0, "VPN-1M", say)
 
         verdict = core.audit.verify()
         say(
@@ -513,4 +526,6 @@ def run_demo(database: str | Path) -> list[dict[str, Any]]:
         core.close()
         if sandbox is not None:
             sandbox.stop()
+        if crypto is not None:
+            crypto.stop()
     return steps

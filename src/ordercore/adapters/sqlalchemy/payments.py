@@ -21,6 +21,7 @@ from ordercore._outbox import OutboxMessage
 from ordercore._payments.domain import PaymentAttempt
 from ordercore._state import OrderStatus, PaymentStatus
 
+from .coin_columns import coin_values, quote_from_row, received_from_row
 from .inbox import InboxQueries
 from .tables import Tables
 
@@ -123,6 +124,8 @@ class PaymentRepository(InboxQueries):
             next_check_at=row.next_check_at,
             check_count=row.check_count,
             settles_order=bool(row.settles_order),
+            quote=quote_from_row(row),
+            coin_received=received_from_row(row),
         )
 
     def _attempt_select(self) -> Any:
@@ -144,6 +147,7 @@ class PaymentRepository(InboxQueries):
             "next_check_at": attempt.next_check_at,
             "check_count": attempt.check_count,
             "settles_order": attempt.settles_order,
+            **coin_values(attempt),
             "updated_at": now,
         }
 

@@ -415,6 +415,12 @@ def build_tables(prefix: str = "", schema: str | None = None) -> Tables:
         Column("check_count", Integer, nullable=False, server_default="0"),
         # True for the attempt whose money paid the order (not a duplicate, not after cancel).
         Column("settles_order", Boolean, nullable=False, server_default="0"),
+        # Crypto: the coin amount, rate and expiry the gateway locked, and what arrived.
+        Column("coin_currency", Str(10), nullable=True),
+        _money("coin_amount", nullable=True),
+        Column("coin_rate", Str(40), nullable=True),
+        Column("coin_pay_by", UTCDateTime, nullable=True),
+        _money("coin_received", nullable=True),
         UniqueConstraint("out_trade_no", name=n("uq_payment_attempts_out_trade_no")),
         Index(n("ix_payment_attempts_order"), "order_id", "id"),
         Index(n("ix_payment_attempts_check"), "next_check_at"),
