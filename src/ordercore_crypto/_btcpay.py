@@ -53,6 +53,10 @@ class BtcpayChannel(CryptoChannel):
     """BTCPay Server (Greenfield API v1); see ``docs/channels/crypto.md``."""
 
     name: ClassVar[str] = "btcpay"
+    #: the headers the notification is verified with (the inbox keeps only these)
+    notification_headers: ClassVar[frozenset[str] | None] = frozenset(
+        {"content-type", "btcpay-sig"}
+    )
     currencies: ClassVar[frozenset[str]] = frozenset({"CNY", "USD", "EUR", "GBP", "HKD", "JPY"})
     options: ClassVar[frozenset[str]] = frozenset(
         {"server_url", "store_id", "expiration_minutes", "speed_policy", "redirect_url"}

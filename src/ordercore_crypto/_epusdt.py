@@ -76,6 +76,8 @@ class EpusdtChannel(CryptoChannel):
     """Epusdt and its forks; see ``docs/channels/crypto.md``."""
 
     name: ClassVar[str] = "epusdt"
+    #: the headers the notification is verified with (the inbox keeps only these)
+    notification_headers: ClassVar[frozenset[str] | None] = frozenset({"content-type"})
     currencies: ClassVar[frozenset[str]] = frozenset({"CNY"})
     options: ClassVar[frozenset[str]] = frozenset(
         {"gateway_url", "redirect_url", "create_path", "pid", "signature"}

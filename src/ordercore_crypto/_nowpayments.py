@@ -68,6 +68,10 @@ class NowpaymentsChannel(CryptoChannel):
     """NOWPayments; see ``docs/channels/crypto.md``."""
 
     name: ClassVar[str] = "nowpayments"
+    #: the headers the notification is verified with (the inbox keeps only these)
+    notification_headers: ClassVar[frozenset[str] | None] = frozenset(
+        {"content-type", "x-nowpayments-sig"}
+    )
     currencies: ClassVar[frozenset[str]] = frozenset({"CNY", "USD", "EUR", "GBP", "HKD", "JPY"})
     options: ClassVar[frozenset[str]] = frozenset({"api_url", "pay_currency"})
     secret_names: ClassVar[frozenset[str]] = frozenset({"api_key", "ipn_secret"})
