@@ -38,6 +38,8 @@ class Settings:
     ``audit_key`` (bytes), when set, turns the audit chain's SHA-256 into HMAC-SHA-256.
     ``table_prefix`` and ``schema`` place ordercore's tables inside a host application's
     database. ``payment_timeout_minutes`` is the default payment deadline of new orders.
+    ``pdf_font`` is the TrueType font (.ttf/.ttc) PDF exports and reports draw with, for
+    Chinese text (``ORDERCORE_PDF_FONT``; see docs/concepts/export.md).
     """
 
     database_url: str = DEFAULT_DATABASE_URL
@@ -47,6 +49,7 @@ class Settings:
     timezone: str = "UTC"
     payment_timeout_minutes: int = 15
     points_rate: Decimal | None = None
+    pdf_font: str | None = None
     channels: Mapping[str, Mapping[str, Any]] = field(factory=dict, repr=False)
     #: rules for approving refund requests without an operator; None (the default) = off
     refund_auto_approve: AutoApproval | None = None
@@ -83,6 +86,7 @@ class Settings:
             "timezone",
             "payment_timeout_minutes",
             "points_rate",
+            "pdf_font",
             "channels",
             "refunds",
         }
@@ -95,6 +99,9 @@ class Settings:
         key_text = env.get("ORDERCORE_AUDIT_KEY") or section.get("audit_key")
         if key_text is not None and not isinstance(key_text, str):
             raise ConfigurationError("audit_key must be text")
+        pdf_font = env.get("ORDERCORE_PDF_FONT") or section.get("pdf_font")
+        if pdf_font is not None and (not isinstance(pdf_font, str) or not pdf_font.strip()):
+            raise ConfigurationError("pdf_font must be the path of a .ttf/.ttc font file")
         timeout = section.get("payment_timeout_minutes", 15)
         if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0:
             raise ConfigurationError("payment_timeout_minutes must be a whole number ≥ 1")
@@ -106,6 +113,7 @@ class Settings:
             timezone=str(section.get("timezone", "UTC")),
             payment_timeout_minutes=timeout,
             points_rate=_points_rate(section.get("points_rate")),
+            pdf_font=pdf_font,
             channels=dict(section.get("channels", {})),
             refund_auto_approve=_auto_approve(section.get("refunds")),
         )

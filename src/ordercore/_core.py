@@ -28,6 +28,7 @@ from ._plugins import make_plugin_manager
 from ._refunds.after_sales_service import AfterSalesService
 from ._refunds.domain import RefundFailure
 from ._refunds.refund_service import RefundService
+from ._reports.export_service import ExportService
 from .adapters.sqlalchemy import migrate
 from .adapters.sqlalchemy.engine import make_engine
 from .adapters.sqlalchemy.tables import Tables, build_tables
@@ -76,6 +77,7 @@ class OrderCore:
         self.anomalies = AnomalyService(self)
         self.refunds = RefundService(self)
         self.after_sales = AfterSalesService(self)
+        self.export = ExportService(self)
 
     # -- plugins and channels -------------------------------------------------------------
     @property

@@ -45,6 +45,9 @@ class Permission:
     PAYMENTS_REVIEW: Final = "payments.review"
     AUDIT_VIEW: Final = "audit.view"
     EXPORT: Final = "export"
+    #: an export with personal data in clear (``--no-mask``); audited like every export
+    ORDERS_EXPORT_UNMASKED: Final = "orders.export_unmasked"
+    BACKUP_RESTORE: Final = "backup.restore"  # load a backup into an empty database
 
 
 ALL_PERMISSIONS: Final = frozenset(

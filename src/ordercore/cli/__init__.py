@@ -24,6 +24,7 @@ from .coupons import coupons
 from .customers import customers
 from .db import db
 from .demo import demo
+from .export import export, import_
 from .jobs import jobs, reconcile
 from .orders import orders
 from .payments import payments
@@ -73,6 +74,8 @@ for _command in (
     serve,
     audit,
     demo,
+    export,
+    import_,
 ):
     cli.add_command(_command)
 
