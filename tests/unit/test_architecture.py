@@ -39,6 +39,9 @@ DOMAIN = frozenset(
         "ordercore._payments.domain",
         "ordercore._refunds.domain",
         "ordercore._anomalies.domain",
+        "ordercore._reports.cells",
+        "ordercore._reports.fields",
+        "ordercore._reports.masking",
     }
 )
 

@@ -104,6 +104,15 @@ def describe_filter(flt: OrderFilter) -> dict[str, Any]:
     return out
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ordercore")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"
+
+
 def _name(destination: Destination) -> str:
     if isinstance(destination, (str, os.PathLike)):
         return os.fspath(destination)
@@ -283,8 +292,6 @@ class ExportService(Service):
         :mod:`ordercore._reports.backup`), from one consistent snapshot on PostgreSQL and
         MariaDB. Needs ``export`` and ``orders.export_unmasked``: a backup holds personal
         data in clear."""
-        from ordercore import __version__
-
         self._permit(
             actor, Permission.EXPORT, Permission.ORDERS_EXPORT_UNMASKED, target="export:backup"
         )
@@ -300,7 +307,7 @@ class ExportService(Service):
                     ((n, store.columns(n), store.rows(n)) for n in store.names()),
                     created_at=self._now(),
                     schema_revision=store.revision(),
-                    ordercore_version=__version__,
+                    ordercore_version=_version(),
                     progress=progress,
                 )
             target.done(handle)
