@@ -38,6 +38,8 @@ class Settings:
     ``audit_key`` (bytes), when set, turns the audit chain's SHA-256 into HMAC-SHA-256.
     ``table_prefix`` and ``schema`` place ordercore's tables inside a host application's
     database. ``payment_timeout_minutes`` is the default payment deadline of new orders.
+    ``reporting_database_url`` is where statistics and exports read (a read replica of the
+    same database); None (the default) reads the main database.
     """
 
     database_url: str = DEFAULT_DATABASE_URL
@@ -50,6 +52,7 @@ class Settings:
     channels: Mapping[str, Mapping[str, Any]] = field(factory=dict, repr=False)
     #: rules for approving refund requests without an operator; None (the default) = off
     refund_auto_approve: AutoApproval | None = None
+    reporting_database_url: str | None = field(default=None, repr=False)
 
     @classmethod
     def load(
@@ -85,6 +88,7 @@ class Settings:
             "points_rate",
             "channels",
             "refunds",
+            "reporting_database_url",
         }
         unknown = set(section) - known - {"ordercore"}
         if unknown:
@@ -95,6 +99,11 @@ class Settings:
         key_text = env.get("ORDERCORE_AUDIT_KEY") or section.get("audit_key")
         if key_text is not None and not isinstance(key_text, str):
             raise ConfigurationError("audit_key must be text")
+        reporting = env.get("ORDERCORE_REPORTING_DATABASE_URL") or section.get(
+            "reporting_database_url"
+        )
+        if reporting is not None and (not isinstance(reporting, str) or not reporting.strip()):
+            raise ConfigurationError("reporting_database_url must be a database URL (text)")
         timeout = section.get("payment_timeout_minutes", 15)
         if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0:
             raise ConfigurationError("payment_timeout_minutes must be a whole number ≥ 1")
@@ -108,6 +117,7 @@ class Settings:
             points_rate=_points_rate(section.get("points_rate")),
             channels=dict(section.get("channels", {})),
             refund_auto_approve=_auto_approve(section.get("refunds")),
+            reporting_database_url=reporting,
         )
 
 

@@ -45,6 +45,7 @@ class Permission:
     PAYMENTS_REVIEW: Final = "payments.review"
     AUDIT_VIEW: Final = "audit.view"
     EXPORT: Final = "export"
+    STATS_VIEW: Final = "stats.view"  # sales, payment and product statistics
 
 
 ALL_PERMISSIONS: Final = frozenset(
@@ -80,6 +81,7 @@ DEFAULT_ROLES: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
                 _P.PAYMENTS_REVIEW,
                 _P.AUDIT_VIEW,
                 _P.EXPORT,
+                _P.STATS_VIEW,
             }
         ),
         "system": ALL_PERMISSIONS,

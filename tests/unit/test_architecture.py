@@ -39,6 +39,7 @@ DOMAIN = frozenset(
         "ordercore._payments.domain",
         "ordercore._refunds.domain",
         "ordercore._anomalies.domain",
+        "ordercore._reports.stats",
     }
 )
 
