@@ -90,7 +90,9 @@ def _arg(compiler: SQLCompiler, element: FunctionElement[Any], i: int, **kw: Any
 
 @compiles(EpochSeconds)
 def _epoch_s_default(element: EpochSeconds, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"CAST(strftime('%s', {_arg(compiler, element, 0, **kw)}) AS INTEGER)"
+    # strftime('%s') reads the fraction rounded to milliseconds (…:53.9999 is …:54): the
+    # seconds are taken from the text cut before the fraction
+    return f"CAST(strftime('%s', substr({_arg(compiler, element, 0, **kw)}, 1, 19)) AS INTEGER)"
 
 
 @compiles(EpochSeconds, "postgresql")
@@ -108,7 +110,7 @@ def _epoch_s_my(element: EpochSeconds, compiler: SQLCompiler, **kw: Any) -> str:
 def _epoch_us_default(element: EpochMicros, compiler: SQLCompiler, **kw: Any) -> str:
     col = _arg(compiler, element, 0, **kw)
     return (
-        f"(CAST(strftime('%s', {col}) AS INTEGER) * 1000000 "
+        f"(CAST(strftime('%s', substr({col}, 1, 19)) AS INTEGER) * 1000000 "
         f"+ CAST(substr({col}, 21, 6) AS INTEGER))"
     )
 
@@ -354,37 +356,36 @@ def payment_rows(
     ):
         paid[(cur, ch)] = (int(n), _int(minor))
 
-    seconds = IntDiv(
-        EpochMicros(o.c.paid_at) - EpochMicros(o.c.created_at), _int_sql(1_000_000)
-    ).label("secs")
-    ranked = (
-        select(
-            o.c.currency.label("cur"),
-            o.c.channel.label("ch"),
-            seconds,
-            func.row_number()
-            .over(partition_by=(o.c.currency, o.c.channel), order_by=seconds)
-            .label("rc"),
-            func.count().over(partition_by=(o.c.currency, o.c.channel)).label("nc"),
-            func.row_number().over(partition_by=o.c.currency, order_by=seconds).label("ra"),
-            func.count().over(partition_by=o.c.currency).label("na"),
-        )
+    seconds = IntDiv(EpochMicros(o.c.paid_at) - EpochMicros(o.c.created_at), _int_sql(1_000_000))
+    # the seconds first, in a subquery of their own: a window's ORDER BY then names a plain
+    # column (MariaDB reads a select-list alias there differently from the others)
+    waits = (
+        select(o.c.currency.label("cur"), o.c.channel.label("ch"), seconds.label("secs"))
         .where(paid_ok)
-        .subquery("ranked")
+        .subquery("waits")
     )
+    w = waits.c
 
     def at_rank(rank: Any, count: Any) -> ColumnElement[bool]:
         return or_(*(and_(rank * 100 >= count * p, (rank - 1) * 100 < count * p) for p in (50, 90)))
 
+    def nearest_ranks(*by: Any) -> list[Any]:
+        # one window specification per query: MariaDB 10.11 numbers the rows of a second
+        # ROW_NUMBER() with another PARTITION BY in the wrong order
+        ranked = select(
+            *by,
+            w.secs,
+            func.row_number().over(partition_by=by, order_by=w.secs).label("rn"),
+            func.count().over(partition_by=by).label("n"),
+        ).subquery("ranked")
+        return list(conn.execute(select(ranked).where(at_rank(ranked.c.rn, ranked.c.n))))
+
     ranks: dict[tuple[str, str | None], tuple[int, dict[int, int]]] = {}
+    for cur, ch, secs, rn, n in nearest_ranks(w.cur, w.ch):
+        ranks.setdefault((cur, ch), (int(n), {}))[1][int(rn)] = int(secs)
     overall: dict[str, tuple[int, dict[int, int]]] = {}
-    for cur, ch, secs, rc, nc, ra, na in conn.execute(
-        select(ranked).where(
-            or_(at_rank(ranked.c.rc, ranked.c.nc), at_rank(ranked.c.ra, ranked.c.na))
-        )
-    ):
-        ranks.setdefault((cur, ch), (int(nc), {}))[1][int(rc)] = int(secs)
-        overall.setdefault(cur, (int(na), {}))[1][int(ra)] = int(secs)
+    for cur, secs, rn, n in nearest_ranks(w.cur):
+        overall.setdefault(cur, (int(n), {}))[1][int(rn)] = int(secs)
     return {
         "attempts": attempts,
         "orders": orders,
