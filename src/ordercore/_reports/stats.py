@@ -55,7 +55,11 @@ __all__ = [
     "TrendBucket",
     "growth",
     "nearest_rank",
+    "payments_view",
+    "period_view",
+    "products_view",
     "rate",
+    "sales_view",
     "share",
 ]
 
@@ -501,3 +505,130 @@ def check_sort(sort: str) -> ProductSort:
 def check_currency(code: str | None) -> Currency | None:
     """A ``--currency`` filter: a known currency code, or None for every currency."""
     return _currency(code)
+
+
+# ----------------------------------------------------------------------------- JSON views
+def _amount(value: Money | None) -> str | None:
+    return None if value is None else f"{value.amount:f}"
+
+
+def _rate_text(value: Decimal | None) -> str | None:
+    return None if value is None else f"{value:.4f}"
+
+
+def period_view(period: StatsPeriod) -> dict[str, object]:
+    """The period as JSON: local dates (``to`` inclusive), zone, bucket size, UTC bounds."""
+    return {
+        "name": period.name,
+        "from": period.first.isoformat(),
+        "to": (period.after - timedelta(days=1)).isoformat(),
+        "tz": period.tz,
+        "by": period.by,
+        "start": period.start.isoformat(),
+        "end": period.end.isoformat(),
+    }
+
+
+def sales_view(stats: SalesStats) -> dict[str, object]:
+    """``ordercore stats sales --json``: amounts as decimal strings, rates with 4 places."""
+    currencies = []
+    for f in stats.currencies:
+        currencies.append(
+            {
+                "currency": f.currency.code,
+                "orders_created": f.orders_created,
+                "orders_paid": f.orders_paid,
+                "conversion_rate": _rate_text(f.conversion_rate),
+                "paid_orders": f.paid_orders,
+                "gross_sales": _amount(f.gross_sales),
+                "refunds": _amount(f.refunds),
+                "net_sales": _amount(f.net_sales),
+                "average_order_value": _amount(f.average_order_value),
+                "paying_customers": f.paying_customers,
+                "repurchase_rate": _rate_text(f.repurchase_rate),
+                "returning_customer_rate": _rate_text(f.returning_customer_rate),
+                "growth": {k: _rate_text(v) for k, v in f.growth.items()},
+                "trend": [
+                    {
+                        "start": b.start.isoformat(),
+                        "orders_created": b.orders_created,
+                        "orders_paid": b.orders_paid,
+                        "gross_sales": _amount(b.gross_sales),
+                    }
+                    for b in f.trend
+                ],
+            }
+        )
+    return {
+        "period": period_view(stats.period),
+        "excluded_channels": list(stats.excluded_channels),
+        "currencies": currencies,
+    }
+
+
+def _ttp_view(t: TimeToPay) -> dict[str, object]:
+    return {"orders": t.orders, "p50_seconds": t.p50_seconds, "p90_seconds": t.p90_seconds}
+
+
+def payments_view(stats: PaymentStats) -> dict[str, object]:
+    """``ordercore stats payments --json``."""
+    return {
+        "period": period_view(stats.period),
+        "excluded_channels": list(stats.excluded_channels),
+        "currencies": [
+            {
+                "currency": f.currency.code,
+                "paid_orders": f.paid_orders,
+                "amount": _amount(f.amount),
+                "time_to_pay": _ttp_view(f.time_to_pay),
+                "channels": [
+                    {
+                        "channel": c.channel,
+                        "attempts": c.attempts,
+                        "succeeded": c.succeeded,
+                        "final_attempts": c.final_attempts,
+                        "success_rate": _rate_text(c.success_rate),
+                        "order_success_rate": _rate_text(c.order_success_rate),
+                        "paid_orders": c.paid_orders,
+                        "amount": _amount(c.amount),
+                        "share": _rate_text(c.share),
+                        "order_share": _rate_text(c.order_share),
+                        "time_to_pay": _ttp_view(c.time_to_pay),
+                    }
+                    for c in f.channels
+                ],
+            }
+            for f in stats.currencies
+        ],
+    }
+
+
+def products_view(stats: ProductStats) -> dict[str, object]:
+    """``ordercore stats products --json``."""
+    return {
+        "period": period_view(stats.period),
+        "excluded_channels": list(stats.excluded_channels),
+        "sort": stats.sort,
+        "currencies": [
+            {
+                "currency": f.currency.code,
+                "quantity": f.quantity,
+                "revenue": _amount(f.revenue),
+                "products": [
+                    {
+                        "sku": p.sku,
+                        "name": p.name,
+                        "quantity": p.quantity,
+                        "revenue": _amount(p.revenue),
+                        "revenue_share": _rate_text(p.revenue_share),
+                    }
+                    for p in f.products
+                ],
+            }
+            for f in stats.currencies
+        ],
+        "low_stock": [
+            {"sku": i.sku, "name": i.name, "stock": i.stock, "threshold": i.threshold}
+            for i in stats.low_stock
+        ],
+    }

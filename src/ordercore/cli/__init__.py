@@ -30,6 +30,7 @@ from .payments import payments
 from .products import products
 from .refunds import refunds
 from .serve import serve
+from .stats import stats
 from .wallet import wallet
 
 __all__ = ["cli", "main"]
@@ -72,6 +73,7 @@ for _command in (
     jobs,
     serve,
     audit,
+    stats,
     demo,
 ):
     cli.add_command(_command)
