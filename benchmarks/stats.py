@@ -91,7 +91,7 @@ def fill_postgresql(conn: Connection, n: int, p: str) -> None:
                 timestamptz '{T0.isoformat()}'
                     + make_interval(secs => (g - 1)::float8 * {span} / {n})
                     + make_interval(secs => ((g * 7919) % 1000000) / 1e6) AS created
-            FROM generate_series(1, {n}) g
+            FROM generate_series(1::bigint, {n}::bigint) g
         ) s
         """,
     )

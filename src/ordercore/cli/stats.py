@@ -27,7 +27,7 @@ from ordercore._reports.stats import (
 
 from ._common import _actor_option, _console, _core, _emit_json, json_option
 
-__all__ = ["sparkline", "stats"]
+__all__ = ["demo_summary", "sparkline", "stats"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _TICKS = "▁▂▃▄▅▆▇█"
@@ -316,3 +316,30 @@ def stats_products(
         console.print(table)
     else:
         console.print("low stock: none")
+
+
+def demo_summary(core: OrderCore, say: Callable[..., None]) -> None:
+    """The demo's last step: what it did, as statistics of the last 30 days in the demo's
+    time zone."""
+    period = StatsPeriod.named("last-30-days", core.settings.timezone, core.clock())
+    sales = core.stats.sales(period)
+    view = sales_view(sales)["currencies"]
+    for f in sales.currencies:
+        say(
+            f"statistics, last 30 days in {period.tz}: {f.orders_created} orders created, "
+            f"{f.orders_paid} paid ({_rate(f.conversion_rate)}), sales {f.gross_sales}, "
+            f"refunds {f.refunds}, net {f.net_sales}, "
+            f"average order {_money(f.average_order_value)}",
+            stats=view,
+        )
+    for p in core.stats.payments(period).currencies:
+        shares = ", ".join(
+            f"{c.channel or 'by hand'} {_rate(c.share)}" for c in p.channels if c.paid_orders
+        )
+        say(
+            f"statistics: paid {p.amount} in {p.paid_orders} orders — {shares}; "
+            f"median time to pay {_seconds(p.time_to_pay.p50_seconds)}"
+        )
+    for c in core.stats.products(period, limit=3).currencies:
+        best = ", ".join(f"{i.sku} ×{i.quantity} ({i.revenue})" for i in c.products)
+        say(f"statistics: best sellers {best}")
