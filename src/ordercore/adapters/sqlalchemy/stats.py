@@ -239,9 +239,11 @@ def sales_rows(
         out.paid.setdefault(cur, {})[int(d)] = (int(n), _int(minor))
 
     r = t.refunds
+    # the order is joined only to leave out the payments of excluded channels
+    refunded = r.join(o, o.c.id == r.c.order_id) if excluded else r
     rows = conn.execute(
         select(r.c.currency, func.sum(r.c.amount_minor))
-        .select_from(r.join(o, o.c.id == r.c.order_id))
+        .select_from(refunded)
         .where(
             r.c.status == "succeeded",
             r.c.counts_toward_order == true(),
