@@ -40,6 +40,8 @@ class Settings:
     database. ``payment_timeout_minutes`` is the default payment deadline of new orders.
     ``pdf_font`` is the TrueType font (.ttf/.ttc) PDF exports and reports draw with, for
     Chinese text (``ORDERCORE_PDF_FONT``; see docs/concepts/export.md).
+    ``reporting_database_url`` is where statistics and exports read (a read replica of the
+    same database); None (the default) reads the main database.
     """
 
     database_url: str = DEFAULT_DATABASE_URL
@@ -53,6 +55,7 @@ class Settings:
     channels: Mapping[str, Mapping[str, Any]] = field(factory=dict, repr=False)
     #: rules for approving refund requests without an operator; None (the default) = off
     refund_auto_approve: AutoApproval | None = None
+    reporting_database_url: str | None = field(default=None, repr=False)
 
     @classmethod
     def load(
@@ -89,6 +92,7 @@ class Settings:
             "pdf_font",
             "channels",
             "refunds",
+            "reporting_database_url",
         }
         unknown = set(section) - known - {"ordercore"}
         if unknown:
@@ -102,6 +106,11 @@ class Settings:
         pdf_font = env.get("ORDERCORE_PDF_FONT") or section.get("pdf_font")
         if pdf_font is not None and (not isinstance(pdf_font, str) or not pdf_font.strip()):
             raise ConfigurationError("pdf_font must be the path of a .ttf/.ttc font file")
+        reporting = env.get("ORDERCORE_REPORTING_DATABASE_URL") or section.get(
+            "reporting_database_url"
+        )
+        if reporting is not None and (not isinstance(reporting, str) or not reporting.strip()):
+            raise ConfigurationError("reporting_database_url must be a database URL (text)")
         timeout = section.get("payment_timeout_minutes", 15)
         if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0:
             raise ConfigurationError("payment_timeout_minutes must be a whole number ≥ 1")
@@ -116,6 +125,7 @@ class Settings:
             pdf_font=pdf_font,
             channels=dict(section.get("channels", {})),
             refund_auto_approve=_auto_approve(section.get("refunds")),
+            reporting_database_url=reporting,
         )
 
 

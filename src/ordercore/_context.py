@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ordercore._payments.payment_service import PaymentService
     from ordercore._permissions import Authorizer
     from ordercore._refunds.refund_service import RefundService
+    from ordercore.adapters.sqlalchemy.stats import ReportingReader
     from ordercore.adapters.sqlalchemy.uow import UnitOfWork
     from ordercore.channels import PaymentChannel
 
@@ -60,6 +61,10 @@ class Context(Protocol):
     orders: OrderService
     payments: PaymentService
     refunds: RefundService
+
+    def reporting_reader(self) -> ReportingReader:
+        """A read-only transaction on the reporting engine (a replica, or the main one)."""
+        ...
 
     @property
     def plugins(self) -> pluggy.PluginManager: ...

@@ -29,8 +29,10 @@ from ._refunds.after_sales_service import AfterSalesService
 from ._refunds.domain import RefundFailure
 from ._refunds.refund_service import RefundService
 from ._reports.export_service import ExportService
+from ._reports.stats_service import StatsService
 from .adapters.sqlalchemy import migrate
 from .adapters.sqlalchemy.engine import make_engine
+from .adapters.sqlalchemy.stats import ReportingReader
 from .adapters.sqlalchemy.tables import Tables, build_tables
 from .adapters.sqlalchemy.uow import UnitOfWork
 from .channels import ChannelConfig, PaymentChannel
@@ -64,6 +66,7 @@ class OrderCore:
         self._plugin_args = (tuple(plugins), load_entry_points)
         self._plugins: pluggy.PluginManager | None = None
         self._channels: dict[str, PaymentChannel] | None = None
+        self._reporting_engine: Engine | None = None
         self.settings = settings or Settings(database_url=str(engine.url))
         self.clock = clock
         self.tables: Tables = build_tables(self.settings.table_prefix, self.settings.schema)
@@ -78,6 +81,7 @@ class OrderCore:
         self.refunds = RefundService(self)
         self.after_sales = AfterSalesService(self)
         self.export = ExportService(self)
+        self.stats = StatsService(self)
 
     # -- plugins and channels -------------------------------------------------------------
     @property
@@ -204,8 +208,25 @@ class OrderCore:
         """Create or migrate ordercore's tables (the shipped Alembic migrations)."""
         migrate.upgrade(self.engine, prefix=self.settings.table_prefix, schema=self.settings.schema)
 
+    @property
+    def reporting_engine(self) -> Engine:
+        """The engine statistics and exports read: ``reporting_database_url`` (a read
+        replica; created on first use) or, when it is not set, the main engine."""
+        url = self.settings.reporting_database_url
+        if not url:
+            return self.engine
+        if self._reporting_engine is None:
+            self._reporting_engine = make_engine(url)
+        return self._reporting_engine
+
+    def reporting_reader(self) -> ReportingReader:
+        """A read-only transaction on :attr:`reporting_engine` (statistics, exports)."""
+        return ReportingReader(self.reporting_engine, self.tables)
+
     def unit_of_work(self) -> UnitOfWork:
         return UnitOfWork(self.engine, self.tables, self.settings.audit_key)
 
     def close(self) -> None:
         self.engine.dispose()
+        if self._reporting_engine is not None:
+            self._reporting_engine.dispose()

@@ -42,6 +42,7 @@ DOMAIN = frozenset(
         "ordercore._reports.cells",
         "ordercore._reports.fields",
         "ordercore._reports.masking",
+        "ordercore._reports.stats",
     }
 )
 

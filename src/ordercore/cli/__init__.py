@@ -31,6 +31,7 @@ from .payments import payments
 from .products import products
 from .refunds import refunds
 from .serve import serve
+from .stats import stats
 from .wallet import wallet
 
 __all__ = ["cli", "main"]
@@ -73,6 +74,7 @@ for _command in (
     jobs,
     serve,
     audit,
+    stats,
     demo,
     export,
     import_,

@@ -478,6 +478,9 @@ def run_demo(database: str | Path) -> list[dict[str, Any]]:
         if sandbox is not None:
             _pay_with_alipay(core, sandbox, li.id or 0, say)
 
+        from .stats import demo_summary
+
+        demo_summary(core, say)
         verdict = core.audit.verify()
         say(
             f"audit chain: {verdict.checked} records, {'intact' if verdict.ok else 'BROKEN'}",
