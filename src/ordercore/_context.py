@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ordercore._payments.payment_service import PaymentService
     from ordercore._permissions import Authorizer
     from ordercore._refunds.refund_service import RefundService
+    from ordercore._reports.stats_service import StatsService
     from ordercore.adapters.sqlalchemy.stats import ReportingReader
     from ordercore.adapters.sqlalchemy.uow import UnitOfWork
     from ordercore.channels import PaymentChannel
@@ -61,6 +62,7 @@ class Context(Protocol):
     orders: OrderService
     payments: PaymentService
     refunds: RefundService
+    stats: StatsService
 
     def reporting_reader(self) -> ReportingReader:
         """A read-only transaction on the reporting engine (a replica, or the main one)."""

@@ -30,6 +30,9 @@ from ordercore._permissions import Permission
 from . import backup as backup_format
 from .fields import ExportField, needs, resolve_fields, row_values
 from .pdf import PdfSink
+from .report import TOP_PRODUCTS, SalesReport, html_report
+from .report_files import write_pdf_report, write_xlsx_report
+from .stats import StatsPeriod
 from .tabular import SHEET_ROWS, CsvSink, RowSink, XlsxSink
 
 if TYPE_CHECKING:
@@ -46,6 +49,7 @@ __all__ = [
 
 ExportFormat = Literal["csv", "xlsx", "pdf"]
 FORMATS: Final = ("csv", "xlsx", "pdf")
+REPORT_FORMATS: Final = ("pdf", "xlsx", "html")
 Destination = str | os.PathLike[str] | IO[str] | IO[bytes]
 Progress = Callable[[int], None]
 
@@ -137,12 +141,12 @@ class _Target:
             self.stream = destination
         self.binary = binary
 
-    def open(self) -> Any:
+    def open(self, encoding: str = "utf-8-sig") -> Any:
         if self.path is None:
             return self.stream
         if self.binary:
             return str(self.temp)
-        return open(self.temp, "w", encoding="utf-8-sig", newline="")
+        return open(self.temp, "w", encoding=encoding, newline="")
 
     def done(self, handle: Any) -> None:
         if self.path is None:
@@ -279,6 +283,67 @@ class ExportService(Service):
             title="Orders",
             subtitle=f"exported {self._now().astimezone(zone):%Y-%m-%d %H:%M} {zone_name}",
         )
+
+    # -- the sales report ---------------------------------------------------------------
+    def report(
+        self,
+        period: StatsPeriod,
+        format: str = "pdf",
+        destination: str | os.PathLike[str] | IO[bytes] | IO[str] = "report.pdf",
+        *,
+        actor: Actor,
+        currency: str | None = None,
+        exclude_channels: Iterable[str] = (),
+        title: str = "Sales report",
+    ) -> SalesReport:
+        """Write the sales report of ``period`` (``core.stats``: headline figures with their
+        growth, the trend, channel shares and success rates, best sellers, low stock) as
+        ``pdf``, ``xlsx`` or ``html``. Needs ``export`` and ``stats.view``."""
+        if format not in REPORT_FORMATS:
+            raise InvalidField(
+                f"format must be one of {', '.join(REPORT_FORMATS)}, not {format!r}",
+                field="format",
+            )
+        if isinstance(destination, (str, os.PathLike)) and os.fspath(destination) == "-":
+            raise InvalidField("a report needs a file: give --output FILE", field="output")
+        self._permit(
+            actor, Permission.EXPORT, Permission.STATS_VIEW, target=f"export:report:{format}"
+        )
+        stats = self._ctx.stats
+        common: dict[str, Any] = {"currency": currency, "exclude_channels": exclude_channels}
+        report = SalesReport(
+            title=title,
+            generated_at=self._now(),
+            sales=stats.sales(period, **common),
+            payments=stats.payments(period, **common),
+            products=stats.products(period, limit=TOP_PRODUCTS, **common),
+        )
+        target = _Target(destination, binary=format != "html")
+        handle = None
+        try:
+            handle = target.open(encoding="utf-8")
+            if format == "html":
+                handle.write(html_report(report))
+            elif format == "pdf":
+                write_pdf_report(report, handle, font_path=self._ctx.settings.pdf_font)
+            else:
+                write_xlsx_report(report, handle)
+            target.done(handle)
+        except BaseException:
+            target.failed(handle)
+            raise
+        self._audit(
+            actor,
+            "export.report",
+            f"report:{format}",
+            {
+                "format": format,
+                "period": report.period_text,
+                "currencies": [c.currency.code for c in report.sales.currencies],
+                "destination": _name(destination),
+            },
+        )
+        return report
 
     # -- backup and restore ---------------------------------------------------------------
     def backup(

@@ -89,7 +89,15 @@ class XlsxSink:
         import xlsxwriter  # an optional part of the export: imported when used
 
         self._book: Any = xlsxwriter.Workbook(
-            out, {"constant_memory": True, "in_memory": False, "remove_timezone": True}
+            out,
+            {
+                "constant_memory": True,
+                "in_memory": False,
+                "remove_timezone": True,
+                "strings_to_formulas": False,
+                "strings_to_numbers": False,
+                "strings_to_urls": False,
+            },
         )
         self._fields = list(fields)
         self._zone = zone

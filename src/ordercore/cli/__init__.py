@@ -30,6 +30,7 @@ from .orders import orders
 from .payments import payments
 from .products import products
 from .refunds import refunds
+from .report import report
 from .serve import serve
 from .stats import stats
 from .wallet import wallet
@@ -78,6 +79,7 @@ for _command in (
     demo,
     export,
     import_,
+    report,
 ):
     cli.add_command(_command)
 
