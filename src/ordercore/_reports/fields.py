@@ -83,7 +83,17 @@ class OrderRecord:
 
 #: What each field needs beyond the ``orders`` and ``customers`` columns: the export query
 #: reads a detail table only when a chosen field needs it.
-Need = Literal["lines", "tags", "notes", "payment", "ip"]
+Need = Literal[
+    "lines",
+    "tags",
+    "notes",
+    "payment",
+    "ip",
+    "paid_at",
+    "completed_at",
+    "canceled_at",
+    "refunded_at",
+]
 
 
 @frozen
@@ -139,15 +149,30 @@ _BASE: Final[tuple[ExportField, ...]] = (
         "When the order was created (in --tz).",
         lambda r: r.created_at,
     ),
-    _F("paid_at", "Paid", "time", "When it was paid.", lambda r: r.paid_at),
-    _F("completed_at", "Completed", "time", "When it was activated.", lambda r: r.completed_at),
-    _F("canceled_at", "Canceled", "time", "When it was canceled.", lambda r: r.canceled_at),
+    _F("paid_at", "Paid", "time", "When it was paid.", lambda r: r.paid_at, needs="paid_at"),
+    _F(
+        "completed_at",
+        "Completed",
+        "time",
+        "When it was activated.",
+        lambda r: r.completed_at,
+        needs="completed_at",
+    ),
+    _F(
+        "canceled_at",
+        "Canceled",
+        "time",
+        "When it was canceled.",
+        lambda r: r.canceled_at,
+        needs="canceled_at",
+    ),
     _F(
         "refunded_at",
         "Refunded",
         "time",
         "When refunds reached the paid amount.",
         lambda r: r.refunded_at,
+        needs="refunded_at",
     ),
     _F("customer_id", "Customer id", "int", "The customer's id.", lambda r: r.customer_id),
     _F(

@@ -28,6 +28,7 @@ __all__ = ["CHUNK", "iter_records"]
 
 #: Orders read per query.
 CHUNK = 1000
+_TIMES = ("paid_at", "completed_at", "canceled_at", "refunded_at")
 
 
 def iter_records(
@@ -43,6 +44,8 @@ def iter_records(
     o, c = tables.orders.c, tables.customers.c
     position: Cursor | None = None
     minor_units: dict[str, int] = {}
+    # the other times only when a field shows them (reading a time costs a conversion)
+    wanted = [n for n in _TIMES if n in needs]
     while True:
         planned = _planned_conditions(conn, tables, flt, position)
         if planned is None:
@@ -65,10 +68,7 @@ def iter_records(
                 o.channel,
                 o.special,
                 o.created_at,
-                o.paid_at,
-                o.completed_at,
-                o.canceled_at,
-                o.refunded_at,
+                *[o[n] for n in wanted],
                 o.customer_id,
                 c.external_ref,
                 c.name,
@@ -89,6 +89,10 @@ def iter_records(
             return
         records = []
         for r in rows:
+            m = r._mapping
+            paid_at, completed_at, canceled_at, refunded_at = (
+                m[n] if n in wanted else None for n in _TIMES
+            )
             units = minor_units.get(r.currency)
             if units is None:
                 units = minor_units[r.currency] = get_currency(r.currency).minor_units
@@ -108,10 +112,10 @@ def iter_records(
                     r.channel,
                     bool(r.special),
                     r.created_at,
-                    r.paid_at,
-                    r.completed_at,
-                    r.canceled_at,
-                    r.refunded_at,
+                    paid_at,
+                    completed_at,
+                    canceled_at,
+                    refunded_at,
                     r.customer_id,
                     r.external_ref,
                     r.name,
