@@ -481,6 +481,9 @@ def run_demo(database: str | Path) -> list[dict[str, Any]]:
         from .stats import demo_summary
 
         demo_summary(core, say)
+        from .export import demo_export
+
+        demo_export(core, say)
         verdict = core.audit.verify()
         say(
             f"audit chain: {verdict.checked} records, {'intact' if verdict.ok else 'BROKEN'}",
