@@ -98,6 +98,10 @@ class Settings:
     :data:`REDACTED_HEADERS`; a notification still ``received`` ``callback_grace_seconds``
     after it arrived is taken by the job runner (its process stopped); job runners claim
     ``job_claim_size`` items at a time under a lease of ``job_lease_seconds``.
+    ``pdf_font`` is the TrueType font (.ttf/.ttc) PDF exports and reports draw with, for
+    Chinese text (``ORDERCORE_PDF_FONT``; see docs/concepts/export.md).
+    ``reporting_database_url`` is where statistics and exports read (a read replica of the
+    same database); None (the default) reads the main database.
     """
 
     database_url: str = DEFAULT_DATABASE_URL
@@ -107,6 +111,7 @@ class Settings:
     timezone: str = field(default="UTC", validator=_check_zone)
     payment_timeout_minutes: int = 15
     points_rate: Decimal | None = None
+    pdf_font: str | None = None
     channels: Mapping[str, Mapping[str, Any]] = field(factory=dict, repr=False)
     #: rules for approving refund requests without an operator; None (the default) = off
     refund_auto_approve: AutoApproval | None = None
@@ -121,6 +126,8 @@ class Settings:
     callback_grace_seconds: int = field(default=300, validator=_check_count)
     job_lease_seconds: int = field(default=30, validator=_check_count)
     job_claim_size: int = field(default=10, validator=_check_count)
+
+    reporting_database_url: str | None = field(default=None, repr=False)
 
     @property
     def redacted_headers(self) -> frozenset[str]:
@@ -159,11 +166,13 @@ class Settings:
             "timezone",
             "payment_timeout_minutes",
             "points_rate",
+            "pdf_font",
             "channels",
             "refunds",
             "risk",
             "redact_headers",
             *_COUNTS,
+            "reporting_database_url",
         }
         unknown = set(section) - known - {"ordercore"}
         if unknown:
@@ -174,6 +183,14 @@ class Settings:
         key_text = env.get("ORDERCORE_AUDIT_KEY") or section.get("audit_key")
         if key_text is not None and not isinstance(key_text, str):
             raise ConfigurationError("audit_key must be text")
+        pdf_font = env.get("ORDERCORE_PDF_FONT") or section.get("pdf_font")
+        if pdf_font is not None and (not isinstance(pdf_font, str) or not pdf_font.strip()):
+            raise ConfigurationError("pdf_font must be the path of a .ttf/.ttc font file")
+        reporting = env.get("ORDERCORE_REPORTING_DATABASE_URL") or section.get(
+            "reporting_database_url"
+        )
+        if reporting is not None and (not isinstance(reporting, str) or not reporting.strip()):
+            raise ConfigurationError("reporting_database_url must be a database URL (text)")
         timeout = section.get("payment_timeout_minutes", 15)
         if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0:
             raise ConfigurationError("payment_timeout_minutes must be a whole number ≥ 1")
@@ -185,12 +202,14 @@ class Settings:
             timezone=str(section.get("timezone", "UTC")),
             payment_timeout_minutes=timeout,
             points_rate=_points_rate(section.get("points_rate")),
+            pdf_font=pdf_font,
             channels=dict(section.get("channels", {})),
             refund_auto_approve=_auto_approve(section.get("refunds")),
             config_dir=str(Path(config_path).resolve().parent) if config_path else None,
             risk=RiskSettings.from_table(section.get("risk", {})),
             redact_headers=section.get("redact_headers", ()),
             **{name: section.get(name, default) for name, (default, _) in _COUNTS.items()},
+            reporting_database_url=reporting,
         )
 
 

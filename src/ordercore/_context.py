@@ -30,7 +30,9 @@ if TYPE_CHECKING:
     from ordercore._payments.payment_service import PaymentService
     from ordercore._permissions import Authorizer
     from ordercore._refunds.refund_service import RefundService
+    from ordercore._reports.stats_service import StatsService
     from ordercore._risk.risk_service import RiskService
+    from ordercore.adapters.sqlalchemy.stats import ReportingReader
     from ordercore.adapters.sqlalchemy.uow import UnitOfWork
     from ordercore.channels import PaymentChannel
 
@@ -78,6 +80,11 @@ class Context(Protocol):
     payments: PaymentService
     refunds: RefundService
     risk: RiskService
+    stats: StatsService
+
+    def reporting_reader(self) -> ReportingReader:
+        """A read-only transaction on the reporting engine (a replica, or the main one)."""
+        ...
 
     @property
     def plugins(self) -> pluggy.PluginManager: ...

@@ -30,9 +30,12 @@ from ._plugins import make_plugin_manager
 from ._refunds.after_sales_service import AfterSalesService
 from ._refunds.domain import RefundFailure
 from ._refunds.refund_service import RefundService
+from ._reports.export_service import ExportService
+from ._reports.stats_service import StatsService
 from ._risk.risk_service import RiskService
 from .adapters.sqlalchemy import migrate
 from .adapters.sqlalchemy.engine import make_engine
+from .adapters.sqlalchemy.stats import ReportingReader
 from .adapters.sqlalchemy.tables import Tables, build_tables
 from .adapters.sqlalchemy.uow import UnitOfWork
 from .channels import PaymentChannel
@@ -76,6 +79,7 @@ class OrderCore:
         self._plugins: pluggy.PluginManager | None = None
         self._channels: dict[str, PaymentChannel] | None = None
         self._statuses: dict[str, ChannelStatus] = {}
+        self._reporting_engine: Engine | None = None
         self.settings = settings or Settings(database_url=str(engine.url))
         self.clock = clock
         self.tables: Tables = build_tables(self.settings.table_prefix, self.settings.schema)
@@ -90,6 +94,8 @@ class OrderCore:
         self.refunds = RefundService(self)
         self.after_sales = AfterSalesService(self)
         self.risk = RiskService(self)
+        self.export = ExportService(self)
+        self.stats = StatsService(self)
 
     # -- plugins and channels -------------------------------------------------------------
     @property
@@ -208,8 +214,25 @@ class OrderCore:
         """Create or migrate ordercore's tables (the shipped Alembic migrations)."""
         migrate.upgrade(self.engine, prefix=self.settings.table_prefix, schema=self.settings.schema)
 
+    @property
+    def reporting_engine(self) -> Engine:
+        """The engine statistics and exports read: ``reporting_database_url`` (a read
+        replica; created on first use) or, when it is not set, the main engine."""
+        url = self.settings.reporting_database_url
+        if not url:
+            return self.engine
+        if self._reporting_engine is None:
+            self._reporting_engine = make_engine(url)
+        return self._reporting_engine
+
+    def reporting_reader(self) -> ReportingReader:
+        """A read-only transaction on :attr:`reporting_engine` (statistics, exports)."""
+        return ReportingReader(self.reporting_engine, self.tables)
+
     def unit_of_work(self) -> UnitOfWork:
         return UnitOfWork(self.engine, self.tables, self.settings.audit_key)
 
     def close(self) -> None:
         self.engine.dispose()
+        if self._reporting_engine is not None:
+            self._reporting_engine.dispose()

@@ -47,6 +47,10 @@ class Permission:
     RISK_REVIEW: Final = "risk.review"  # approve or reject orders held for review
     RISK_LISTS: Final = "risk.lists"  # block- and allow-list entries
     EXPORT: Final = "export"
+    #: an export with personal data in clear (``--no-mask``); audited like every export
+    ORDERS_EXPORT_UNMASKED: Final = "orders.export_unmasked"
+    BACKUP_RESTORE: Final = "backup.restore"  # load a backup into an empty database
+    STATS_VIEW: Final = "stats.view"  # sales, payment and product statistics
 
 
 ALL_PERMISSIONS: Final = frozenset(
@@ -82,6 +86,7 @@ DEFAULT_ROLES: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
                 _P.PAYMENTS_REVIEW,
                 _P.AUDIT_VIEW,
                 _P.EXPORT,
+                _P.STATS_VIEW,
             }
         ),
         "system": ALL_PERMISSIONS,

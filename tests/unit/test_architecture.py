@@ -42,6 +42,10 @@ DOMAIN = frozenset(
         "ordercore._anomalies.domain",
         "ordercore._risk.domain",
         "ordercore._risk.rules",
+        "ordercore._reports.cells",
+        "ordercore._reports.fields",
+        "ordercore._reports.masking",
+        "ordercore._reports.stats",
     }
 )
 

@@ -33,13 +33,16 @@ from ordercore._state import OrderStatus
 from .domain import validate_tag
 
 __all__ = [
+    "ALL_PERIODS",
     "Cursor",
     "OrderFilter",
     "OrderSummary",
     "Page",
     "Period",
     "date_range",
+    "day_start",
     "load_zone",
+    "period_dates",
     "period_range",
 ]
 
@@ -84,6 +87,59 @@ def _day_start(day: date, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, time(0), tzinfo=zone).astimezone(timezone.utc)
 
 
+#: Every named period :func:`period_range` knows: the order list offers the first three
+#: (:data:`PERIODS`), the statistics all of them.
+ALL_PERIODS: Final = (
+    "today",
+    "yesterday",
+    "this-week",
+    "last-week",
+    "this-month",
+    "last-month",
+    "last-30-days",
+    "this-year",
+)
+
+
+def period_dates(
+    period: str, today: date, *, known: Iterable[str] = ALL_PERIODS
+) -> tuple[date, date]:
+    """``[first, after)``: the local dates of the named ``period`` that contains (or, for
+    ``yesterday``/``last-*``, precedes) the local date ``today``.
+
+    Weeks start on Monday (ISO); ``last-30-days`` is the 30 days that end with ``today``.
+    """
+    names = tuple(known)
+    if period not in names:
+        raise InvalidField(
+            f"period must be one of {', '.join(names)}, not {period!r}",
+            field="period",
+            value=period,
+        )
+    month = today.replace(day=1)
+    if period == "today":
+        return today, today + timedelta(days=1)
+    if period == "yesterday":
+        return today - timedelta(days=1), today
+    if period in ("this-week", "last-week"):
+        first = today - timedelta(days=today.weekday())
+        if period == "last-week":
+            first -= timedelta(days=7)
+        return first, first + timedelta(days=7)
+    if period == "this-month":
+        return month, (month + timedelta(days=32)).replace(day=1)
+    if period == "last-month":
+        return (month - timedelta(days=1)).replace(day=1), month
+    if period == "last-30-days":
+        return today - timedelta(days=29), today + timedelta(days=1)
+    return today.replace(month=1, day=1), today.replace(year=today.year + 1, month=1, day=1)
+
+
+def day_start(day: date, zone: ZoneInfo) -> datetime:
+    """The first instant of local ``day`` in ``zone``, in UTC (see :func:`_day_start`)."""
+    return _day_start(day, zone)
+
+
 def period_range(period: Period | str, tz: str, now: datetime) -> tuple[datetime, datetime]:
     """``[start, end)`` in UTC of the local ``period`` that contains ``now``, in zone ``tz``.
 
@@ -92,21 +148,7 @@ def period_range(period: Period | str, tz: str, now: datetime) -> tuple[datetime
     """
     zone = load_zone(tz)
     _aware(now, "now")
-    today = now.astimezone(zone).date()
-    if period == "today":
-        first, after = today, today + timedelta(days=1)
-    elif period == "this-week":
-        first = today - timedelta(days=today.weekday())
-        after = first + timedelta(days=7)
-    elif period == "this-month":
-        first = today.replace(day=1)
-        after = (first + timedelta(days=32)).replace(day=1)
-    else:
-        raise InvalidField(
-            f"period must be one of {', '.join(PERIODS)}, not {period!r}",
-            field="period",
-            value=period,
-        )
+    first, after = period_dates(period, now.astimezone(zone).date(), known=PERIODS)
     return _day_start(first, zone), _day_start(after, zone)
 
 

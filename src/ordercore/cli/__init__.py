@@ -26,13 +26,16 @@ from .coupons import coupons
 from .customers import customers
 from .db import db
 from .demo import demo
+from .export import export, import_
 from .jobs import jobs, reconcile
 from .orders import orders
 from .payments import payments
 from .products import products
 from .refunds import refunds
+from .report import report
 from .risk import risk
 from .serve import serve
+from .stats import stats
 from .wallet import wallet
 
 __all__ = ["cli", "main"]
@@ -80,7 +83,11 @@ for _command in (
     serve,
     audit,
     risk,
+    stats,
     demo,
+    export,
+    import_,
+    report,
 ):
     cli.add_command(_command)
 

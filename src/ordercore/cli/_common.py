@@ -25,9 +25,11 @@ from ordercore import (
     Money,
     OrderCore,
     OrderCoreError,
+    OrderFilter,
+    OrderStatus,
     Settings,
 )
-from ordercore._orders.listing import _parse_bound, load_zone
+from ordercore._orders.listing import _parse_bound, date_range, load_zone, period_range
 from ordercore.adapters.sqlalchemy import migrate
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -170,3 +172,91 @@ def _parse_time(value: str, zone: str, *, end: bool = False, name: str = "at") -
 
 def _money(amount: str, currency: str) -> Money:
     return Money.of(amount, currency.upper())
+
+
+#: The parameters :func:`order_filter_options` adds, which :func:`order_filter` reads.
+FILTER_PARAMS = (
+    "statuses",
+    "period",
+    "date_from",
+    "date_to",
+    "tz",
+    "channel",
+    "customer",
+    "sku",
+    "min_amount",
+    "max_amount",
+    "currency",
+    "flag",
+    "number_prefix",
+)
+
+
+def order_filter_options(f: F) -> F:
+    """Every filter of ``orders list`` (shared with ``export orders``, so that an export
+    selects exactly what the list shows)."""
+    options = [
+        click.option(
+            "--status",
+            "statuses",
+            multiple=True,
+            type=click.Choice([s.value for s in OrderStatus]),
+            help="Repeatable.",
+        ),
+        click.option(
+            "--period",
+            type=click.Choice(["today", "this-week", "this-month"]),
+            default=None,
+            help="In --tz.",
+        ),
+        click.option("--from", "date_from", default=None, help="YYYY-MM-DD or ISO time (in --tz)."),
+        click.option("--to", "date_to", default=None, help="YYYY-MM-DD (inclusive) or ISO time."),
+        click.option("--tz", default=None, help="IANA time zone for dates [default: the setting]."),
+        click.option("--channel", default=None),
+        click.option("--customer", default=None, help="Customer id, e-mail or external reference."),
+        click.option("--product", "sku", default=None, help="Orders with this sku."),
+        click.option("--min-amount", default=None, help="Payable at least (needs one currency)."),
+        click.option("--max-amount", default=None, help="Payable at most."),
+        click.option(
+            "--currency", default=None, help="Currency of --min/--max-amount [default CNY]."
+        ),
+        click.option("--flag", default=None),
+        click.option("--number", "number_prefix", default=None, help="Order number prefix."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def order_filter(core: OrderCore, params: Mapping[str, Any]) -> tuple[OrderFilter, str]:
+    """The :class:`OrderFilter` of the :func:`order_filter_options` in ``params``, and the
+    time zone they are read in."""
+    zone = params["tz"] or core.settings.timezone
+    load_zone(zone)  # an unknown --tz is an error even without a date filter
+    period, date_from, date_to = params["period"], params["date_from"], params["date_to"]
+    created_from = created_to = None
+    if period and (date_from or date_to):
+        raise InvalidField("give --period or --from/--to, not both", field="period")
+    if period:
+        created_from, created_to = period_range(period, zone, core.clock())
+    elif date_from or date_to:
+        created_from, created_to = date_range(date_from, date_to, zone)
+    cur = (params["currency"] or "CNY").upper()
+    customer, min_amount, max_amount = (
+        params["customer"],
+        params["min_amount"],
+        params["max_amount"],
+    )
+    flt = OrderFilter(
+        statuses=tuple(OrderStatus(s) for s in params["statuses"]),
+        created_from=created_from,
+        created_to=created_to,
+        channel=params["channel"],
+        customer_id=core.customers.resolve(customer).id if customer else None,
+        sku=params["sku"],
+        min_amount=Money.of(min_amount, cur) if min_amount else None,
+        max_amount=Money.of(max_amount, cur) if max_amount else None,
+        flag=params["flag"],
+        number_prefix=params["number_prefix"],
+    )
+    return flt, zone

@@ -517,6 +517,12 @@ def run_demo(database: str | Path) -> list[dict[str, Any]]:
         if crypto is not None:
             crypto.run(core, li.id or 0, "VPN-1M", say)
 
+        from .stats import demo_summary
+
+        demo_summary(core, say)
+        from .export import demo_export
+
+        demo_export(core, say)
         verdict = core.audit.verify()
         say(
             f"audit chain: {verdict.checked} records, {'intact' if verdict.ok else 'BROKEN'}",

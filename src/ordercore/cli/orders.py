@@ -21,12 +21,9 @@ from ordercore import (
     NewCustomer,
     OrderCore,
     OrderDetails,
-    OrderFilter,
-    OrderStatus,
     RiskContext,
     UseAll,
 )
-from ordercore._orders.listing import date_range, load_zone, period_range
 
 from ._common import (
     EXIT_REFUSED,
@@ -38,6 +35,8 @@ from ._common import (
     _page_options,
     _parse_time,
     json_option,
+    order_filter,
+    order_filter_options,
 )
 from ._views import attempt_view, listed_order_view, order_view
 from .after_sales import (
@@ -199,78 +198,23 @@ def orders_create(
 
 
 @orders.command("list")
-@click.option(
-    "--status",
-    "statuses",
-    multiple=True,
-    type=click.Choice([s.value for s in OrderStatus]),
-    help="Repeatable.",
-)
-@click.option(
-    "--period",
-    type=click.Choice(["today", "this-week", "this-month"]),
-    default=None,
-    help="In --tz.",
-)
-@click.option("--from", "date_from", default=None, help="YYYY-MM-DD or ISO time (in --tz).")
-@click.option("--to", "date_to", default=None, help="YYYY-MM-DD (inclusive) or ISO time.")
-@click.option("--tz", default=None, help="IANA time zone for dates [default: the setting].")
-@click.option("--channel", default=None)
-@click.option("--customer", default=None, help="Customer id, e-mail or external reference.")
-@click.option("--product", "sku", default=None, help="Orders with this sku.")
-@click.option("--min-amount", default=None, help="Payable at least (needs one currency).")
-@click.option("--max-amount", default=None, help="Payable at most.")
-@click.option("--currency", default=None, help="Currency of --min/--max-amount [default CNY].")
-@click.option("--flag", default=None)
-@click.option("--number", "number_prefix", default=None, help="Order number prefix.")
+@order_filter_options
 @_page_options()
 @_actor_option()
 @json_option
 @click.pass_context
 def orders_list(
     ctx: click.Context,
-    statuses: tuple[str, ...],
-    period: str | None,
-    date_from: str | None,
-    date_to: str | None,
-    tz: str | None,
-    channel: str | None,
-    customer: str | None,
-    sku: str | None,
-    min_amount: str | None,
-    max_amount: str | None,
-    currency: str | None,
-    flag: str | None,
-    number_prefix: str | None,
+    /,
     limit: int,
     cursor: str | None,
     actor: Actor,
     as_json: bool,
+    **filters: Any,
 ) -> None:
     """List orders, newest first, with filters and keyset pagination."""
     core = _core(ctx)
-    zone = tz or core.settings.timezone
-    load_zone(zone)  # an unknown --tz is an error even without a date filter
-    created_from = created_to = None
-    if period and (date_from or date_to):
-        raise InvalidField("give --period or --from/--to, not both", field="period")
-    if period:
-        created_from, created_to = period_range(period, zone, core.clock())
-    elif date_from or date_to:
-        created_from, created_to = date_range(date_from, date_to, zone)
-    cur = (currency or "CNY").upper()
-    flt = OrderFilter(
-        statuses=tuple(OrderStatus(s) for s in statuses),
-        created_from=created_from,
-        created_to=created_to,
-        channel=channel,
-        customer_id=core.customers.resolve(customer).id if customer else None,
-        sku=sku,
-        min_amount=Money.of(min_amount, cur) if min_amount else None,
-        max_amount=Money.of(max_amount, cur) if max_amount else None,
-        flag=flag,
-        number_prefix=number_prefix,
-    )
+    flt, _zone = order_filter(core, filters)
     page = core.orders.list(flt, limit=limit, cursor=cursor, actor=actor)
     if as_json:
         _emit_json(

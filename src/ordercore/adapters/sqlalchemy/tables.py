@@ -211,6 +211,19 @@ def build_tables(prefix: str = "", schema: str | None = None) -> Tables:
         Index(n("ix_orders_channel_created"), "channel", "created_at", "id"),
         Index(n("ix_orders_payable"), "payable_minor", "created_at", "id"),
         Index(n("ix_orders_deadline"), "status", "payment_deadline"),
+        # statistics (migration 0008): a period's orders by creation, by payment, and a
+        # customer's earlier payments, read from the index alone
+        Index(n("ix_orders_stats_created"), "created_at", "currency", "paid_at", "channel"),
+        Index(
+            n("ix_orders_stats_paid"),
+            "paid_at",
+            "currency",
+            "channel",
+            "customer_id",
+            "paid_minor",
+            "created_at",
+        ),
+        Index(n("ix_orders_stats_customer"), "customer_id", "currency", "paid_at", "channel"),
     )
 
     order_lines = Table(
@@ -425,6 +438,14 @@ def build_tables(prefix: str = "", schema: str | None = None) -> Tables:
         Index(n("ix_payment_attempts_order"), "order_id", "id"),
         Index(n("ix_payment_attempts_check"), "next_check_at"),
         Index(n("ix_payment_attempts_status"), "status", "created_at"),
+        Index(
+            n("ix_payment_attempts_stats"),
+            "created_at",
+            "currency",
+            "channel",
+            "status",
+            "order_id",
+        ),
     )
 
     payment_operations = Table(
@@ -544,6 +565,7 @@ def build_tables(prefix: str = "", schema: str | None = None) -> Tables:
         Index(n("ix_refunds_attempt"), "attempt_id"),
         Index(n("ix_refunds_status"), "status", "id"),
         Index(n("ix_refunds_check"), "next_check_at"),
+        Index(n("ix_refunds_completed"), "completed_at"),
     )
 
     issues = Table(

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterator
 from datetime import datetime
 from types import TracebackType
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, text
 
 from ordercore._audit.chain import AuditEntry
 from ordercore._orders.listing import OrderFilter, Page
 from ordercore._payments.domain import PaymentAttempt
 from ordercore._refunds.domain import AfterSalesIssue, Refund
+from ordercore._reports.fields import OrderRecord
 
 from .audit import AuditRepository
+from .backup import BackupStore
 from .coupons import CouponRepository
+from .export import CHUNK, iter_records
 from .listing import list_orders
 from .payments import PaymentRepository
 from .refunds import RefundRepository
@@ -83,6 +87,23 @@ class UnitOfWork:
     def list_orders(self, flt: OrderFilter, *, limit: int, cursor: str | None) -> Page:
         """One page of the order list (:func:`.listing.list_orders`)."""
         return list_orders(self.conn, self.tables, flt, limit=limit, cursor=cursor)
+
+    def snapshot(self) -> None:
+        """Make this unit of work's reads one consistent snapshot (REPEATABLE READ on
+        PostgreSQL and MariaDB; call it before the first query). SQLite reads each statement
+        on its own unless the host opened a transaction."""
+        if self.conn.dialect.name in ("postgresql", "mysql", "mariadb"):
+            self.conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+
+    def export_records(
+        self, flt: OrderFilter, needs: Collection[str], *, chunk: int = CHUNK
+    ) -> Iterator[list[OrderRecord]]:
+        """The orders of ``flt`` in list order, in chunks (:func:`.export.iter_records`)."""
+        return iter_records(self.conn, self.tables, flt, needs, chunk=chunk)
+
+    def backup_store(self) -> BackupStore:
+        """Every table, for a backup or a restore (:class:`.backup.BackupStore`)."""
+        return BackupStore(self.conn, self.tables)
 
     def record(self, entry: AuditEntry) -> None:
         """Queue an audit entry; it is stored at commit, in this transaction."""
