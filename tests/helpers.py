@@ -134,13 +134,17 @@ def _rows(conn: Connection, table: Table) -> list[tuple[Any, ...]]:
 
 
 def snapshot(core: OrderCore) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every ordercore table, to compare the database before and after."""
+    """Every row of every ordercore table, to compare the database before and after — after
+    sealing pending audit entries, so that every record is in the chain when compared."""
+    core.audit.seal_all()
     with core.engine.connect() as conn:
         return {t.name: _rows(conn, t) for t in core.tables.metadata.sorted_tables}
 
 
 def audit_rows(core: OrderCore) -> list[dict[str, Any]]:
-    """The audit log as stored, in ``seq`` order, read with plain SQL."""
+    """The audit log as stored, in ``seq`` order, read with plain SQL — after sealing what is
+    pending (writes queue their entries; the job runner links them into the chain)."""
+    core.audit.seal_all()
     t = core.tables.audit_log
     with core.engine.connect() as conn:
         result = conn.execute(text(f"SELECT * FROM {quoted(core, t)} ORDER BY seq"))

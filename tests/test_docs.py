@@ -128,11 +128,17 @@ def test_readme_starts_with_exactly_two_setup_commands() -> None:
     ]
 
 
-def test_quickstart_python_snippet_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)  # the snippet creates shop.db in the working directory
+def test_quickstart_python_snippet_runs_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The snippet runs as a newcomer pastes it, and again: each run has its own database,
+    nothing is left in the working directory."""
+    monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("ORDERCORE_AUDIT_KEY", raising=False)
     (snippet,) = _code_blocks(ROOT / "docs" / "quickstart.md", "python")
-    namespace: dict[str, Any] = {}
-    exec(compile(snippet, "docs/quickstart.md", "exec"), namespace)
-    namespace["core"].close()
-    assert (tmp_path / "shop.db").exists()
+    for _ in range(2):
+        namespace: dict[str, Any] = {}
+        exec(compile(snippet, "docs/quickstart.md", "exec"), namespace)
+        assert namespace["core"].orders.get(namespace["order"].number).status.value == "paid"
+        namespace["core"].close()
+    assert list(tmp_path.iterdir()) == []

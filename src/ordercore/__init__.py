@@ -5,10 +5,11 @@ The public API is what ``__all__`` lists; every other module is private.
 
 from ._actor import Actor, ActorKind
 from ._anomalies.domain import Anomaly, AnomalyKind, AnomalyStatus, ResolutionAction
-from ._audit.chain import AuditEntry, AuditRecord, ChainVerdict
+from ._audit.chain import AuditEntry, AuditRecord, ChainVerdict, Checkpoint, PendingAuditRecord
 from ._config import Settings
 from ._core import OrderCore
 from ._errors import (
+    AuditChainError,
     ChannelError,
     ConcurrentModification,
     ConfigurationError,
@@ -65,6 +66,7 @@ from ._outbox import ActivationContext, OutboxMessage
 from ._payments.domain import ActivationMode, PaymentAttempt
 from ._payments.jobs import JobReport
 from ._payments.payment_service import StartedPayment
+from ._payments.registry import ChannelStatus
 from ._permissions import Authorizer, Permission
 from ._refunds.after_sales_service import AfterSales
 from ._refunds.domain import (
@@ -131,6 +133,7 @@ __all__ = [
     "AnomalyEvent",
     "AnomalyKind",
     "AnomalyStatus",
+    "AuditChainError",
     "AuditEntry",
     "AuditRecord",
     "Authorizer",
@@ -140,6 +143,8 @@ __all__ = [
     "ChainVerdict",
     "ChannelError",
     "ChannelFigures",
+    "ChannelStatus",
+    "Checkpoint",
     "Communication",
     "ConcurrentModification",
     "ConfigurationError",
@@ -196,6 +201,7 @@ __all__ = [
     "PaymentNotFound",
     "PaymentStats",
     "PaymentStatus",
+    "PendingAuditRecord",
     "Permission",
     "PermissionDenied",
     "Product",

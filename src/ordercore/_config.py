@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from attrs import field, frozen
 
@@ -31,6 +32,17 @@ def _check_key(_instance: object, _attribute: object, value: bytes | None) -> No
         raise ConfigurationError("audit_key must be non-empty bytes (or None for plain SHA-256)")
 
 
+def _check_zone(_instance: object, _attribute: object, value: str) -> None:
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError("timezone must be an IANA time zone name, e.g. Asia/Shanghai")
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigurationError(
+            f"timezone {value!r} is not an IANA time zone name (e.g. Asia/Shanghai, UTC)"
+        ) from None
+
+
 @frozen
 class Settings:
     """Everything ordercore needs to run.
@@ -46,13 +58,15 @@ class Settings:
     table_prefix: str = ""
     schema: str | None = None
     audit_key: bytes | None = field(default=None, repr=False, validator=_check_key)
-    timezone: str = "UTC"
+    timezone: str = field(default="UTC", validator=_check_zone)
     payment_timeout_minutes: int = 15
     points_rate: Decimal | None = None
     channels: Mapping[str, Mapping[str, Any]] = field(factory=dict, repr=False)
     #: rules for approving refund requests without an operator; None (the default) = off
     refund_auto_approve: AutoApproval | None = None
     reporting_database_url: str | None = field(default=None, repr=False)
+    #: the folder of the configuration file: relative ``*_file`` paths are read from there
+    config_dir: str | None = None
 
     @classmethod
     def load(
@@ -118,6 +132,7 @@ class Settings:
             channels=dict(section.get("channels", {})),
             refund_auto_approve=_auto_approve(section.get("refunds")),
             reporting_database_url=reporting,
+            config_dir=str(Path(config_path).resolve().parent) if config_path else None,
         )
 
 

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from ordercore.adapters.sqlalchemy.uow import UnitOfWork
     from ordercore.channels import PaymentChannel
 
-__all__ = ["Clock", "Context", "Service", "check_limit", "utcnow"]
+__all__ = ["MAX_ID", "Clock", "Context", "Service", "check_id", "check_limit", "utcnow"]
 
 T = TypeVar("T")
 Clock = Callable[[], datetime]
@@ -50,6 +50,22 @@ def check_limit(limit: int) -> int:
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
         raise InvalidField("limit must be a whole number from 1 to 1000", field="limit")
     return limit
+
+
+#: The largest id a database integer column holds (signed 64-bit).
+MAX_ID = 2**63 - 1
+
+
+def check_id(value: object, field: str) -> int:
+    """An id as every table stores it: a whole number from 1 to :data:`MAX_ID`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidField(
+            f"{field} must be a whole number (an id), not {type(value).__name__} {value!r}",
+            field=field,
+        )
+    if not 1 <= value <= MAX_ID:
+        raise InvalidField(f"{field} {value} is not an id (1 to {MAX_ID})", field=field)
+    return value
 
 
 class Context(Protocol):

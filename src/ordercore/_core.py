@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -21,8 +22,9 @@ from ._orders.order_service import OrderService
 from ._orders.pricing import FeeRule
 from ._orders.product_service import ProductService
 from ._orders.wallet_service import WalletService
-from ._payments.channel_config import channel_configs
+from ._payments.channel_config import channel_config
 from ._payments.payment_service import PaymentService
+from ._payments.registry import ChannelStatus, build_channels, disabled_error
 from ._permissions import Authorizer
 from ._plugins import make_plugin_manager
 from ._refunds.after_sales_service import AfterSalesService
@@ -34,7 +36,7 @@ from .adapters.sqlalchemy.engine import make_engine
 from .adapters.sqlalchemy.stats import ReportingReader
 from .adapters.sqlalchemy.tables import Tables, build_tables
 from .adapters.sqlalchemy.uow import UnitOfWork
-from .channels import ChannelConfig, PaymentChannel
+from .channels import PaymentChannel
 
 __all__ = ["OrderCore"]
 
@@ -66,6 +68,7 @@ class OrderCore:
         self._plugins: pluggy.PluginManager | None = None
         self._channels: dict[str, PaymentChannel] | None = None
         self._reporting_engine: Engine | None = None
+        self._statuses: dict[str, ChannelStatus] = {}
         self.settings = settings or Settings(database_url=str(engine.url))
         self.clock = clock
         self.tables: Tables = build_tables(self.settings.table_prefix, self.settings.schema)
@@ -95,53 +98,43 @@ class OrderCore:
         self.plugins.register(plugin, name=name)
         self.plugins.check_pending()
         self._channels = None
+        self._statuses = {}
 
     @property
     def channels(self) -> Mapping[str, PaymentChannel]:
         """Enabled channels by name: every class a plugin registers whose channel is
-        configured (``balance`` and ``bank_transfer`` need no configuration)."""
+        configured (``balance`` and ``bank_transfer`` need no configuration). A channel whose
+        configuration is broken is left out alone: :meth:`channel_statuses` says why."""
         if self._channels is None:
-            configs = channel_configs(self.settings.channels)
-            found: dict[str, PaymentChannel] = {}
-            for classes in self.plugins.hook.ordercore_register_channels(settings=self.settings):
-                for cls in classes or ():
-                    if cls.name in found:
-                        raise ConfigurationError(f"two plugins provide channel {cls.name!r}")
-                    wrong = sorted(
-                        f"{code}: {value!r}"
-                        for code, value in cls.refund_failures.items()
-                        if value not in _REFUND_FAILURES
-                    )
-                    if wrong:
-                        raise ConfigurationError(
-                            f"channel {cls.name}: refund_failures maps codes to unknown refund "
-                            f"failures ({'; '.join(wrong)}); use one of "
-                            f"{', '.join(sorted(_REFUND_FAILURES))}"
-                        )
-                    config = configs.get(cls.name)
-                    if config is None and cls.name in ("balance", "bank_transfer"):
-                        config = ChannelConfig(name=cls.name)
-                    if config is not None and config.enabled:
-                        found[cls.name] = cls(config)
-            self._channels = found
+            self._channels, self._statuses = build_channels(self.plugins, self.settings)
         return self._channels
 
+    def channel_statuses(self) -> list[ChannelStatus]:
+        """Every channel a plugin offers or the settings configure: enabled or not, its
+        methods, limits and fees, and why it is off (``ordercore channels list``)."""
+        if self._channels is None:
+            self._channels, self._statuses = build_channels(self.plugins, self.settings)
+        return list(self._statuses.values())
+
     def channel(self, name: str) -> PaymentChannel:
-        """The enabled channel ``name``; ChannelError says why it is not available."""
+        """The enabled channel ``name``. ConfigurationError when it is configured but broken
+        (with the reason), ChannelError when it is unknown or not configured."""
         try:
             return self.channels[name]
         except KeyError:
-            configured = name in self.settings.channels
-            why = (
-                "it is configured but no installed plugin provides it, or it is disabled"
-                if configured
-                else "it is not configured (add a [channels.NAME] table)"
-            )
-            raise ChannelError(
-                f"no payment channel {name!r}: {why}; available: "
-                f"{', '.join(sorted(self.channels)) or 'none'}",
-                channel=name,
-            ) from None
+            pass
+        status = self._statuses.get(name)
+        if status is not None and status.configured and status.plugin is not None:
+            raise disabled_error(name, status)
+        if status is not None and status.configured:
+            why = "it is configured but no installed plugin provides it"
+        else:
+            why = "it is not configured (add a [channels.NAME] table)"
+        raise ChannelError(
+            f"no payment channel {name!r}: {why}; available: "
+            f"{', '.join(sorted(self.channels)) or 'none'}",
+            channel=name,
+        )
 
     @classmethod
     def from_url(
@@ -188,7 +181,9 @@ class OrderCore:
     def fee_rule(self, channel: str) -> FeeRule | None:
         """The fee rule configured for ``channel`` (``fee_percent``, ``fee_fixed`` with
         ``fee_currency``, ``fee_borne_by``), or None when it has none."""
-        config = channel_configs(self.settings.channels).get(channel)
+        table = self.settings.channels.get(channel)
+        base = Path(self.settings.config_dir) if self.settings.config_dir else None
+        config = None if table is None else channel_config(channel, table, base_dir=base)
         if config is None:
             raise ConfigurationError(f"channel {channel!r} is not configured", channel=channel)
         if config.fee_percent is None and config.fee_fixed is None:

@@ -41,6 +41,7 @@ as attributes, and a message a person can act on.
     │   ├── RefundDeadlinePassed   past the channel's refund window: refund to balance instead
     │   └── RefundUnavailable      the channel is not configured for (this kind of) refund
     ├── IllegalTransition          the state machine refused an event; nothing changed
+    ├── AuditChainError            the audit chain shows tampering: it will not be extended
     └── ConfigurationError
 """
 
@@ -49,6 +50,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AuditChainError",
     "ChannelError",
     "ConcurrentModification",
     "ConfigurationError",
@@ -246,6 +248,11 @@ class RefundDeadlinePassed(RefundError):
 
 class RefundUnavailable(RefundError):
     """The payment's channel is not configured here, or cannot refund (or not partially)."""
+
+
+class AuditChainError(OrderCoreError):
+    """The audit chain cannot be extended as it stands: its head does not match its last
+    record, records lie past it, or its MAC is wrong. ``ordercore audit verify`` says what."""
 
 
 class ConfigurationError(OrderCoreError):

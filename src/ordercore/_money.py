@@ -28,6 +28,7 @@ __all__ = [
     "Currency",
     "Money",
     "Rounding",
+    "as_money",
     "get_currency",
     "register_currency",
     "to_decimal",
@@ -388,3 +389,25 @@ class Money:
         for i in order[:leftover]:
             floors[i] += 1
         return [Money.from_minor(sign * f, self.currency) for f in floors]
+
+
+def as_money(
+    value: object, currency: Currency | str | None = None, *, what: str = "amount"
+) -> Money:
+    """``value`` as :class:`Money`, the one way every API takes an amount: a ``Money`` (which
+    must be in ``currency`` when one is given), or a Decimal, an int or decimal text in
+    ``currency``. A float is refused (:class:`InvalidAmount`), and so is a plain amount when
+    no currency is known."""
+    if isinstance(value, Money):
+        if currency is not None and value.currency != get_currency(currency):
+            raise CurrencyMismatch(
+                f"{what} is in {value.currency.code}, {get_currency(currency).code} is expected"
+            )
+        return value
+    amount = to_decimal(value, what=what)
+    if currency is None:
+        raise InvalidAmount(
+            f"{what} {value!r} needs a currency: pass a Money, or currency=... with it",
+            value=value,
+        )
+    return Money.of(amount, currency)

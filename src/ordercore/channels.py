@@ -280,6 +280,10 @@ class PaymentChannel(abc.ABC):
     #: ``{"ACQ.SELLER_BALANCE_NOT_ENOUGH": "merchant_balance_insufficient"}``. Other codes
     #: count as ``channel_error`` when the result is retryable, else ``channel_refused``.
     refund_failures: ClassVar[Mapping[str, str]] = {}
+    #: The channel's own settings (``options`` and ``secrets`` names, without ``_file`` or
+    #: ``_env``), besides the common ones; a table with any other key disables the channel.
+    #: None (the default) accepts any key and leaves checking to the channel.
+    option_names: ClassVar[frozenset[str] | None] = None
 
     def __init__(self, config: ChannelConfig) -> None:
         self.config = config

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from ._audit.chain import Checkpoint
     from ._config import Settings
     from ._orders.domain import Order
     from ._outbox import ActivationContext, OutboxMessage
@@ -72,9 +73,24 @@ def ordercore_revoke_order(order: Order, refund: Any, ctx: ActivationContext) ->
     how much went back, so the host can decide. Refunds of a payment the order never took
     (a duplicate payment) do not call it.
 
-    :param order: the order after the refund (``order.amounts.refunded_amount``, status).
+    :param order: the order after the refund (``order.amounts.refunded``, status).
     :param refund: the :class:`~ordercore.Refund` that succeeded.
     :param ctx: the revocation id, attempt, actor and time.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def ordercore_audit_checkpoint(checkpoint: Checkpoint) -> None:
+    """Keep a copy of an audit checkpoint outside ordercore's database (object storage with
+    retention, another system's log, a notary): with it, ``ordercore audit verify
+    --since-checkpoint`` proves that nothing the checkpoint covers was removed or rewritten.
+
+    Called by ``core.audit.checkpoint()`` (``ordercore audit checkpoint``), after sealing,
+    outside any transaction. Raise to make the command fail.
+
+    :param checkpoint: the chain's ``seq`` and ``hash``, the time, and an HMAC with the audit
+        key when one is configured; ``checkpoint.to_json()`` is the text to keep.
     """
     raise NotImplementedError
 

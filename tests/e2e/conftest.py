@@ -221,6 +221,8 @@ SHOP_SETUP = [
     "coupons add --code FIVE --amount 5.00 --min-amount 20 --product VPN-1M",
     f"wallet credit {LI_EMAIL} --amount 100.00 --reason top-up",
     f"wallet credit {LI_REF} --points 1000 --reason 'welcome gift'",
+    # writes queue audit entries; seal them into the chain (the job runner does it too)
+    "audit seal",
 ]
 
 

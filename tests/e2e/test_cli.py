@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from click.testing import CliRunner
 
+from ordercore._audit.chain import KEYLESS_LIMITS
 from ordercore.cli import cli
 
 from .conftest import (
@@ -152,7 +153,9 @@ def set_created_at(oc: OC, number: str, at: datetime) -> None:
 
 
 def audit_count(oc: OC) -> int:
-    return int(oc.sql("SELECT COUNT(*) FROM audit_log")[0][0])
+    """Audit records, sealed into the chain or pending."""
+    sealed = int(oc.sql("SELECT COUNT(*) FROM audit_log")[0][0])
+    return sealed + int(oc.sql("SELECT COUNT(*) FROM audit_pending")[0][0])
 
 
 def create(oc: OC, *args: Any) -> dict[str, Any]:
@@ -1004,7 +1007,12 @@ class TestOrderActions:
         assert actions[0] == "order.create"
         assert actions.count("order.note") == 2
         assert {"order.flag", "order.special", "order.unflag"} <= set(actions)
-        assert [r["seq"] for r in log["items"]] == sorted(r["seq"] for r in log["items"])
+        # written since the last seal: pending, in the order they were written
+        assert all(r["seq"] is None and r["sealed"] is False for r in log["items"])
+        shop.ok("audit", "seal")
+        sealed = shop.json("audit", "log", "order", number)["items"]
+        assert [r["action"] for r in sealed] == actions
+        assert [r["seq"] for r in sealed] == sorted(r["seq"] for r in sealed)
         assert log["items"][1]["actor"] == {"kind": "operator", "id": "bob", "role": "support"}
         assert "order." in shop.ok("audit", "log", "order", number)
 
@@ -1083,12 +1091,20 @@ class TestAudit:
     def test_verify_ok_then_edited_then_deleted(self, shop: OC) -> None:
         create(shop, *TestOrdersCreate.FULL)
         records = audit_count(shop)
+        pending = int(shop.sql("SELECT COUNT(*) FROM audit_pending")[0][0])
+        assert pending > 0  # what the order wrote waits for the next seal
+        assert f"{pending} entries waiting" in shop.ok("audit", "verify")
+        assert shop.json("audit", "seal") == {"sealed": pending, "problem": None}
         assert f"{records} records" in shop.ok("audit", "verify")
         assert shop.json("audit", "verify") == {
             "ok": True,
             "checked": records,
+            "pending": 0,
+            "keyed": False,
             "broken_seq": None,
             "problem": None,
+            "problems": [],
+            "limits": KEYLESS_LIMITS,
         }
 
         shop.sql("UPDATE audit_log SET reason = coalesce(reason, '') || '!' WHERE seq = 10")
@@ -1101,7 +1117,8 @@ class TestAudit:
         verdict = json.loads(as_json.stdout)
         assert verdict["ok"] is False
         assert verdict["broken_seq"] == 10
-        assert verdict["checked"] == 9
+        assert verdict["checked"] == records
+        assert verdict["problems"] == ["record 10: content does not match its hash"]
         assert verdict["problem"]
 
     def test_deleted_record_is_detected(self, shop: OC) -> None:
@@ -1133,6 +1150,11 @@ class TestAudit:
         assert cancel["entity"] == {"kind": "order", "id": number}
         assert cancel["actor"] == {"kind": "operator", "id": "cli", "role": "admin"}
         assert cancel["reason"]
+        assert cancel["sealed"] is False
+        assert cancel["hash"] is None  # linked into the chain by the next seal
+        shop.ok("audit", "seal")
+        cancel = shop.json("audit", "log", "order", number)["items"][-1]
+        assert cancel["sealed"] is True
         assert re.fullmatch(r"[0-9a-f]{64}", cancel["hash"])
         check_times_and_amounts(cancel)
         assert "order.cancel" in shop.ok("audit", "log", "order", number)

@@ -160,3 +160,32 @@ def test_demo_ignores_the_configured_database(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.stderr
     assert not real.exists()
     assert (tmp_path / "d.db").is_file()
+
+
+def test_demo_honours_the_database_url_when_no_file_is_named(tmp_path: Path) -> None:
+    target = tmp_path / "from-url.db"
+    result = CliRunner().invoke(cli, ["--database-url", sqlite_url(target), "demo", "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["database"] == sqlite_url(target)
+    assert target.is_file()
+    assert not (tmp_path / "ordercore-demo.db").exists()
+    assert OC(target).json("audit", "verify")["ok"] is True
+
+
+def test_every_command_works_on_the_demo_database_later(tmp_path: Path) -> None:
+    """After the payment deadlines pass, the job runner and reconcile meet attempts of the
+    demo's channels (``fake``, ``alipay``), which are not configured outside the demo: they
+    are left for later with a reason, and everything else runs."""
+    database = tmp_path / "demo.db"
+    demo("--database", str(database))
+    oc = OC(database)
+    oc.sql("UPDATE orders SET payment_deadline = '2020-01-01 00:00:00.000000'")
+    oc.sql("UPDATE payment_attempts SET next_check_at = '2020-01-01 00:00:00.000000'")
+    report = oc.json("jobs", "run")
+    pending = [o["number"] for o in oc.json("orders", "list", "--status", "pending")["items"]]
+    assert pending
+    assert all(any(line.startswith(n) for line in report["skipped"]) for n in pending)
+    assert all("not configured" in line for line in report["skipped"])
+    assert oc.json("reconcile")["skipped"] == []  # claimed above: leased, not due again yet
+    for command in (["orders", "list"], ["anomalies", "list"], ["audit", "verify"]):
+        oc.json(*command)

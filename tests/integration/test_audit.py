@@ -17,9 +17,9 @@ from attrs import evolve
 from sqlalchemy import text
 
 from helpers import SERVER_BACKENDS, Backend, FakeClock, audit_rows, count_rows, quoted
-from ordercore import Actor, AuditRecord, Customer, Money, OrderCore, Product
+from ordercore import Actor, AuditChainError, AuditRecord, Customer, Money, OrderCore, Product
 from ordercore._audit.chain import GENESIS, chain_hash
-from ordercore.adapters.sqlalchemy.repositories import AuditRepository
+from ordercore.adapters.sqlalchemy.audit import AuditRepository
 
 
 def cny(amount: str) -> Money:
@@ -27,6 +27,8 @@ def cny(amount: str) -> Money:
 
 
 def _records(core: OrderCore) -> list[AuditRecord]:
+    """The sealed chain, after sealing what is pending (writes only queue entries)."""
+    core.audit.seal_all()
     with core.unit_of_work() as uow:
         return list(uow.audit.records())
 
@@ -63,6 +65,7 @@ def _populate(core: OrderCore, clock: FakeClock) -> dict[str, str]:
     core.orders.cancel(second.number, actor=Actor.system(), reason="timeout")
     clock.advance(1)
     core.orders.complete(first.number, actor=Actor.system("activator"))
+    core.audit.seal_all()  # writes queue entries; the tampering below is of the chain
     return {"first": first.number, "second": second.number}
 
 
@@ -387,7 +390,7 @@ def test_an_edited_record_is_detected(core: OrderCore, clock: FakeClock) -> None
         verdict = core.audit.verify()
         assert not verdict.ok, column
         assert verdict.broken_seq == target.seq, (column, verdict)
-        assert verdict.checked == target.seq - 1, (column, verdict)
+        assert verdict.checked == len(original), (column, verdict)
         assert verdict.problem, column
 
         _restore(core, original)
@@ -403,16 +406,17 @@ def test_a_deleted_record_is_detected(core: OrderCore, clock: FakeClock) -> None
     assert last > 3
 
     cases = [
-        ("middle", f"DELETE FROM {table} WHERE seq = {middle}", middle, middle - 1),
-        ("first", f"DELETE FROM {table} WHERE seq = 1", 1, 0),
+        # (case, statement, first broken seq, records left to check)
+        ("middle", f"DELETE FROM {table} WHERE seq = {middle}", middle, last - 1),
+        ("first", f"DELETE FROM {table} WHERE seq = 1", 1, last - 1),
         ("last", f"DELETE FROM {table} WHERE seq = {last}", last, last - 1),
-        ("two in the middle", f"DELETE FROM {table} WHERE seq IN (2, 3)", 2, 1),
+        ("two in the middle", f"DELETE FROM {table} WHERE seq IN (2, 3)", 2, last - 2),
         ("all", f"DELETE FROM {table}", 1, 0),
     ]
-    for case, statement, broken, checked in cases:
+    for case, statement, broken, left in cases:
         _sql(core, statement)
         verdict = core.audit.verify()
-        assert (verdict.ok, verdict.broken_seq, verdict.checked) == (False, broken, checked), (
+        assert (verdict.ok, verdict.broken_seq, verdict.checked) == (False, broken, left), (
             case,
             verdict,
         )
@@ -421,16 +425,7 @@ def test_a_deleted_record_is_detected(core: OrderCore, clock: FakeClock) -> None
         assert core.audit.verify().ok, case
 
 
-def test_limit_a_cut_tail_with_a_rewound_head_goes_unnoticed(
-    backend: Backend, clock: FakeClock
-) -> None:
-    """The limit of a hash chain checked against itself: deleting the last records *and*
-    rewinding the head row to the record before leaves a consistent chain — even with an
-    audit key, since the head holds a hash the attacker can read. Catching this needs an
-    anchor outside the database (or a keyed head). This test documents the limit; change
-    it when ordercore protects the head."""
-    core = backend.core(clock, audit_key=b"k")
-    _populate(core, clock)
+def _cut_tail_and_rewind_head(core: OrderCore) -> None:
     records = _records(core)
     last, before_last = records[-1], records[-2]
     _sql(core, f"DELETE FROM {quoted(core, core.tables.audit_log)} WHERE seq = :s", s=last.seq)
@@ -440,7 +435,38 @@ def test_limit_a_cut_tail_with_a_rewound_head_goes_unnoticed(
         s=before_last.seq,
         h=before_last.hash,
     )
+
+
+def test_a_cut_tail_with_a_rewound_head_is_caught_by_the_keyed_head(
+    backend: Backend, clock: FakeClock
+) -> None:
+    """Deleting the last records *and* moving the head back to the record before: the head's
+    MAC no longer matches, and sealing refuses to build on it."""
+    core = backend.core(clock, audit_key=b"k")
+    _populate(core, clock)
+    _cut_tail_and_rewind_head(core)
+    verdict = core.audit.verify()
+    assert not verdict.ok
+    assert "chain head is not authenticated by the audit key" in verdict.problems
+    core.customers.add(name="Later", actor=Actor.operator("bob", "support"))
+    with pytest.raises(AuditChainError, match="not authenticated"):
+        core.audit.seal()
+    assert core.audit.verify().pending == 1  # the new entry waits; nothing was built on it
+
+
+def test_limit_without_a_key_a_cut_tail_needs_a_checkpoint(
+    backend: Backend, clock: FakeClock
+) -> None:
+    """The limit of a plain SHA-256 chain checked against itself: a cut tail with a rewound
+    head verifies. A checkpoint kept outside the database catches it."""
+    core = backend.core(clock)
+    _populate(core, clock)
+    checkpoint = core.audit.checkpoint()
+    _cut_tail_and_rewind_head(core)
     assert core.audit.verify().ok
+    verdict = core.audit.verify_since(checkpoint)
+    assert not verdict.ok
+    assert f"the checkpoint covers {checkpoint.seq} records" in verdict.problem
 
 
 def _recompute_chain_from(core: OrderCore, seq: int, change: dict[str, Any]) -> None:
@@ -516,8 +542,8 @@ def test_verify_is_not_fooled_by_a_write_during_verification(
     original = AuditRepository.head
     writes = []
 
-    def head_then_someone_writes(self: AuditRepository) -> tuple[int, str] | None:
-        head = original(self)
+    def head_then_someone_writes(self: AuditRepository, **kwargs: Any) -> Any:
+        head = original(self, **kwargs)
         if not writes:
             writes.append(
                 core.customers.add(name="Meanwhile", actor=Actor.operator("bob", "support"))
@@ -579,6 +605,7 @@ def test_concurrent_writers_keep_the_chain_linear(
     assert len(stored.notes) == writers * rounds
     assert stored.version == shared.version + writers * rounds  # no lost update
 
+    core.audit.seal_all()
     rows = audit_rows(core)
     # Each order: create + note; each shared note: one record.
     assert len(rows) == audit_before + writers * rounds * 3

@@ -39,6 +39,7 @@ def test_there_are_hooks() -> None:
         "ordercore_revoke_order",
         "ordercore_notify",
         "ordercore_risk_rules",
+        "ordercore_audit_checkpoint",
     }
 
 
@@ -109,6 +110,10 @@ class Recorder:
         self.calls.append(("ordercore_revoke_order", order.number))
 
     @hookimpl
+    def ordercore_audit_checkpoint(self, checkpoint: Any) -> None:
+        self.calls.append(("ordercore_audit_checkpoint", (checkpoint.seq, checkpoint.hash)))
+
+    @hookimpl
     def ordercore_notify(self, event: Any) -> None:
         self.calls.append(("ordercore_notify", (event.kind, event.id)))
 
@@ -140,6 +145,9 @@ def test_hooks_are_called_through_the_engine() -> None:
         ) in recorder.calls
         kinds = [payload[0] for name, payload in recorder.calls if name == "ordercore_notify"]
         assert "order.paid" in kinds
+        checkpoint = core.audit.checkpoint()
+        assert checkpoint.seq > 0
+        assert ("ordercore_audit_checkpoint", (checkpoint.seq, checkpoint.hash)) in recorder.calls
         # The risk and revoke hooks are called by later features; here, through pluggy.
         assert core.plugins.hook.ordercore_risk_rules() == [[]]
         core.plugins.hook.ordercore_revoke_order(order=order, refund=None, ctx=None)

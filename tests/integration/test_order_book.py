@@ -152,7 +152,7 @@ def assert_only_refusal_recorded(
     audit = core.tables.audit_log.name
     head = core.tables.audit_head.name
     for table, rows in before.items():
-        if table not in (audit, head):
+        if table not in (audit, head, core.tables.audit_pending.name):
             assert after[table] == rows, f"{table} changed on a refused call"
     assert after[audit][: len(before[audit])] == before[audit]
     new = audit_rows(core)[len(before[audit]) :]
@@ -217,7 +217,7 @@ def test_create_with_coupon_balance_and_points(core: OrderCore, shop: Shop) -> N
 
     paid = core.orders.mark_paid(order.number, actor=ADMIN)
     assert paid.status is OrderStatus.PAID
-    assert paid.amounts.paid_amount == cny("29.00")
+    assert paid.amounts.paid == cny("29.00")
     assert core.orders.details(order.number).coupons == (("TEN", "consumed"),)
     assert uses(core, "TEN") == 1
 
@@ -316,7 +316,7 @@ def test_a_zero_payable_order_is_paid_at_once(core: OrderCore, shop: Shop, how: 
     assert order.paid_at is not None
     stored = core.orders.get(order.number)
     assert stored.status is OrderStatus.PAID
-    assert stored.amounts.paid_amount == cny("0.00")
+    assert stored.amounts.paid == cny("0.00")
     log = core.orders.details(order.number).log
     assert [r.action for r in log] == ["order.create", "order.pay"]
     assert log[1].actor_kind == "system"

@@ -120,7 +120,7 @@ def test_two_operators_approving_one_channel_refund_pay_it_out_once(shop: Shop) 
         assert outbox_for(shop, number, "refund.succeeded") == [refund.refund_no], round_
         order = core.orders.get(number)
         assert order.status is OrderStatus.REFUNDED, round_
-        assert order.amounts.refunded_amount == cny("30.00"), round_
+        assert order.amounts.refunded == cny("30.00"), round_
     assert core.audit.verify().ok
 
 
@@ -145,14 +145,14 @@ def test_approve_racing_reject_decides_one_way(shop: Shop) -> None:
         if final.status is RefundStatus.SUCCEEDED:
             seen["approved"] += 1
             assert gateway.refunds_made == made_before + 1, round_
-            assert order.amounts.refunded_amount == cny("30.00"), round_
+            assert order.amounts.refunded == cny("30.00"), round_
             assert outbox_for(shop, number, "refund.rejected") == [], round_
         else:
             seen["rejected"] += 1
             assert final.status is RefundStatus.REJECTED, round_
             assert gateway.refunds_made == made_before, round_
             assert refund_ops(shop, out_trade_no, refund.refund_no) == [], round_
-            assert order.amounts.refunded_amount == cny("0.00"), round_
+            assert order.amounts.refunded == cny("0.00"), round_
             assert outbox_for(shop, number, "refund.succeeded") == [], round_
             assert core.refunds.refundable(number) == cny("30.00"), round_
     assert sum(seen.values()) == ROUNDS
@@ -186,7 +186,7 @@ def test_two_operators_approving_one_balance_refund_credit_the_wallet_once(shop:
         assert credits[0].delta == 1234, round_
         assert core.refunds.get(refund.refund_no).status is RefundStatus.SUCCEEDED, round_
         assert outbox_for(shop, number, "refund.succeeded") == [refund.refund_no], round_
-        assert core.orders.get(number).amounts.refunded_amount == cny("12.34"), round_
+        assert core.orders.get(number).amounts.refunded == cny("12.34"), round_
     assert shop.gateway.refunds_made == 0  # a wallet refund never reaches the platform
     assert core.audit.verify().ok
 
@@ -209,7 +209,7 @@ def test_a_timeout_then_a_retry_pays_out_once(shop: Shop) -> None:
     ops = refund_ops(shop, out_trade_no, refund.refund_no)
     assert [op["state"] for op in ops] == ["unknown", "succeeded"]
     assert outbox_for(shop, number, "refund.succeeded") == [refund.refund_no]
-    assert core.orders.get(number).amounts.refunded_amount == cny("30.00")
+    assert core.orders.get(number).amounts.refunded == cny("30.00")
 
 
 @pytest.mark.parametrize("applied", [True, False], ids=["paid-out", "not-paid-out"])
@@ -251,7 +251,7 @@ def test_operators_and_the_job_runner_retrying_one_unknown_refund_pay_it_out_onc
         assert gateway.refunds_made == made + 1, round_
         assert outbox_for(shop, number, "refund.succeeded") == [refund.refund_no], round_
         order = core.orders.get(number)
-        assert order.amounts.refunded_amount == cny("30.00"), round_
+        assert order.amounts.refunded == cny("30.00"), round_
         assert gateway.trade(out_trade_no).refunded == cny("30.00"), round_
     assert core.audit.verify().ok
 
@@ -330,7 +330,7 @@ def test_a_refund_notification_before_the_call_returns_is_applied_once(
     assert [n["status"] for n in refund_notes] == ["applied"]
     order = core.orders.get(number)
     assert order.status is OrderStatus.REFUNDED
-    assert order.amounts.refunded_amount == cny("28.00")
+    assert order.amounts.refunded == cny("28.00")
     assert outbox_for(shop, number, "refund.succeeded") == [refund.refund_no]
     assert outbox_for(shop, number, "order.revoke") == [refund.refund_no]
     assert outbox_for(shop, number, "refund.failed") == []
@@ -391,7 +391,7 @@ def test_racing_partial_requests_never_ask_for_more_than_was_paid(
                 RefundStatus.SUCCEEDED
             ), round_
         order = core.orders.get(number)
-        assert order.amounts.refunded_amount == asked, round_
+        assert order.amounts.refunded == asked, round_
     wallet_is_consistent(shop)
 
 
@@ -417,7 +417,7 @@ def test_one_refund_notification_delivered_by_8_workers_is_applied_once(shop: Sh
         assert core.refunds.get(refund.refund_no).status is RefundStatus.SUCCEEDED, round_
         order = core.orders.get(number)
         assert order.status is OrderStatus.REFUNDED, round_
-        assert order.amounts.refunded_amount == cny("27.00"), round_
+        assert order.amounts.refunded == cny("27.00"), round_
         assert outbox_for(shop, number, "refund.succeeded") == [refund.refund_no], round_
         assert outbox_for(shop, number, "order.revoke") == [refund.refund_no], round_
         returns = [
@@ -520,7 +520,7 @@ def test_a_query_answer_overtaken_by_a_retry_does_not_fail_the_retry(
     assert final.status is RefundStatus.SUCCEEDED
     assert gateway.refunds_made == 1
     order = core.orders.get(number)
-    assert order.amounts.refunded_amount == cny("30.00")
+    assert order.amounts.refunded == cny("30.00")
     assert outbox_for(shop, number, "refund.succeeded") == [refund.refund_no]
     assert gateway.trade(out_trade_no).refunded == cny("30.00")
     assert shop.anomaly_kinds(number) == []

@@ -160,12 +160,12 @@ class RefundMachine(RuleBasedStateMachine):
             for r in self.refunds(number)
             if r.status not in (RefundStatus.REJECTED, RefundStatus.FAILED)
         )
-        return order.amounts.paid_amount.to_minor() - held
+        return order.amounts.paid.to_minor() - held
 
     def snapshot(self) -> tuple[Any, ...]:
         """Everything a refused or repeated command must leave as it was."""
         orders = [
-            (o.status, o.amounts.paid_amount, o.amounts.refunded_amount)
+            (o.status, o.amounts.paid, o.amounts.refunded)
             for o in (self.core.orders.get(p.number) for p in self.model.orders)
         ]
         refunds = [(r.refund_no, r.status, r.amount, r.failure) for r in self.refunds()]
@@ -217,7 +217,7 @@ class RefundMachine(RuleBasedStateMachine):
             core.orders.mark_paid(order.number, actor=ADMIN)
         paid = core.orders.get(order.number)
         assert paid.status is OrderStatus.PAID
-        assert paid.amounts.paid_amount == cents(payable)
+        assert paid.amounts.paid == cents(payable)
         model.orders.append(PaidOrder(order.number, how, payable, deduction, out_trade_no))
 
     # -- asking -----------------------------------------------------------------------------
@@ -526,8 +526,8 @@ class RefundMachine(RuleBasedStateMachine):
         for paid in model.orders:
             order = core.orders.get(paid.number)
             amounts = order.amounts
-            refunded = amounts.refunded_amount.to_minor()
-            paid_minor = amounts.paid_amount.to_minor()
+            refunded = amounts.refunded.to_minor()
+            paid_minor = amounts.paid.to_minor()
             assert 0 <= refunded <= paid_minor <= amounts.payable.to_minor(), order.number
             assert paid_minor == paid.payable
             assert (order.status is OrderStatus.REFUNDED) == (refunded == paid_minor > 0)
@@ -712,7 +712,7 @@ def test_an_error_after_a_lost_answer_never_frees_money_the_platform_paid_out(
     assert gateway.refunds_made == 1
     order = core.orders.get(number)
     assert order.status is OrderStatus.REFUNDED
-    assert order.amounts.refunded_amount == cents(PRICE_MINOR)
+    assert order.amounts.refunded == cents(PRICE_MINOR)
     assert core.wallet.balance(shop.customer_id, CNY) == cents(0)
     kinds = Counter(m["kind"] for m in shop.outbox(number))
     assert kinds["refund.succeeded"] == 1

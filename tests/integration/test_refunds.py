@@ -89,7 +89,7 @@ class Revoker:
                 refund.refund_no,
                 refund.amount,
                 order.status,
-                order.amounts.refunded_amount,
+                order.amounts.refunded,
                 ctx.activation_id,
             )
         )
@@ -202,7 +202,8 @@ def refused(shop: Shop, error: type[Exception], call: Callable[[], object]) -> A
 
 def denied(shop: Shop, call: Callable[[], object]) -> PermissionDenied:
     """``call`` raises PermissionDenied and writes only the audit record of the refusal."""
-    audit = {shop.core.tables.audit_log.name, shop.core.tables.audit_head.name}
+    tables = shop.core.tables
+    audit = {tables.audit_log.name, tables.audit_head.name, tables.audit_pending.name}
     before = {k: v for k, v in snapshot(shop.core).items() if k not in audit}
     seen = len(audit_rows(shop.core))
     with pytest.raises(PermissionDenied) as caught:

@@ -68,6 +68,7 @@ PURE_IMPORTS = frozenset(
         "struct",
         "types",
         "typing",
+        "warnings",
         "zoneinfo",
     }
 )

@@ -281,8 +281,8 @@ def test_breakdown_with_adjustments() -> None:
             AmountAdjustment(AdjustmentKind.FEE, cny("2.00"), "channel fee"),
         ),
     )
-    assert breakdown.paid_amount == cny("0")
-    assert breakdown.refunded_amount == cny("0")
+    assert breakdown.paid == cny("0")
+    assert breakdown.refunded == cny("0")
     assert breakdown.total_of(AdjustmentKind.COUPON) == cny("10.00")
     assert breakdown.total_of(AdjustmentKind.POINTS) == cny("0")
     assert breakdown.as_dict() == {
@@ -621,3 +621,13 @@ def test_actor_kind_is_coerced_and_str() -> None:
     assert str(ActorKind.CHANNEL) == "channel"
     assert str(Actor.operator("alice")) == "operator:alice"
     assert Actor.system().role is None  # system actors get the "system" role by kind
+
+
+def test_paid_amount_and_refunded_amount_are_deprecated_aliases() -> None:
+    breakdown = AmountBreakdown(
+        original=cny("30.00"), payable=cny("30.00"), paid=cny("30.00"), refunded=cny("5.00")
+    )
+    with pytest.warns(DeprecationWarning, match=r"use \.paid"):
+        assert breakdown.paid_amount == breakdown.paid == cny("30.00")
+    with pytest.warns(DeprecationWarning, match=r"use \.refunded"):
+        assert breakdown.refunded_amount == breakdown.refunded == cny("5.00")

@@ -281,8 +281,8 @@ def test_new_order_is_pending_with_nothing_paid() -> None:
     order = make_order()
     assert order.status is OrderStatus.PENDING
     assert order.amounts.payable == money("60.00")
-    assert order.amounts.paid_amount == money("0")
-    assert order.amounts.refunded_amount == money("0")
+    assert order.amounts.paid == money("0")
+    assert order.amounts.refunded == money("0")
     assert order.history == []
     assert order.pending_audit == []
 
@@ -294,7 +294,7 @@ def test_pay_complete_refund_path() -> None:
     assert paid.target is OrderStatus.PAID
     assert order.status is OrderStatus.PAID
     assert order.paid_at == at(1)
-    assert order.amounts.paid_amount == money("60.00")
+    assert order.amounts.paid == money("60.00")
 
     completed = order.complete(SYSTEM, at(2))
     assert completed.target is OrderStatus.COMPLETED
@@ -303,7 +303,7 @@ def test_pay_complete_refund_path() -> None:
     assert order.record_refund(money("60.00"), ALICE, at(3), "customer asked") is not None
     assert order.status is OrderStatus.REFUNDED
     assert order.refunded_at == at(3)
-    assert order.amounts.refunded_amount == money("60.00")
+    assert order.amounts.refunded == money("60.00")
 
     assert [(t.source, t.event, t.target) for t in order.history] == [
         (OrderStatus.PENDING, OrderEvent.PAY, OrderStatus.PAID),
@@ -363,7 +363,7 @@ def test_partial_refunds_keep_the_status_and_raise_the_refunded_amount(
 
     assert order.record_refund(money("10.00"), ALICE, at(3)) is None
     assert order.status is status
-    assert order.amounts.refunded_amount == money("10.00")
+    assert order.amounts.refunded == money("10.00")
     assert order.refunded_at is None
     assert len(order.history) == history_before
     audit = order.pending_audit[-1]
@@ -373,14 +373,14 @@ def test_partial_refunds_keep_the_status_and_raise_the_refunded_amount(
 
     assert order.record_refund(money("49.99"), ALICE, at(4)) is None
     assert order.status is status
-    assert order.amounts.refunded_amount == money("59.99")
+    assert order.amounts.refunded == money("59.99")
 
     final = order.record_refund(money("0.01"), ALICE, at(5))
     assert final is not None
     assert final.source is status
     assert final.target is OrderStatus.REFUNDED
     assert order.status is OrderStatus.REFUNDED
-    assert order.amounts.refunded_amount == money("60.00")
+    assert order.amounts.refunded == money("60.00")
     assert order.refunded_at == at(5)
 
 
@@ -754,9 +754,9 @@ class OrderLifecycle(RuleBasedStateMachine):
     def amounts_stay_ordered(self) -> None:
         amounts = self.order.amounts
         zero = Money.zero("CNY")
-        assert zero <= amounts.refunded_amount <= amounts.paid_amount <= amounts.payable
-        assert amounts.paid_amount.to_minor() == self.paid
-        assert amounts.refunded_amount.to_minor() == self.refunded
+        assert zero <= amounts.refunded <= amounts.paid <= amounts.payable
+        assert amounts.paid.to_minor() == self.paid
+        assert amounts.refunded.to_minor() == self.refunded
 
 
 OrderLifecycle.TestCase.settings = settings(max_examples=60, stateful_step_count=15, deadline=None)
@@ -787,7 +787,7 @@ def test_random_operation_sequences_keep_status_in_the_table(
             event = order.history[-1].event
             assert ORDER_MACHINE.next_state(order.number, status_before, event) is order.status
         a = order.amounts
-        assert Money.zero("CNY") <= a.refunded_amount <= a.paid_amount <= a.payable
+        assert Money.zero("CNY") <= a.refunded <= a.paid <= a.payable
 
 
 def _apply_operation(order: Any, name: str, units: int, now: datetime) -> None:

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from wechat_kit import APIV3_KEY, NOWHERE, channel_from_table, keys, make_sandbox
 
+import ordercore.testing
 from helpers import Backend, FakeClock
 from ordercore import ConfigurationError, Settings
 from ordercore.channels import ChannelConfig, Secret
@@ -255,20 +256,21 @@ def test_the_engine_builds_it_and_a_broken_table_names_the_setting(
         broken.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: OrderCore.channels builds every channel in one go, so a "
-    "ConfigurationError from one channel's table makes every channel unavailable",
-)
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # configuration only
 def test_a_broken_wechat_table_disables_only_the_wechat_channel(
     backend: Backend, clock: FakeClock
 ) -> None:
     broken = {"mchid": "1900000109", "appid": "wxd678efh567hg6787"}
     core = backend.core(clock, channels={"wechat": broken, "fake": fake_channel_config()})
+    core.register_plugin(ordercore.testing)
     try:
         assert core.channel("fake").name == "fake"
+        assert core.channel("balance").name == "balance"
         with pytest.raises(ConfigurationError, match="merchant_serial_no is required"):
             core.channel("wechat")
+        (wechat,) = [s for s in core.channel_statuses() if s.name == "wechat"]
+        assert (wechat.enabled, wechat.plugin) == (False, "wechat")
+        assert wechat.problem is not None
+        assert "merchant_serial_no is required" in wechat.problem
     finally:
         core.close()

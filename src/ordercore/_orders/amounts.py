@@ -6,6 +6,7 @@ rest of the order domain.
 from __future__ import annotations
 
 import enum
+import warnings
 from typing import TYPE_CHECKING
 
 from attrs import field, frozen
@@ -90,18 +91,23 @@ class AmountBreakdown:
     original: Money
     payable: Money
     adjustments: tuple[AmountAdjustment, ...] = ()
-    paid: Money | None = None
-    refunded: Money | None = None
+    #: what was paid (zero in the original's currency when not given)
+    paid: Money = field()
+    #: what was refunded (zero when not given)
+    refunded: Money = field()
+
+    @paid.default
+    def _no_payment(self) -> Money:
+        return Money.zero(self.original.currency)
+
+    @refunded.default
+    def _no_refund(self) -> Money:
+        return Money.zero(self.original.currency)
 
     def __attrs_post_init__(self) -> None:
         currency = self.original.currency
         zero = Money.zero(currency)
-        if self.paid is None:
-            object.__setattr__(self, "paid", zero)
-        if self.refunded is None:
-            object.__setattr__(self, "refunded", zero)
         for m in (self.payable, self.paid, self.refunded, *(a.amount for a in self.adjustments)):
-            assert m is not None
             if m.currency != currency:
                 raise CurrencyMismatch(
                     f"amount breakdown mixes {currency.code} and {m.currency.code}"
@@ -120,11 +126,11 @@ class AmountBreakdown:
             raise InvalidAmount(
                 "original and payable amounts must not be negative", field="payable"
             )
-        if self.paid_amount > self.payable:
+        if self.paid > self.payable:
             raise InvalidAmount(
                 f"paid {self.paid} must not exceed payable {self.payable}", field="paid"
             )
-        if not (zero <= self.refunded_amount <= self.paid_amount):
+        if not (zero <= self.refunded <= self.paid):
             raise InvalidAmount(
                 f"refunded {self.refunded} must be between 0 and paid {self.paid}", field="refunded"
             )
@@ -145,12 +151,20 @@ class AmountBreakdown:
 
     @property
     def paid_amount(self) -> Money:
-        assert self.paid is not None
+        """Deprecated alias of :attr:`paid` (removed in 0.3)."""
+        warnings.warn(
+            "AmountBreakdown.paid_amount is deprecated: use .paid", DeprecationWarning, stacklevel=2
+        )
         return self.paid
 
     @property
     def refunded_amount(self) -> Money:
-        assert self.refunded is not None
+        """Deprecated alias of :attr:`refunded` (removed in 0.3)."""
+        warnings.warn(
+            "AmountBreakdown.refunded_amount is deprecated: use .refunded",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return self.refunded
 
     def total_of(self, kind: AdjustmentKind) -> Money:
@@ -167,6 +181,6 @@ class AmountBreakdown:
             if any(a.kind is kind for a in self.adjustments):
                 out[kind.value] = str(self.total_of(kind).amount)
         out["payable"] = str(self.payable.amount)
-        out["paid"] = str(self.paid_amount.amount)
-        out["refunded"] = str(self.refunded_amount.amount)
+        out["paid"] = str(self.paid.amount)
+        out["refunded"] = str(self.refunded.amount)
         return out

@@ -22,7 +22,7 @@ from ordercore._context import Service, check_limit
 from ordercore._errors import (
     InvalidField,
 )
-from ordercore._money import Money, get_currency
+from ordercore._money import Money, as_money, get_currency, to_decimal
 from ordercore._permissions import Permission
 
 from .pricing import Coupon, CouponKind
@@ -44,26 +44,31 @@ class CouponService(Service):
         actor: Actor,
         currency: str,
         percent: Decimal | str | None = None,
-        amount: Money | None = None,
-        max_discount: Money | None = None,
-        min_amount: Money | None = None,
+        amount: Money | Decimal | str | None = None,
+        max_discount: Money | Decimal | str | None = None,
+        min_amount: Money | Decimal | str | None = None,
         valid_from: datetime | None = None,
         valid_until: datetime | None = None,
         limit_total: int | None = None,
         limit_per_customer: int | None = None,
         skus: Sequence[str] = (),
     ) -> Coupon:
-        """Add a coupon: ``percent`` off or a fixed ``amount`` off (exactly one)."""
+        """Add a coupon: ``percent`` off or a fixed ``amount`` off (exactly one). Amounts
+        are ``Money`` or decimal amounts in ``currency``; a float is refused."""
         if (percent is None) == (amount is None):
             raise InvalidField("a coupon takes either a percent or an amount", field="percent")
+
+        def money(value: Money | Decimal | str | None, what: str) -> Money | None:
+            return None if value is None else as_money(value, currency, what=what)
+
         coupon = Coupon(
             code=code,
             kind=CouponKind.PERCENT if percent is not None else CouponKind.FIXED,
             currency=get_currency(currency).code,
-            percent=None if percent is None else Decimal(str(percent)),
-            amount=amount,
-            max_discount=max_discount,
-            min_amount=min_amount,
+            percent=None if percent is None else to_decimal(percent, what="percent"),
+            amount=money(amount, "amount"),
+            max_discount=money(max_discount, "max_discount"),
+            min_amount=money(min_amount, "min_amount"),
             valid_from=valid_from,
             valid_until=valid_until,
             limit_total=limit_total,

@@ -62,6 +62,8 @@ def _text(value: object, name: str, *, max_len: int = 200, allow_empty: bool = F
         raise InvalidField(f"{name} must not be empty", field=name)
     if len(value) > max_len:
         raise InvalidField(f"{name} is longer than {max_len} characters", field=name)
+    if "\x00" in value:
+        raise InvalidField(f"{name} must not contain NUL characters", field=name)
     return value
 
 
@@ -488,14 +490,14 @@ class Order:
                 f"order {self.number} is in {self.currency.code}, refund in {amount.currency.code}",
                 order=self.number,
             )
-        new_refunded = self.amounts.refunded_amount + amount
-        if new_refunded > self.amounts.paid_amount:
+        new_refunded = self.amounts.refunded + amount
+        if new_refunded > self.amounts.paid:
             raise InvalidAmount(
                 f"order {self.number}: refunding {amount} would exceed the paid "
-                f"{self.amounts.paid_amount} (already refunded {self.amounts.refunded_amount})",
+                f"{self.amounts.paid} (already refunded {self.amounts.refunded})",
                 order=self.number,
             )
-        before = str(self.amounts.refunded_amount.amount)
+        before = str(self.amounts.refunded.amount)
         self.amounts = AmountBreakdown(
             original=self.amounts.original,
             payable=self.amounts.payable,
@@ -511,7 +513,7 @@ class Order:
             {"refunded": str(new_refunded.amount)},
             reason,
         )
-        if new_refunded == self.amounts.paid_amount:
+        if new_refunded == self.amounts.paid:
             transition = self._apply(OrderEvent.REFUND, actor, at, reason)
             self.refunded_at = at
             return transition

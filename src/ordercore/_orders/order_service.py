@@ -12,6 +12,7 @@ import builtins
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from attrs import evolve, frozen
@@ -22,9 +23,10 @@ from ordercore._anomalies.domain import Anomaly
 from ordercore._audit.chain import (
     AuditEntry,
     AuditRecord,
+    PendingAuditRecord,
     canonical_json,
 )
-from ordercore._context import Service, check_limit
+from ordercore._context import Service, check_id, check_limit
 from ordercore._errors import (
     CurrencyMismatch,
     IdempotencyConflict,
@@ -36,7 +38,7 @@ from ordercore._errors import (
     PermissionDenied,
     ProductInactive,
 )
-from ordercore._money import Money
+from ordercore._money import Money, as_money
 from ordercore._numbers import OrderNumberGenerator
 from ordercore._payments.domain import OPEN_ATTEMPT_STATES, PaymentAttempt
 from ordercore._permissions import Permission
@@ -76,7 +78,7 @@ class OrderDetails:
 
     order: Order
     customer: Customer
-    log: tuple[AuditRecord, ...]
+    log: tuple[AuditRecord | PendingAuditRecord, ...]
     coupons: tuple[tuple[str, str], ...] = ()
     wallet_entries: tuple[LedgerEntry, ...] = ()
     payments: tuple[PaymentAttempt, ...] = ()
@@ -108,7 +110,7 @@ class OrderService(Service):
         new_customer: NewCustomer | None = None,
         coupon: str | None = None,
         manual_discount: ManualDiscount | None = None,
-        use_balance: Money | UseAll | None = None,
+        use_balance: Money | Decimal | str | UseAll | None = None,
         use_points: int = 0,
         channel: str | None = None,
         note: str | None = None,
@@ -128,12 +130,24 @@ class OrderService(Service):
         """
         if (customer_id is None) == (new_customer is None):
             raise InvalidField("give either customer_id or new_customer", field="customer")
-        if not items:
+        if customer_id is not None:
+            check_id(customer_id, "customer_id")
+        given: object = items  # checked as it comes: hosts pass what their users sent
+        if isinstance(given, (str, bytes)) or not items:
             raise InvalidField("an order needs at least one item", field="items")
+        for item in items:
+            pair: object = item
+            if not (
+                isinstance(pair, (tuple, list)) and len(pair) == 2 and isinstance(pair[0], str)
+            ):
+                raise InvalidField(
+                    f"items are (sku, quantity) pairs, such as ('VPN-1M', 1), not {item!r}",
+                    field="items",
+                )
         for _, qty in items:
-            if isinstance(qty, bool) or not isinstance(qty, int) or qty <= 0:
+            if isinstance(qty, bool) or not isinstance(qty, int) or not 1 <= qty <= 1_000_000:
                 raise InvalidQuantity(
-                    f"quantity must be a whole number ≥ 1, not {qty!r}", value=qty
+                    f"quantity must be a whole number from 1 to 1000000, not {qty!r}", value=qty
                 )
         for tag in tags:
             validate_tag(tag)
@@ -206,12 +220,17 @@ class OrderService(Service):
                 currency,
             )
             points_held = uow.wallet.balance(customer.id, POINTS, lock=bool(use_points))
+            balance_asked = (
+                use_balance
+                if use_balance is None or isinstance(use_balance, UseAll)
+                else as_money(use_balance, currency, what="use_balance")
+            )
             priced = price_order(
                 lines,
                 now=now,
                 coupon=coupon_obj,
                 manual_discount=manual_discount,
-                use_balance=use_balance,
+                use_balance=balance_asked,
                 balance_available=balance_held,
                 use_points=use_points,
                 points_available=points_held,
@@ -510,15 +529,17 @@ class OrderService(Service):
         }[actor.kind]
         if why not in allowed:
             names = ", ".join(sorted(r.value for r in allowed)) or "none"
+            who = actor.kind.value
+            article = "an" if who[0] in "aeiou" else "a"
             raise InvalidField(
-                f"a {actor.kind.value} cancels with reason {names}, not {why.value}", field="reason"
+                f"{article} {who} cancels with reason {names}, not {why.value}", field="reason"
             )
-        if why is CancelReason.ADMIN and not (note and note.strip()):
-            raise InvalidField("an operator's cancellation needs a reason text", field="note")
 
         def work(uow: UnitOfWork, now: datetime) -> Order:
-            order = uow.orders.get(number, lock=True)
+            order = uow.orders.get(number, lock=True)  # an unknown order is said first
             self._check(actor, _P.ORDERS_CANCEL, f"order:{number}", owner_id=order.customer_id)
+            if why is CancelReason.ADMIN and not (note and note.strip()):
+                raise InvalidField("an operator's cancellation needs a reason text", field="note")
             self._cancel_in(uow, order, why, actor, now, note)
             return order
 
@@ -616,7 +637,7 @@ class OrderService(Service):
             self._check(actor, _P.REFUNDS_APPROVE, f"order:{number}")
             assert order.id is not None
             held = uow.refunds.reserved_minor(order_id=order.id, unfinished=True)
-            left = order.amounts.paid_amount - order.amounts.refunded_amount
+            left = order.amounts.paid - order.amounts.refunded
             if (
                 held
                 and amount.currency == order.currency

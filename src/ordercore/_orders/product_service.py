@@ -18,9 +18,7 @@ from ordercore._audit.chain import (
     AuditEntry,
 )
 from ordercore._context import Service, check_limit
-from ordercore._errors import (
-    CurrencyMismatch,
-)
+from ordercore._errors import CurrencyMismatch, InvalidField
 from ordercore._money import Money
 from ordercore._permissions import Permission
 
@@ -52,8 +50,14 @@ class ProductService(Service):
         low_stock_threshold: int | None = None,
         active: bool = True,
         tiers: Sequence[QuantityTier] = (),
+        activation: str = "auto",
+        activation_delay_minutes: int | None = None,
     ) -> Product:
-        """Add a product. The sku must be new; the price must not be negative."""
+        """Add a product. The sku must be new; the price must not be negative.
+        ``activation`` is how a paid order of it is activated: ``auto`` (at once), ``manual``
+        (an operator runs ``orders activate``) or ``delayed`` (``activation_delay_minutes``
+        after payment)."""
+        _check_activation(activation, activation_delay_minutes)
 
         def work(uow: UnitOfWork, now: datetime) -> Product:
             self._check(actor, _P.PRODUCTS_MANAGE, f"product:{sku}")
@@ -67,6 +71,8 @@ class ProductService(Service):
                 active=active,
                 tiers=tuple(tiers),
                 created_at=now,
+                activation_mode=activation,
+                activation_delay_minutes=activation_delay_minutes,
             )
             stored = uow.products.add(product, now)
             uow.record(
@@ -96,9 +102,12 @@ class ProductService(Service):
         active: bool | None = None,
         specs: Mapping[str, Any] | None = None,
         tiers: Sequence[QuantityTier] | None = None,
+        activation: str | None = None,
+        activation_delay_minutes: int | None = None,
         reason: str | None = None,
     ) -> Product:
-        """Change a product; orders keep the snapshot they were sold with."""
+        """Change a product; orders keep the snapshot they were sold with. Changing
+        ``activation`` to anything but ``delayed`` clears the delay."""
 
         def work(uow: UnitOfWork, now: datetime) -> Product:
             self._check(actor, _P.PRODUCTS_MANAGE, f"product:{sku}")
@@ -125,6 +134,14 @@ class ProductService(Service):
                 changes["specs"] = dict(specs)
             if tiers is not None:
                 changes["tiers"] = tuple(tiers)
+            if activation is not None or activation_delay_minutes is not None:
+                mode = activation or before.activation_mode
+                delay = activation_delay_minutes
+                if delay is None and mode == "delayed" and activation is None:
+                    delay = before.activation_delay_minutes
+                _check_activation(mode, delay)
+                changes["activation_mode"] = mode
+                changes["activation_delay_minutes"] = delay
             after = evolve(before, **changes)
             uow.products.update(after, now)
             uow.record(
@@ -166,4 +183,24 @@ def _product_audit(product: Product) -> dict[str, Any]:
         "low_stock_threshold": product.low_stock_threshold,
         "active": product.active,
         "tiers": [[t.min_quantity, str(t.percent_off)] for t in product.tiers],
+        "activation": product.activation_mode,
+        "activation_delay_minutes": product.activation_delay_minutes,
     }
+
+
+def _check_activation(mode: object, delay: object) -> None:
+    if mode not in ("auto", "manual", "delayed"):
+        raise InvalidField(
+            f"activation must be auto, manual or delayed, not {mode!r}", field="activation"
+        )
+    if mode == "delayed":
+        if isinstance(delay, bool) or not isinstance(delay, int) or delay < 1:
+            raise InvalidField(
+                "a delayed activation needs activation_delay_minutes, whole minutes ≥ 1",
+                field="activation_delay_minutes",
+            )
+    elif delay is not None:
+        raise InvalidField(
+            f"activation_delay_minutes is only for a delayed activation, not {mode}",
+            field="activation_delay_minutes",
+        )

@@ -8,6 +8,7 @@ input before it writes, and leaves an audit record of the change.
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import IntegrityError
@@ -16,12 +17,12 @@ from ordercore._actor import Actor
 from ordercore._audit.chain import (
     AuditEntry,
 )
-from ordercore._context import Service, check_limit
+from ordercore._context import Service, check_id, check_limit
 from ordercore._errors import (
     InvalidAmount,
     InvalidField,
 )
-from ordercore._money import Money, get_currency
+from ordercore._money import Money, as_money, get_currency
 from ordercore._permissions import Permission
 
 from .domain import (
@@ -51,6 +52,7 @@ class WalletService(Service):
         idempotency_key: str | None,
         note: str | None,
     ) -> LedgerEntry:
+        check_id(customer_id, "customer_id")
         if not isinstance(reason, str) or not reason.strip() or len(reason) > 64:
             raise InvalidField("a wallet change needs a reason (1-64 characters)", field="reason")
 
@@ -93,14 +95,17 @@ class WalletService(Service):
     def credit(
         self,
         customer_id: int,
-        amount: Money,
+        amount: Money | Decimal | str,
         *,
+        currency: str | None = None,
         reason: str,
         actor: Actor,
         idempotency_key: str | None = None,
         note: str | None = None,
     ) -> LedgerEntry:
-        """Add ``amount`` to the customer's balance in its currency."""
+        """Add ``amount`` to the customer's balance in its currency: a ``Money``, or a
+        Decimal or decimal text with ``currency``."""
+        amount = as_money(amount, currency)
         if not amount.is_positive():
             raise InvalidAmount(f"a credit must be positive, not {amount}", field="amount")
         return self._apply(
@@ -116,14 +121,17 @@ class WalletService(Service):
     def debit(
         self,
         customer_id: int,
-        amount: Money,
+        amount: Money | Decimal | str,
         *,
+        currency: str | None = None,
         reason: str,
         actor: Actor,
         idempotency_key: str | None = None,
         note: str | None = None,
     ) -> LedgerEntry:
-        """Take ``amount`` from the balance; never below zero (InsufficientFunds)."""
+        """Take ``amount`` from the balance; never below zero (InsufficientFunds). Like
+        :meth:`credit`, a ``Money`` or a decimal amount with ``currency``."""
+        amount = as_money(amount, currency)
         if not amount.is_positive():
             raise InvalidAmount(f"a debit must be positive, not {amount}", field="amount")
         return self._apply(
@@ -177,15 +185,19 @@ class WalletService(Service):
         )
 
     def balance(self, customer_id: int, currency: str) -> Money:
+        check_id(customer_id, "customer_id")
         cur = get_currency(currency)
         return self._read(
             lambda uow: Money.from_minor(uow.wallet.balance(customer_id, cur.code), cur)
         )
 
     def points(self, customer_id: int) -> int:
+        check_id(customer_id, "customer_id")
         return self._read(lambda uow: uow.wallet.balance(customer_id, POINTS))
 
     def show(self, customer_id: int, *, limit: int = 20) -> WalletSnapshot:
+        check_id(customer_id, "customer_id")
+
         def work(uow: UnitOfWork) -> WalletSnapshot:
             uow.customers.get(customer_id)
             raw = uow.wallet.balances(customer_id)

@@ -90,7 +90,7 @@ class PaymentCore(Service):
             {
                 "order": order.number,
                 "customer_id": order.customer_id,
-                "amount": str(order.amounts.paid_amount.amount),
+                "amount": str(order.amounts.paid.amount),
                 "currency": order.currency.code,
                 "channel": channel,
                 "out_trade_no": out_trade_no,

@@ -46,6 +46,7 @@ class BalanceChannel(_NoCallbacks):
 
     name: ClassVar[str] = "balance"
     methods: ClassVar[frozenset[str]] = frozenset({"balance"})
+    option_names: ClassVar[frozenset[str] | None] = frozenset()
     currencies: ClassVar[frozenset[str]] = _ALL_CURRENCIES
     capabilities: ClassVar[Capabilities] = Capabilities(
         query=False, close=False, refund=True, partial_refund=True
@@ -66,6 +67,7 @@ class BankTransferChannel(_NoCallbacks):
 
     name: ClassVar[str] = "bank_transfer"
     methods: ClassVar[frozenset[str]] = frozenset({"transfer"})
+    option_names: ClassVar[frozenset[str] | None] = frozenset({"instructions"})
     currencies: ClassVar[frozenset[str]] = _ALL_CURRENCIES
     capabilities: ClassVar[Capabilities] = Capabilities(
         query=False, close=True, refund=False, partial_refund=False

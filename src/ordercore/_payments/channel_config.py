@@ -35,7 +35,11 @@ _FIELDS = {
 }
 
 
-def channel_config(name: str, table: Mapping[str, Any] | ChannelConfig) -> ChannelConfig:
+def channel_config(
+    name: str, table: Mapping[str, Any] | ChannelConfig, *, base_dir: Path | None = None
+) -> ChannelConfig:
+    """The channel's configuration from its table. A relative ``*_file`` path is read relative
+    to ``base_dir`` (the configuration file's folder) when given."""
     if isinstance(table, ChannelConfig):
         return table
     if not isinstance(table, Mapping):
@@ -47,6 +51,8 @@ def channel_config(name: str, table: Mapping[str, Any] | ChannelConfig) -> Chann
             continue
         if key.endswith("_file"):
             path = Path(str(value)).expanduser()
+            if base_dir is not None and not path.is_absolute():
+                path = base_dir / path
             try:
                 secrets[key[: -len("_file")]] = Secret(path.read_bytes())
             except OSError as exc:
@@ -76,8 +82,24 @@ def channel_config(name: str, table: Mapping[str, Any] | ChannelConfig) -> Chann
         except OrderCoreError as exc:
             raise ConfigurationError(f"[channels.{name}] {key}: {exc}", channel=name) from None
 
+    enabled = table.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigurationError(
+            f"[channels.{name}] enabled must be true or false, not {enabled!r}", channel=name
+        )
+    low, high = limit("min_amount"), limit("max_amount")
+    if low is not None and low.amount < 0:
+        raise ConfigurationError(f"[channels.{name}] min_amount must be ≥ 0", channel=name)
+    if high is not None and high.amount <= 0:
+        raise ConfigurationError(f"[channels.{name}] max_amount must be > 0", channel=name)
+    if low is not None and high is not None and low > high:
+        raise ConfigurationError(
+            f"[channels.{name}] min_amount ({low}) is above max_amount ({high})", channel=name
+        )
     deadline = table.get("refund_deadline_days")
-    if deadline is not None and (not isinstance(deadline, int) or deadline < 0):
+    if deadline is not None and (
+        not isinstance(deadline, int) or isinstance(deadline, bool) or deadline < 0
+    ):
         raise ConfigurationError(f"[channels.{name}] refund_deadline_days must be days ≥ 0")
     borne_by = str(table.get("fee_borne_by", "merchant"))
     if borne_by not in ("merchant", "customer"):
@@ -89,10 +111,10 @@ def channel_config(name: str, table: Mapping[str, Any] | ChannelConfig) -> Chann
 
     return ChannelConfig(
         name=name,
-        enabled=bool(table.get("enabled", True)),
+        enabled=enabled,
         notify_url=text("notify_url"),
-        min_amount=limit("min_amount"),
-        max_amount=limit("max_amount"),
+        min_amount=low,
+        max_amount=high,
         fee_percent=text("fee_percent"),
         fee_fixed=text("fee_fixed"),
         fee_currency=text("fee_currency"),
@@ -103,5 +125,7 @@ def channel_config(name: str, table: Mapping[str, Any] | ChannelConfig) -> Chann
     )
 
 
-def channel_configs(tables: Mapping[str, Any]) -> dict[str, ChannelConfig]:
-    return {name: channel_config(name, table) for name, table in tables.items()}
+def channel_configs(
+    tables: Mapping[str, Any], *, base_dir: Path | None = None
+) -> dict[str, ChannelConfig]:
+    return {name: channel_config(name, table, base_dir=base_dir) for name, table in tables.items()}

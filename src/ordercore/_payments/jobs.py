@@ -4,14 +4,16 @@ settle and outbox delivery — what ``run_due_jobs`` (``ordercore jobs run``) do
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from attrs import frozen
 
 from ordercore._actor import Actor
+from ordercore._audit.audit_service import SEAL_BATCH
 from ordercore._audit.chain import AuditEntry
-from ordercore._errors import InvalidField
+from ordercore._errors import AuditChainError, ChannelError, ConfigurationError, InvalidField
 from ordercore._outbox import ActivationContext, OutboxMessage
 from ordercore._permissions import Permission
 from ordercore._state import OrderStatus
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
     from ordercore.adapters.sqlalchemy.uow import UnitOfWork
 
 from .reconciliation import Reconciliation
+
+logger = logging.getLogger("ordercore.jobs")
 
 __all__ = ["JobReport", "JobRunner"]
 
@@ -42,6 +46,13 @@ class JobReport:
     refunds: tuple[str, ...] = ()
     delivered: int = 0
     delivery_failures: int = 0
+    #: audit entries linked into the chain this pass
+    sealed: int = 0
+    #: why the audit chain could not be sealed (it shows tampering), when it could not
+    audit_problem: str | None = None
+    #: work left for a later pass, with why (``NUMBER: reason``): an order or attempt whose
+    #: channel is not available now (unconfigured, disabled) is never given up on blindly
+    skipped: tuple[str, ...] = ()
 
     @property
     def total(self) -> int:
@@ -152,8 +163,14 @@ class JobRunner(Reconciliation):
         expired = self._run(
             lambda uow, _now: uow.payments.claim_expired_orders(moment, limit=batch, lease=lease)
         )
+        skipped: list[str] = []
         for number in expired:
-            outcome = self.close_and_cancel(number, now=moment)
+            try:
+                outcome = self.close_and_cancel(number, now=moment)
+            except (ChannelError, ConfigurationError) as exc:
+                logger.warning("order %s past its deadline left pending: %s", number, exc)
+                skipped.append(f"{number}: {exc}")
+                continue
             if outcome == "canceled":
                 canceled.append(number)
             elif outcome == "settled":
@@ -163,7 +180,12 @@ class JobRunner(Reconciliation):
             lambda uow, _now: uow.payments.claim_checks(moment, limit=batch, lease=lease)
         )
         for out_trade_no in checks:
-            result = self.reconcile(out_trade_no)
+            try:
+                result = self.reconcile(out_trade_no)
+            except (ChannelError, ConfigurationError) as exc:
+                logger.warning("payment %s not reconciled: %s", out_trade_no, exc)
+                skipped.append(f"{out_trade_no}: {exc}")
+                continue
             if result.status in ("applied", "anomaly"):
                 reconciled.append(out_trade_no)
         activated: list[str] = []
@@ -179,6 +201,7 @@ class JobRunner(Reconciliation):
             )
         refunds = self._ctx.refunds.check_due(moment, batch=batch)
         delivered, delivery_failures = self.deliver_outbox(moment, batch=batch)
+        sealed, audit_problem = self._seal_audit()
         return JobReport(
             refunds=tuple(refunds),
             canceled=tuple(canceled),
@@ -188,7 +211,24 @@ class JobRunner(Reconciliation):
             activation_failures=tuple(failures),
             delivered=delivered,
             delivery_failures=delivery_failures,
+            sealed=sealed,
+            audit_problem=audit_problem,
+            skipped=tuple(skipped),
         )
+
+    def _seal_audit(self) -> tuple[int, str | None]:
+        """Link what this pass (and every writer since the last one) recorded into the audit
+        chain. A chain that shows tampering is not extended: the pass reports it and goes on."""
+        total = 0
+        try:
+            while True:
+                sealed = self._run(lambda uow, _now: uow.audit.seal(limit=SEAL_BATCH))
+                total += sealed
+                if sealed < SEAL_BATCH:
+                    return total, None
+        except AuditChainError as exc:
+            logger.error("%s", exc)
+            return total, str(exc)
 
     def deliver_outbox(self, now: datetime | None = None, *, batch: int = 100) -> tuple[int, int]:
         """Deliver due outbox messages through ``ordercore_notify``: ``(delivered, failed)``."""

@@ -135,8 +135,8 @@ class AfterSalesService(Service):
                 refunds=tuple(uow.refunds.for_order(order.id)),
                 communications=tuple(order.communications),
                 issues=tuple(uow.refunds.issues_for(order.id)),
-                paid=order.amounts.paid_amount,
-                refunded=order.amounts.refunded_amount,
+                paid=order.amounts.paid,
+                refunded=order.amounts.refunded,
                 refundable=refunds._left(uow, order, attempt),
             )
 

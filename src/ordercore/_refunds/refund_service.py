@@ -125,10 +125,10 @@ class RefundService(RefundSettlement):
             used = uow.refunds.reserved_minor(attempt_id=attempt.id)
             limits.append(attempt.received.to_minor() - used)
         if attempt is None or attempt.settles_order:
-            used = order.amounts.refunded_amount.to_minor() + uow.refunds.reserved_minor(
+            used = order.amounts.refunded.to_minor() + uow.refunds.reserved_minor(
                 order_id=order.id, unfinished=True
             )
-            limits.append(order.amounts.paid_amount.to_minor() - used)
+            limits.append(order.amounts.paid.to_minor() - used)
         return Money.from_minor(min(limits) if limits else 0, order.currency)
 
     def refundable(self, number: str, *, out_trade_no: str | None = None) -> Money:
@@ -220,6 +220,13 @@ class RefundService(RefundSettlement):
             order = uow.orders.get(number, lock=True)
             self._check(actor, _P.REFUNDS_REQUEST, f"order:{number}", owner_id=order.customer_id)
             assert order.id is not None
+            if out_trade_no is None and order.status in (OrderStatus.PENDING, OrderStatus.CANCELED):
+                raise InvalidField(
+                    f"order {number} is not paid (it is {order.status.value}): there is nothing "
+                    "to refund",
+                    field="number",
+                    order=number,
+                )
             attempt = self._target(uow, order, out_trade_no)
             left = self._left(uow, order, attempt)
             money = left if amount is None else self._money(amount, order)

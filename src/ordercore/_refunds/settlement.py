@@ -290,7 +290,7 @@ class RefundSettlement(Service):
                 "order.revoke",
                 order.number,
                 self._payload(
-                    refund, full=full, refunded=str(order.amounts.refunded_amount.amount)
+                    refund, full=full, refunded=str(order.amounts.refunded.amount)
                 ),
                 now,
             )
@@ -302,7 +302,7 @@ class RefundSettlement(Service):
     def _fits(order: Order, refund: Refund) -> bool:
         return (
             order.status in (OrderStatus.PAID, OrderStatus.COMPLETED)
-            and order.amounts.refunded_amount + refund.amount <= order.amounts.paid_amount
+            and order.amounts.refunded + refund.amount <= order.amounts.paid
         )
 
     @staticmethod
@@ -313,8 +313,8 @@ class RefundSettlement(Service):
         evidence = {
             "refund": refund.refund_no,
             "amount": str(refund.amount),
-            "paid": str(order.amounts.paid_amount),
-            "refunded": str(order.amounts.refunded_amount),
+            "paid": str(order.amounts.paid),
+            "refunded": str(order.amounts.refunded),
             "channel": refund.channel,
         }
         anomaly_id, created = uow.payments.open_anomaly(

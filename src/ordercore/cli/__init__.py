@@ -11,6 +11,7 @@ they share (state, error handling, options, output helpers) is in ``_common``.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -20,6 +21,7 @@ from ._common import _Group, _State
 from .anomalies import anomalies
 from .audit import audit
 from .callbacks import callbacks
+from .channels import channels
 from .coupons import coupons
 from .customers import customers
 from .db import db
@@ -54,6 +56,9 @@ __all__ = ["cli", "main"]
 @click.pass_context
 def cli(ctx: click.Context, database_url: str | None, config: str | None) -> None:
     """ordercore: orders, payments, activation and refunds for digital services."""
+    # What the library logs (a disabled channel, a job left for later) is said by the
+    # commands themselves; without this, Python's last-resort handler would repeat it.
+    logging.getLogger("ordercore").addHandler(logging.NullHandler())
     ctx.obj = _State(database_url, config)
 
 
@@ -66,6 +71,7 @@ for _command in (
     coupons,
     orders,
     payments,
+    channels,
     refunds,
     callbacks,
     anomalies,

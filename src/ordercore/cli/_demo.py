@@ -7,10 +7,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+
 from ordercore import (
     ActivationContext,
     Actor,
     CancelReason,
+    ConfigurationError,
     IllegalTransition,
     InvalidAmount,
     ManualDiscount,
@@ -162,15 +165,15 @@ def _refund_orders(
     say(
         f"order {partly}: refund {refund.refund_no} of {refund.amount} to {name}'s balance, "
         f"{waiting} by support and approved by finance ({refund.status.value}); the order "
-        f"stays {order.status.value}, refunded {order.amounts.refunded_amount} of "
-        f"{order.amounts.paid_amount} (balance now "
+        f"stays {order.status.value}, refunded {order.amounts.refunded} of "
+        f"{order.amounts.paid} (balance now "
         f"{core.wallet.balance(order.customer_id, 'CNY')}, "
         f"{core.refunds.refundable(partly)} still refundable)",
         order=partly,
         status=order.status.value,
         refund=refund.refund_no,
         refund_status=refund.status.value,
-        refunded=str(order.amounts.refunded_amount.amount),
+        refunded=str(order.amounts.refunded.amount),
     )
     try:
         core.refunds.request(
@@ -205,12 +208,12 @@ def _refund_orders(
             f"through the fake platform, requested by the customer and approved by finance; "
             f"{sent} until the platform's notification came over HTTP ({status} "
             f"{body.decode()!r}): refund {refund.status.value}, order {order.status.value}, "
-            f"refunded {order.amounts.refunded_amount}",
+            f"refunded {order.amounts.refunded}",
             order=fully,
             status=order.status.value,
             refund=refund.refund_no,
             refund_status=refund.status.value,
-            refunded=str(order.amounts.refunded_amount.amount),
+            refunded=str(order.amounts.refunded.amount),
         )
     finally:
         gateway.refund_mode = "sync"
@@ -220,9 +223,7 @@ def _refund_orders(
     say(f"jobs: the host's revoke hook took back {'; '.join(host.revoked)}")
 
 
-def _pay_with_alipay(
-    core: OrderCore, sandbox: Any, li: int, say: Callable[..., None]
-) -> None:
+def _pay_with_alipay(core: OrderCore, sandbox: Any, li: int, say: Callable[..., None]) -> None:
     """Pay an order through the ``alipay`` channel against its loopback sandbox gateway (real
     RSA2 signatures both ways, real HTTP), then refund part of it through Alipay."""
     admin = Actor.operator("alice", "admin")
@@ -256,12 +257,12 @@ def _pay_with_alipay(
         say(
             f"refund {refund.refund_no}: 5.00 back through Alipay (out_request_no = the refund "
             f"id) {refund.status.value}; order {paid.status.value}, refunded "
-            f"{paid.amounts.refunded_amount}",
+            f"{paid.amounts.refunded}",
             order=order.number,
             refund=refund.refund_no,
             refund_status=refund.status.value,
             status=paid.status.value,
-            refunded=str(paid.amounts.refunded_amount.amount),
+            refunded=str(paid.amounts.refunded.amount),
         )
     finally:
         server.shutdown()
@@ -277,11 +278,33 @@ def _alipay_sandbox() -> Any:
     return AlipaySandbox().start()
 
 
+def _fresh_url(database: str | Path) -> tuple[str, str]:
+    """The URL to build the demo in, and how to name it. A SQLite file (a path, or a
+    ``sqlite:///`` URL) is replaced; any other database must hold no orders yet."""
+    text = str(database)
+    if "://" not in text or text.startswith("sqlite:///"):
+        path = Path(text.removeprefix("sqlite:///"))
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        return f"sqlite:///{path}", str(path)
+    url = make_url(text)
+    probe = OrderCore.from_url(text, load_entry_points=False)
+    try:
+        probe.upgrade()
+        if probe.orders.list(limit=1).items:
+            raise ConfigurationError(
+                f"the demo needs an empty database: {url.render_as_string(hide_password=True)} "
+                "already holds orders (use a new database, or a SQLite file with --database)"
+            )
+    finally:
+        probe.close()
+    return text, url.render_as_string(hide_password=True)
+
+
 def run_demo(database: str | Path) -> list[dict[str, Any]]:
-    """Build the demo database at ``database`` (replacing it) and return what happened."""
-    path = Path(database)
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    """Build the demo at ``database`` — a SQLite file (replaced) or a database URL (which must
+    hold no orders yet) — and return what happened."""
+    url, path = _fresh_url(database)
     gateway = FakeGateway()
     host = _DemoHost()
     sandbox = _alipay_sandbox()
@@ -291,7 +314,7 @@ def run_demo(database: str | Path) -> list[dict[str, Any]]:
     if sandbox is not None:
         channels["alipay"] = sandbox.channel_config(timeout_seconds=10)
     core = OrderCore.from_url(
-        f"sqlite:///{path}",
+        url,
         points_rate=Decimal("0.01"),
         timezone="Asia/Shanghai",
         channels=channels,
@@ -388,7 +411,7 @@ def run_demo(database: str | Path) -> list[dict[str, Any]]:
         order = core.orders.get(third.number)
         say(
             f"order {third.number}: refunded in two parts, status {order.status.value}, refunded "
-            f"{order.amounts.refunded_amount}",
+            f"{order.amounts.refunded}",
             order=third.number,
             status=order.status.value,
         )

@@ -29,7 +29,7 @@ from ordercore import (
     Refund,
     WalletSnapshot,
 )
-from ordercore._audit.chain import iso_utc
+from ordercore._audit.chain import PendingAuditRecord, iso_utc
 from ordercore._orders.domain import SpecValue
 
 __all__ = [
@@ -87,6 +87,10 @@ def product_view(product: Product) -> dict[str, Any]:
             {"min_quantity": t.min_quantity, "percent_off": str(t.percent_off)}
             for t in product.tiers
         ],
+        "activation": {
+            "mode": product.activation_mode,
+            "delay_minutes": product.activation_delay_minutes,
+        },
         "created_at": _time(product.created_at),
     }
 
@@ -180,10 +184,19 @@ def refund_view(refund: Refund) -> dict[str, Any]:
 
 
 def _json_field(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+    """A stored JSON side of an audit record; text that does not parse is shown as it is
+    (``audit verify`` reports the record)."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return {"unreadable": text[:200]}
 
 
-def refund_history_view(refund_no: str, log: Iterable[AuditRecord]) -> list[dict[str, Any]]:
+def refund_history_view(
+    refund_no: str, log: Iterable[AuditRecord | PendingAuditRecord]
+) -> list[dict[str, Any]]:
     """The steps of one refund, from its order's audit log (actions ``refund.*``)."""
     steps = []
     for record in log:
@@ -195,7 +208,7 @@ def refund_history_view(refund_no: str, log: Iterable[AuditRecord]) -> list[dict
             continue
         steps.append(
             {
-                "seq": record.seq,
+                "seq": record.seq if isinstance(record, AuditRecord) else None,
                 "at": _time(record.at),
                 "action": record.action,
                 "actor": ":".join(
@@ -300,17 +313,21 @@ def listed_order_view(summary: OrderSummary) -> dict[str, Any]:
     }
 
 
-def audit_record_view(record: AuditRecord) -> dict[str, Any]:
+def audit_record_view(record: AuditRecord | PendingAuditRecord) -> dict[str, Any]:
+    """A record of the audit log; a pending one (not sealed into the chain yet) has no
+    ``seq`` and no ``hash`` yet, and says ``sealed: false``."""
+    sealed = isinstance(record, AuditRecord)
     return {
-        "seq": record.seq,
+        "seq": record.seq if isinstance(record, AuditRecord) else None,
+        "sealed": sealed,
         "at": _time(record.at),
         "actor": {"kind": record.actor_kind, "id": record.actor_id, "role": record.actor_role},
         "entity": {"kind": record.entity_kind, "id": record.entity_id},
         "action": record.action,
-        "before": None if record.before is None else json.loads(record.before),
-        "after": None if record.after is None else json.loads(record.after),
+        "before": _json_field(record.before),
+        "after": _json_field(record.after),
         "reason": record.reason,
-        "hash": record.hash,
+        "hash": record.hash if isinstance(record, AuditRecord) else None,
     }
 
 
@@ -321,8 +338,8 @@ def order_summary_view(order: Order) -> dict[str, Any]:
         "currency": order.currency.code,
         "customer_id": order.customer_id,
         "payable": str(order.amounts.payable.amount),
-        "paid": str(order.amounts.paid_amount.amount),
-        "refunded": str(order.amounts.refunded_amount.amount),
+        "paid": str(order.amounts.paid.amount),
+        "refunded": str(order.amounts.refunded.amount),
         "created_at": _time(order.created_at),
         "flags": sorted(order.tags),
         "special": order.special,
@@ -332,7 +349,7 @@ def order_summary_view(order: Order) -> dict[str, Any]:
 def order_view(
     order: Order,
     customer: Customer | None = None,
-    log: tuple[AuditRecord, ...] | list[AuditRecord] = (),
+    log: tuple[AuditRecord | PendingAuditRecord, ...] | list[AuditRecord | PendingAuditRecord] = (),
     *,
     coupons: tuple[tuple[str, str], ...] = (),
     wallet_entries: tuple[LedgerEntry, ...] = (),

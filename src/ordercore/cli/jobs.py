@@ -26,8 +26,10 @@ def reconcile(ctx: click.Context, number: str | None, as_json: bool) -> None:
         results = []
         if not as_json:
             click.echo(f"reconciled {len(report.reconciled)} attempt(s)")
+            for line in report.skipped:
+                click.echo(f"skipped {line}", err=True)
         else:
-            _emit_json({"reconciled": list(report.reconciled)})
+            _emit_json({"reconciled": list(report.reconciled), "skipped": list(report.skipped)})
         return
     data = [
         {"out_trade_no": r.out_trade_no, "status": r.status, "reason": r.reason} for r in results
@@ -68,13 +70,25 @@ def jobs_run(ctx: click.Context, loop: bool, interval: float, as_json: bool) -> 
             "activation_failures": list(report.activation_failures),
             "delivered": report.delivered,
             "delivery_failures": report.delivery_failures,
+            "sealed": report.sealed,
+            "skipped": list(report.skipped),
         }
+        if report.audit_problem:
+            data["audit_problem"] = report.audit_problem
         if as_json:
             _emit_json(data)
         else:
             click.echo(
-                ", ".join(f"{k} {len(v) if isinstance(v, list) else v}" for k, v in data.items())
+                ", ".join(
+                    f"{k} {len(v) if isinstance(v, list) else v}"
+                    for k, v in data.items()
+                    if k != "audit_problem"
+                )
             )
+            if report.audit_problem:
+                click.echo(f"audit chain not sealed: {report.audit_problem}", err=True)
+            for line in report.skipped:
+                click.echo(f"skipped {line}", err=True)
         if not loop:
             return
         try:

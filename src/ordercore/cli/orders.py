@@ -262,7 +262,11 @@ def orders_list(
             {"items": [listed_order_view(o) for o in page.items], "next_cursor": page.next_cursor}
         )
         return
-    table = Table("number", "status", "payable", "customer", "channel", "created", "flags")
+    table = Table()
+    widest = max((len(o.number) for o in page.items), default=6)
+    table.add_column("number", no_wrap=True, min_width=widest)  # the next command needs it whole
+    for heading in ("status", "payable", "customer", "channel", "created", "flags"):
+        table.add_column(heading)
     for o in page.items:
         table.add_row(
             o.number,
@@ -395,10 +399,53 @@ def orders_show(ctx: click.Context, number: str, actor: Actor, as_json: bool) ->
     for t in view["history"]:
         history.add_row(t["at"], t["from"], t["to"], t["actor"], t["reason"] or "")
     console.print(history)
+    _print_payments(console, view)
     _print_refunds(console, view["refunds"])
     _print_issues(console, view["issues"])
     for note in view["notes"]:
         console.print(f"  note ({note['author']}, {note['at']}): {note['text']}")
+    log = Table("seq", "at", "actor", "action", "reason", title="operation log")
+    for record in view["log"]:
+        who = record["actor"]
+        log.add_row(
+            "pending" if record["seq"] is None else str(record["seq"]),
+            record["at"],
+            ":".join(p for p in (who["kind"], who["id"], who["role"]) if p),
+            record["action"],
+            Text(record["reason"] or ""),
+        )
+    console.print(log)
+
+
+def _print_payments(console: Any, view: dict[str, Any]) -> None:
+    """Payments (channel, method, trade number, proof), anomalies and activation."""
+    if view["payments"]:
+        table = Table("payment", "channel", "method", "status", "amount", "trade no", "proof")
+        for p in view["payments"]:
+            proof = p.get("proof") or {}
+            table.add_row(
+                Text(p["out_trade_no"]),
+                p["channel"],
+                p["method"] or "",
+                p["status"],
+                f"{p['amount']} {p['currency']}",
+                Text(p["channel_trade_no"] or ""),
+                Text(str(proof.get("reference") or "") if isinstance(proof, dict) else ""),
+            )
+        table.columns[0].no_wrap = True
+        console.print(table)
+    for a in view["anomalies"]:
+        console.print(Text(f"  anomaly #{a['id']} {a['kind']} ({a['status']})"))
+    activation = view.get("activation")
+    if activation:
+        due = f", due {activation['due_at']}" if activation.get("due_at") else ""
+        error = f", last error: {activation['error']}" if activation.get("error") else ""
+        console.print(
+            Text(
+                f"  activation       {activation['mode']}, {activation['attempts']} "
+                f"attempt(s){due}{error}"
+            )
+        )
 
 
 # the after-sales commands (after_sales.py), here to keep their place in help and docs

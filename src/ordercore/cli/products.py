@@ -46,6 +46,19 @@ def _parse_specs(specs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--spec", "specs", multiple=True, help="key=value, repeatable (duration=30d).")
 @click.option("--tier", "tiers", multiple=True, help="MIN_QTY:PERCENT_OFF, repeatable (3:10).")
 @click.option("--inactive", is_flag=True, help="Add it as not for sale.")
+@click.option(
+    "--activation",
+    type=click.Choice(["auto", "manual", "delayed"]),
+    default=None,
+    help="How a paid order is activated: at once, by an operator, or after a delay.",
+)
+@click.option(
+    "--activation-delay",
+    "activation_delay",
+    type=int,
+    default=None,
+    help="Minutes after payment, for --activation delayed.",
+)
 @_actor_option()
 @json_option
 @click.pass_context
@@ -60,6 +73,8 @@ def products_add(
     specs: tuple[str, ...],
     tiers: tuple[str, ...],
     inactive: bool,
+    activation: str | None,
+    activation_delay: int | None,
     actor: Actor,
     as_json: bool,
 ) -> None:
@@ -73,6 +88,8 @@ def products_add(
         low_stock_threshold=low_stock,
         active=not inactive,
         tiers=_parse_tiers(tiers),
+        activation=activation or "auto",
+        activation_delay_minutes=activation_delay,
         actor=actor,
     )
     if as_json:
@@ -136,6 +153,19 @@ def _parse_tiers(tiers: tuple[str, ...]) -> list[QuantityTier]:
 @click.option("--tier", "tiers", multiple=True, help="MIN_QTY:PERCENT_OFF; replaces all tiers.")
 @click.option("--no-tiers", is_flag=True, help="Remove all quantity tiers.")
 @click.option("--active/--inactive", default=None)
+@click.option(
+    "--activation",
+    type=click.Choice(["auto", "manual", "delayed"]),
+    default=None,
+    help="How a paid order is activated: at once, by an operator, or after a delay.",
+)
+@click.option(
+    "--activation-delay",
+    "activation_delay",
+    type=int,
+    default=None,
+    help="Minutes after payment, for --activation delayed.",
+)
 @click.option("--reason", default=None)
 @_actor_option()
 @json_option
@@ -152,6 +182,8 @@ def products_update(
     tiers: tuple[str, ...],
     no_tiers: bool,
     active: bool | None,
+    activation: str | None,
+    activation_delay: int | None,
     reason: str | None,
     actor: Actor,
     as_json: bool,
@@ -169,6 +201,8 @@ def products_update(
         specs=_parse_specs(specs) if specs else None,
         tiers=[] if no_tiers else (_parse_tiers(tiers) if tiers else None),
         active=active,
+        activation=activation,
+        activation_delay_minutes=activation_delay,
         reason=reason,
         actor=actor,
     )

@@ -8,11 +8,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, func, insert, select, update
+from sqlalchemy import Connection, Row, and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ordercore._actor import Actor, ActorKind
-from ordercore._audit.chain import GENESIS, AuditEntry, AuditRecord, canonical_json
+from ordercore._audit.chain import canonical_json
 from ordercore._errors import (
     ConcurrentModification,
     CustomerNotFound,
@@ -33,12 +33,12 @@ from ordercore._orders.domain import (
     QuantityTier,
     SpecValue,
 )
-from ordercore._state import ORDER_MACHINE, CancelReason, OrderEvent, OrderStatus, Transition
+from ordercore._state import CancelReason, OrderStatus
 
+from .audit import AuditRepository
 from .tables import Tables
 
 __all__ = [
-    "AuditRepository",
     "CustomerRepository",
     "OrderRepository",
     "ProductRepository",
@@ -283,8 +283,8 @@ class OrderRepository:
             "cancel_reason": order.cancel_reason.value if order.cancel_reason else None,
             "original_minor": a.original.to_minor(),
             "payable_minor": a.payable.to_minor(),
-            "paid_minor": a.paid_amount.to_minor(),
-            "refunded_minor": a.refunded_amount.to_minor(),
+            "paid_minor": a.paid.to_minor(),
+            "refunded_minor": a.refunded.to_minor(),
             "adjustments": _dump_adjustments(a.adjustments),
             "special": order.special,
             "created_at": order.created_at,
@@ -536,133 +536,3 @@ class OrderRepository:
         yield from self.conn.execute(
             select(self.t.c.number).order_by(self.t.c.created_at, self.t.c.id)
         ).scalars()
-
-
-class AuditRepository:
-    """The append-only, hash-chained audit log."""
-
-    HEAD_ID = 1
-
-    def __init__(self, conn: Connection, tables: Tables, key: bytes | None) -> None:
-        self.conn = conn
-        self.t = tables.audit_log
-        self.head_t = tables.audit_head
-        self.key = key
-
-    def append(self, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
-        """Seal and store ``entries`` after the current chain head (locking the head row, so
-        concurrent writers queue here until the first commits)."""
-        if not entries:
-            return []
-        head = self.conn.execute(
-            select(self.head_t.c.seq, self.head_t.c.hash)
-            .where(self.head_t.c.id == self.HEAD_ID)
-            .with_for_update()
-        ).first()
-        if head is None:
-            seq, prev = 0, GENESIS
-            self.conn.execute(insert(self.head_t).values(id=self.HEAD_ID, seq=0, hash=GENESIS))
-        else:
-            seq, prev = int(head.seq), str(head.hash)
-        records = []
-        for entry in entries:
-            seq += 1
-            record = AuditRecord.from_entry(entry, seq, prev, self.key)
-            records.append(record)
-            prev = record.hash
-        self.conn.execute(
-            insert(self.t),
-            [
-                {
-                    "seq": r.seq,
-                    "at": r.at,
-                    "actor_kind": r.actor_kind,
-                    "actor_id": r.actor_id,
-                    "actor_role": r.actor_role,
-                    "entity_kind": r.entity_kind,
-                    "entity_id": r.entity_id,
-                    "action": r.action,
-                    "before": r.before,
-                    "after": r.after,
-                    "reason": r.reason,
-                    "prev_hash": r.prev_hash,
-                    "hash": r.hash,
-                }
-                for r in records
-            ],
-        )
-        self.conn.execute(
-            update(self.head_t).where(self.head_t.c.id == self.HEAD_ID).values(seq=seq, hash=prev)
-        )
-        return records
-
-    @staticmethod
-    def _from_row(row: Row[Any]) -> AuditRecord:
-        return AuditRecord(
-            seq=int(row.seq),
-            at=row.at,
-            actor_kind=row.actor_kind,
-            actor_id=row.actor_id,
-            actor_role=row.actor_role,
-            entity_kind=row.entity_kind,
-            entity_id=row.entity_id,
-            action=row.action,
-            before=row.before,
-            after=row.after,
-            reason=row.reason,
-            prev_hash=row.prev_hash,
-            hash=row.hash,
-        )
-
-    def head(self) -> tuple[int, str] | None:
-        row = self.conn.execute(
-            select(self.head_t.c.seq, self.head_t.c.hash).where(self.head_t.c.id == self.HEAD_ID)
-        ).first()
-        return None if row is None else (int(row.seq), str(row.hash))
-
-    def records(self, *, batch: int = 1000, upto: int | None = None) -> Iterator[AuditRecord]:
-        """Every record in ``seq`` order (up to ``upto`` when given), read in batches."""
-        after = 0
-        while True:
-            query = select(self.t).where(self.t.c.seq > after)
-            if upto is not None:
-                query = query.where(self.t.c.seq <= upto)
-            rows = self.conn.execute(query.order_by(self.t.c.seq).limit(batch)).all()
-            if not rows:
-                return
-            for row in rows:
-                yield self._from_row(row)
-            after = int(rows[-1].seq)
-
-    def for_entity(self, entity_kind: str, entity_id: str) -> list[AuditRecord]:
-        rows = self.conn.execute(
-            select(self.t)
-            .where(and_(self.t.c.entity_kind == entity_kind, self.t.c.entity_id == entity_id))
-            .order_by(self.t.c.seq)
-        )
-        return [self._from_row(r) for r in rows]
-
-    def count(self) -> int:
-        return int(self.conn.execute(select(func.count()).select_from(self.t)).scalar_one())
-
-    def order_history(self, number: str) -> list[Transition[OrderStatus, OrderEvent]]:
-        """The order's status transitions, rebuilt from its audit records."""
-        history: list[Transition[OrderStatus, OrderEvent]] = []
-        events = {f"order.{e.value}": e for e in OrderEvent}
-        for record in self.for_entity("order", number):
-            event = events.get(record.action)
-            if event is None or record.before is None or record.after is None:
-                continue
-            history.append(
-                Transition(
-                    machine=ORDER_MACHINE.name,
-                    entity=number,
-                    source=OrderStatus(json.loads(record.before)["status"]),
-                    event=event,
-                    target=OrderStatus(json.loads(record.after)["status"]),
-                    actor=Actor(ActorKind(record.actor_kind), record.actor_id, record.actor_role),
-                    reason=record.reason,
-                    at=record.at,
-                )
-            )
-        return history

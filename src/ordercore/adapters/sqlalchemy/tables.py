@@ -100,6 +100,7 @@ class Tables:
     order_communications: Table
     audit_log: Table
     audit_head: Table
+    audit_pending: Table
     coupons: Table
     coupon_redemptions: Table
     wallet_accounts: Table
@@ -299,6 +300,34 @@ def build_tables(prefix: str = "", schema: str | None = None) -> Tables:
         Column("id", Integer, primary_key=True, autoincrement=False),
         Column("seq", BigInteger, nullable=False),
         Column("hash", Str(64), nullable=False),
+        # HMAC of (seq, hash) with the audit key; None without a key
+        Column("mac", Str(64), nullable=True),
+    )
+
+    # Entries written but not yet sealed into audit_log: ``id`` comes from the database's
+    # auto-increment, so writers never wait for each other (see adapters/sqlalchemy/audit.py).
+    audit_pending = Table(
+        n("audit_pending"),
+        md,
+        # BIGINT, but INTEGER on SQLite, where only INTEGER PRIMARY KEY auto-increments
+        Column(
+            "id",
+            BigInteger().with_variant(Integer, "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
+        Column("nonce", Str(32), nullable=False),
+        Column("at", UTCDateTime, nullable=False),
+        *_actor_columns(),
+        Column("entity_kind", Str(32), nullable=False),
+        Column("entity_id", Str(64), nullable=False),
+        Column("action", Str(64), nullable=False),
+        Column("before", Text, nullable=True),
+        Column("after", Text, nullable=True),
+        Column("reason", Text, nullable=True),
+        Column("entry_hash", Str(64), nullable=False),
+        UniqueConstraint("nonce", name=n("uq_audit_pending_nonce")),
+        Index(n("ix_audit_pending_entity"), "entity_kind", "entity_id", "id"),
     )
 
     coupons = Table(
@@ -567,6 +596,7 @@ def build_tables(prefix: str = "", schema: str | None = None) -> Tables:
         order_communications=order_communications,
         audit_log=audit_log,
         audit_head=audit_head,
+        audit_pending=audit_pending,
         coupons=coupons,
         coupon_redemptions=coupon_redemptions,
         wallet_accounts=wallet_accounts,

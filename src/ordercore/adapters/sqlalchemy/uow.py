@@ -12,11 +12,12 @@ from ordercore._orders.listing import OrderFilter, Page
 from ordercore._payments.domain import PaymentAttempt
 from ordercore._refunds.domain import AfterSalesIssue, Refund
 
+from .audit import AuditRepository
 from .coupons import CouponRepository
 from .listing import list_orders
 from .payments import PaymentRepository
 from .refunds import RefundRepository
-from .repositories import AuditRepository, CustomerRepository, OrderRepository, ProductRepository
+from .repositories import CustomerRepository, OrderRepository, ProductRepository
 from .tables import Tables
 from .wallet import WalletRepository
 
