@@ -142,3 +142,22 @@ def test_quickstart_python_snippet_runs_twice(
         assert namespace["core"].orders.get(namespace["order"].number).status.value == "paid"
         namespace["core"].close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_readme_documentation_paragraph_links_every_page() -> None:
+    """Every page of docs/ is reachable from the README (a new page must be named there)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    pages = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").rglob("*.md"))
+    assert pages
+    assert [page for page in pages if f"({page})" not in readme] == []
+
+
+def test_the_readme_status_table_claims_nothing_planned_that_has_a_docs_page() -> None:
+    """A feature with its own concepts page is not 'planned' in the status table."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("## Status") : readme.index("## Configuration")]
+    planned = [line for line in table.splitlines() if line.rstrip().endswith("| planned |")]
+    concepts = [p.stem for p in (ROOT / "docs" / "concepts").glob("*.md")]
+    for line in planned:
+        lowered = line.lower()
+        assert not any(name.replace("-", " ") in lowered for name in concepts), line
