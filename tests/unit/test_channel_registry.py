@@ -145,7 +145,7 @@ def test_relative_key_files_are_read_from_the_configuration_files_folder(
     settings = Settings.load(config, database_url="sqlite://")
     assert settings.config_dir == str(folder.resolve())
     core = OrderCore.from_settings(settings, plugins=[ordercore.testing])
-    assert core.channel("fake").config.secrets["webhook_secret"].value == b"s3cret"
+    assert core.channel("fake").config.secrets["webhook_secret"].reveal() == b"s3cret"
 
 
 @pytest.mark.parametrize("zone", ["Mars/Olympus", "", "UTC+8"])

@@ -8,7 +8,6 @@ stored as integer minor units next to its currency code; times as UTC with micro
 from __future__ import annotations
 
 import functools
-from datetime import datetime, timezone
 from typing import Any
 
 from attrs import frozen
@@ -17,71 +16,20 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
-    DateTime,
-    Dialect,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
     MetaData,
-    String,
     Table,
     Text,
-    TypeDecorator,
     UniqueConstraint,
 )
-from sqlalchemy.dialects import mysql
+
+from .risk_tables import risk_tables
+from .types import Str, UTCDateTime, money_column
 
 __all__ = ["Str", "Tables", "UTCDateTime", "build_tables"]
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Timezone-aware UTC datetimes with microseconds on every backend.
-
-    PostgreSQL stores ``timestamptz``; SQLite and MariaDB store naive UTC (MariaDB with
-    ``DATETIME(6)`` so that microseconds survive). Naive datetimes are refused on the way in.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def load_dialect_impl(self, dialect: Dialect) -> Any:
-        if dialect.name in ("mysql", "mariadb"):
-            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
-        return dialect.type_descriptor(DateTime(timezone=dialect.name == "postgresql"))
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError("naive datetime given to a UTC column")
-        value = value.astimezone(timezone.utc)
-        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
-
-
-def Str(length: int) -> String:
-    """``String(length)``, compared case-sensitively on every backend.
-
-    MariaDB/MySQL's default collations compare strings case-insensitively ("Plan-A" equals
-    "plan-a"), which would let two skus, order numbers or idempotency keys collide that
-    differ only in case; there the column uses the binary ``utf8mb4_bin`` collation. (That
-    collation still ignores trailing spaces, so the domain refuses identifiers with
-    surrounding white space.)
-    """
-    return String(length).with_variant(
-        mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
-    )
-
-
-def _money(name: str, nullable: bool = False) -> Column[Any]:
-    return Column(f"{name}_minor", BigInteger, nullable=nullable)
 
 
 @frozen
@@ -158,7 +106,7 @@ def build_tables(prefix: str = "", schema: str | None = None) -> Tables:
         Column("sku", Str(64), nullable=False),
         Column("name", Str(200), nullable=False),
         Column("currency", Str(10), nullable=False),
-        _money("price"),
+        money_column("price"),
         Column("specs", Text, nullable=False),
         Column("stock", Integer, nullable=True),
         Column("low_stock_threshold", Integer, nullable=True),
@@ -180,10 +128,10 @@ def build_tables(prefix: str = "", schema: str | None = None) -> Tables:
         Column("currency", Str(10), nullable=False),
         Column("status", Str(16), nullable=False),
         Column("cancel_reason", Str(16), nullable=True),
-        _money("original"),
-        _money("payable"),
-        _money("paid"),
-        _money("refunded"),
+        money_column("original"),
+        money_column("payable"),
+        money_column("paid"),
+        money_column("refunded"),
         Column("adjustments", Text, nullable=False),
         Column("channel", Str(32), nullable=True),
         Column("special", Boolean, nullable=False, default=False),
@@ -236,7 +184,7 @@ def build_tables(prefix: str = "", schema: str | None = None) -> Tables:
         Column("sku", Str(64), nullable=False),
         Column("name", Str(200), nullable=False),
         Column("specs", Text, nullable=False),
-        _money("unit_price"),
+        money_column("unit_price"),
         Column("quantity", Integer, nullable=False),
         Column("tier_percent_off", Str(16), nullable=True),
         UniqueConstraint("order_id", "position", name=n("uq_order_lines_position")),
@@ -343,9 +291,9 @@ def build_tables(prefix: str = "", schema: str | None = None) -> Tables:
         Column("kind", Str(8), nullable=False),
         Column("currency", Str(10), nullable=False),
         Column("percent", Str(16), nullable=True),
-        _money("amount", nullable=True),
-        _money("max_discount", nullable=True),
-        _money("min_amount", nullable=True),
+        money_column("amount", nullable=True),
+        money_column("max_discount", nullable=True),
+        money_column("min_amount", nullable=True),
         Column("valid_from", UTCDateTime, nullable=True),
         Column("valid_until", UTCDateTime, nullable=True),
         Column("limit_total", Integer, nullable=True),
@@ -366,7 +314,7 @@ def build_tables(prefix: str = "", schema: str | None = None) -> Tables:
         Column("order_id", Integer, ForeignKey(fk("orders")), nullable=False),
         Column("customer_id", Integer, ForeignKey(fk("customers")), nullable=False),
         Column("status", Str(10), nullable=False),
-        _money("discount"),
+        money_column("discount"),
         Column("created_at", UTCDateTime, nullable=False),
         Column("updated_at", UTCDateTime, nullable=False),
         UniqueConstraint("coupon_id", "order_id", name=n("uq_coupon_redemptions_order")),
@@ -412,10 +360,10 @@ def build_tables(prefix: str = "", schema: str | None = None) -> Tables:
         Column("method", Str(16), nullable=False),
         Column("out_trade_no", Str(64), nullable=False),
         Column("currency", Str(10), nullable=False),
-        _money("amount"),
+        money_column("amount"),
         Column("status", Str(16), nullable=False),
         Column("channel_trade_no", Str(128), nullable=True),
-        _money("received", nullable=True),
+        money_column("received", nullable=True),
         Column("checkout", Text, nullable=True),
         Column("proof_reference", Str(200), nullable=True),
         Column("proof_file", Str(500), nullable=True),
@@ -430,10 +378,10 @@ def build_tables(prefix: str = "", schema: str | None = None) -> Tables:
         Column("settles_order", Boolean, nullable=False, server_default="0"),
         # Crypto: the coin amount, rate and expiry the gateway locked, and what arrived.
         Column("coin_currency", Str(10), nullable=True),
-        _money("coin_amount", nullable=True),
+        money_column("coin_amount", nullable=True),
         Column("coin_rate", Str(40), nullable=True),
         Column("coin_pay_by", UTCDateTime, nullable=True),
-        _money("coin_received", nullable=True),
+        money_column("coin_received", nullable=True),
         UniqueConstraint("out_trade_no", name=n("uq_payment_attempts_out_trade_no")),
         Index(n("ix_payment_attempts_order"), "order_id", "id"),
         Index(n("ix_payment_attempts_check"), "next_check_at"),
@@ -540,7 +488,7 @@ def build_tables(prefix: str = "", schema: str | None = None) -> Tables:
         Column("attempt_id", Integer, ForeignKey(fk("payment_attempts")), nullable=True),
         Column("channel", Str(32), nullable=True),
         Column("currency", Str(10), nullable=False),
-        _money("amount"),
+        money_column("amount"),
         Column("destination", Str(16), nullable=False),
         Column("counts_toward_order", Boolean, nullable=False),
         Column("status", Str(16), nullable=False),
@@ -594,7 +542,7 @@ def build_tables(prefix: str = "", schema: str | None = None) -> Tables:
         Index(n("ix_after_sales_steps_issue"), "issue_id", "id"),
     )
 
-    risk = _risk_tables(md, n, fk, _actor_columns)
+    risk = risk_tables(md, n, fk, _actor_columns)
 
     return Tables(
         metadata=md,
@@ -625,94 +573,3 @@ def build_tables(prefix: str = "", schema: str | None = None) -> Tables:
         issue_steps=issue_steps,
         **risk,
     )
-
-
-def _risk_tables(
-    md: MetaData,
-    n: Any,
-    fk: Any,
-    actor_columns: Any,
-) -> dict[str, Table]:
-    """Risk control: list entries, the subjects checks lock, the context stored with each
-    order and attempt (what velocity counts), and every decision."""
-    risk_lists = Table(
-        n("risk_lists"),
-        md,
-        Column("id", Integer, primary_key=True, autoincrement=True),
-        Column("kind", Str(16), nullable=False),
-        Column("value", Str(254), nullable=False),
-        Column("allow", Boolean, nullable=False),
-        Column("reason", Text, nullable=False),
-        Column("added_by", Str(200), nullable=False),
-        Column("created_at", UTCDateTime, nullable=False),
-        Column("expires_at", UTCDateTime, nullable=True),
-        UniqueConstraint("kind", "value", name=n("uq_risk_lists_entry")),
-    )
-    # One row per counted subject (customer, ip, device, email domain): checks lock these
-    # rows, so that concurrent checks of one subject count one after the other.
-    risk_subjects = Table(
-        n("risk_subjects"),
-        md,
-        Column("kind", Str(16), primary_key=True),
-        Column("value", Str(254), primary_key=True),
-    )
-    risk_orders = Table(
-        n("risk_orders"),
-        md,
-        Column("order_id", Integer, ForeignKey(fk("orders")), primary_key=True),
-        Column("customer_id", Integer, nullable=False),
-        Column("created_at", UTCDateTime, nullable=False),
-        Column("ip", Str(45), nullable=True),
-        Column("device_id", Str(128), nullable=True),
-        Column("email", Str(254), nullable=True),
-        Column("email_domain", Str(254), nullable=True),
-        Column("user_agent", Text, nullable=True),
-        Column("verdict", Str(8), nullable=False),
-        Column("needs_verification", Boolean, nullable=False),
-        Column("review_state", Str(16), nullable=True),
-        Column("review_due_at", UTCDateTime, nullable=True),
-        Index(n("ix_risk_orders_ip"), "ip", "created_at"),
-        Index(n("ix_risk_orders_device"), "device_id", "created_at"),
-        Index(n("ix_risk_orders_domain"), "email_domain", "created_at"),
-        Index(n("ix_risk_orders_device_customer"), "device_id", "customer_id"),
-        Index(n("ix_risk_orders_ip_customer"), "ip", "customer_id"),
-        Index(n("ix_risk_orders_review"), "review_state", "review_due_at"),
-    )
-    risk_attempts = Table(
-        n("risk_attempts"),
-        md,
-        Column("attempt_id", Integer, ForeignKey(fk("payment_attempts")), primary_key=True),
-        Column("order_id", Integer, nullable=False),
-        Column("customer_id", Integer, nullable=False),
-        Column("created_at", UTCDateTime, nullable=False),
-        Column("ip", Str(45), nullable=True),
-        Column("device_id", Str(128), nullable=True),
-        Column("payer_account", Str(128), nullable=True),
-        Column("user_agent", Text, nullable=True),
-        Index(n("ix_risk_attempts_ip"), "ip", "created_at"),
-        Index(n("ix_risk_attempts_customer"), "customer_id", "created_at"),
-        Index(n("ix_risk_attempts_payer"), "payer_account", "customer_id"),
-    )
-    risk_decisions = Table(
-        n("risk_decisions"),
-        md,
-        Column("id", Integer, primary_key=True, autoincrement=True),
-        Column("stage", Str(8), nullable=False),
-        Column("verdict", Str(8), nullable=False),
-        Column("order_number", Str(32), nullable=True),
-        Column("out_trade_no", Str(64), nullable=True),
-        Column("customer_id", Integer, nullable=True),
-        Column("rules", Text, nullable=False),
-        Column("context", Text, nullable=False),
-        *actor_columns(),
-        Column("created_at", UTCDateTime, nullable=False),
-        Index(n("ix_risk_decisions_order"), "order_number", "id"),
-        Index(n("ix_risk_decisions_verdict"), "verdict", "created_at"),
-    )
-    return {
-        "risk_lists": risk_lists,
-        "risk_subjects": risk_subjects,
-        "risk_orders": risk_orders,
-        "risk_attempts": risk_attempts,
-        "risk_decisions": risk_decisions,
-    }
