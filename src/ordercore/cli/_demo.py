@@ -523,6 +523,7 @@ def run_demo(database: str | Path) -> list[dict[str, Any]]:
         from .export import demo_export
 
         demo_export(core, say)
+        core.audit.seal_all()  # what the job runner does every pass
         verdict = core.audit.verify()
         say(
             f"audit chain: {verdict.checked} records, {'intact' if verdict.ok else 'BROKEN'}",
