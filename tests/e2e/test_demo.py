@@ -71,18 +71,22 @@ def test_demo_json_and_the_database_it_leaves(tmp_path: Path) -> None:
     current = oc.json("db", "current")
     assert current["current"] == current["head"]
 
-    # three refunds: one part to the customer's balance, one in full back through the fake
-    # channel, one part back through Alipay (its sandbox gateway, over loopback HTTP)
+    # four refunds: one part to the customer's balance, one in full back through the fake
+    # channel, one part back through Alipay and one through WeChat Pay (their sandbox gateways,
+    # over loopback HTTP; WeChat's answered PROCESSING, then settled by REFUND.SUCCESS)
     told = [step for step in steps if "refund" in step]
-    assert [step["refund_status"] for step in told] == ["succeeded", "succeeded", "succeeded"]
-    partly, fully, alipay = told
+    assert [step["refund_status"] for step in told] == ["succeeded"] * 4
+    partly, fully, alipay, wechat = told
+    assert wechat["refunded"] == "5.00"
+    assert wechat["status"] in ("paid", "completed")
     assert alipay["status"] in ("paid", "completed")
     assert alipay["refunded"] == "5.00"
     assert partly["status"] in ("paid", "completed")  # a partial refund keeps the status
     assert partly["refunded"] == "100.00"
     assert fully["status"] == "refunded"
     refunds = {r["id"]: r for r in oc.json("refunds", "list")["items"]}
-    assert set(refunds) == {partly["refund"], fully["refund"], alipay["refund"]}
+    assert set(refunds) == {partly["refund"], fully["refund"], alipay["refund"], wechat["refund"]}
+    assert refunds[wechat["refund"]]["channel"] == "wechat"
     through_alipay = refunds[alipay["refund"]]
     assert (through_alipay["channel"], through_alipay["destination"]) == ("alipay", "original")
     assert through_alipay["amount"] == "5.00"

@@ -303,6 +303,15 @@ def _fresh_url(database: str | Path) -> tuple[str, str]:
     return text, url.render_as_string(hide_password=True)
 
 
+def _wechat_demo() -> Any:
+    """The WeChat Pay plugin's demo step (its sandbox started) — or None without it."""
+    try:
+        from ordercore_wechat._demo import WechatDemo
+    except ImportError:  # pragma: no cover - the plugin ships with ordercore
+        return None
+    return WechatDemo()
+
+
 def _crypto_demo() -> Any:
     """The crypto plugin's demo step (its three sandboxes started) — or None without it."""
     try:
@@ -324,6 +333,9 @@ def run_demo(database: str | Path) -> list[dict[str, Any]]:
     }
     if sandbox is not None:
         channels["alipay"] = sandbox.channel_config(timeout_seconds=10)
+    wechat = _wechat_demo()
+    if wechat is not None:
+        channels["wechat"] = wechat.config()
     crypto = _crypto_demo()
     channels.update(crypto.configs() if crypto is not None else {})
     core = OrderCore.from_url(
@@ -513,6 +525,8 @@ def run_demo(database: str | Path) -> list[dict[str, Any]]:
         _refund_orders(core, gateway, host, transfer, through_fake, say)
         if sandbox is not None:
             _pay_with_alipay(core, sandbox, li.id or 0, say)
+        if wechat is not None:
+            wechat.run(core, li.id or 0, "VPN-1M", say)
         demo_risk(url, (li.id or 0, han.id or 0), say)
         if crypto is not None:
             crypto.run(core, li.id or 0, "VPN-1M", say)
@@ -533,6 +547,8 @@ def run_demo(database: str | Path) -> list[dict[str, Any]]:
         core.close()
         if sandbox is not None:
             sandbox.stop()
+        if wechat is not None:
+            wechat.stop()
         if crypto is not None:
             crypto.stop()
     return steps
