@@ -16,6 +16,7 @@ import http.client
 import importlib.util
 import json
 import logging
+import signal
 import re
 import sys
 import threading
@@ -652,9 +653,18 @@ def test_serve_runs_until_ctrl_c() -> None:
         finally:
             _thread.interrupt_main()
 
-    serve(
-        core, "127.0.0.1", 0, ready=lambda url: threading.Thread(target=client, args=(url,)).start()
-    )
+    # A process started in the background by a shell ignores SIGINT, and then
+    # interrupt_main() does nothing: give the main thread Python's own Ctrl-C handler.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        serve(
+            core,
+            "127.0.0.1",
+            0,
+            ready=lambda url: threading.Thread(target=client, args=(url,)).start(),
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert [a.status for a in answers] == [200]
     assert core.payments.calls[0].body == b"via serve"
 
