@@ -16,8 +16,8 @@ import http.client
 import importlib.util
 import json
 import logging
-import signal
 import re
+import signal
 import sys
 import threading
 import time
