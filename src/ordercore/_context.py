@@ -24,6 +24,7 @@ from ordercore._errors import InvalidField, PermissionDenied, RiskBlocked
 if TYPE_CHECKING:
     import pluggy
 
+    from ordercore._audit.audit_service import AuditService
     from ordercore._config import Settings
     from ordercore._orders.order_service import OrderService
     from ordercore._orders.pricing import FeeRule
@@ -79,6 +80,7 @@ class Context(Protocol):
     orders: OrderService
     payments: PaymentService
     refunds: RefundService
+    audit: AuditService
     risk: RiskService
     stats: StatsService
 

@@ -125,8 +125,7 @@ class OrderCore:
     def channel_statuses(self) -> list[ChannelStatus]:
         """Every channel a plugin offers or the settings configure: enabled or not, its
         methods, limits and fees, and why it is off (``ordercore channels list``)."""
-        if self._channels is None:
-            self._channels, self._statuses = build_channels(self.plugins, self.settings)
+        _ = self.channels  # building the channels builds their statuses
         return list(self._statuses.values())
 
     def channel(self, name: str) -> PaymentChannel:

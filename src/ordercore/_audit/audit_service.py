@@ -16,6 +16,7 @@ from ordercore._audit.chain import (
     verify_chain,
 )
 from ordercore._context import Service
+from ordercore._errors import AuditChainError
 
 if TYPE_CHECKING:
     from ordercore.adapters.sqlalchemy.uow import UnitOfWork
@@ -42,14 +43,26 @@ class AuditService(Service):
             uow.commit()
         return sealed
 
-    def seal_all(self) -> int:
-        """Seal until nothing is pending (what ``audit seal`` and ``audit checkpoint`` do)."""
+    def seal_pending(self) -> tuple[int, str | None]:
+        """Seal until nothing is pending: how many entries, and why sealing stopped when the
+        chain shows tampering (None when it did not). The job runner's step."""
         total = 0
-        while True:
-            sealed = self.seal()
-            total += sealed
-            if sealed < SEAL_BATCH:
-                return total
+        try:
+            while True:
+                sealed = self.seal()
+                total += sealed
+                if sealed < SEAL_BATCH:
+                    return total, None
+        except AuditChainError as exc:
+            return total, str(exc)
+
+    def seal_all(self) -> int:
+        """Seal until nothing is pending (what ``audit seal`` and ``audit checkpoint`` do);
+        :class:`~ordercore.AuditChainError` when the chain shows tampering."""
+        total, problem = self.seal_pending()
+        if problem is not None:
+            raise AuditChainError(problem)
+        return total
 
     def verify(self) -> ChainVerdict:
         """Check every record of the chain, its head and the head's MAC, every pending entry

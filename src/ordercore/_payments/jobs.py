@@ -12,9 +12,8 @@ from typing import TYPE_CHECKING, TypeVar
 from attrs import frozen
 
 from ordercore._actor import Actor
-from ordercore._audit.audit_service import SEAL_BATCH
 from ordercore._audit.chain import AuditEntry
-from ordercore._errors import AuditChainError, ChannelError, ConfigurationError, InvalidField
+from ordercore._errors import ChannelError, ConfigurationError, InvalidField
 from ordercore._outbox import ActivationContext, OutboxMessage
 from ordercore._permissions import Permission
 from ordercore._state import OrderStatus
@@ -267,16 +266,10 @@ class JobRunner(Reconciliation):
     def _seal_audit(self) -> tuple[int, str | None]:
         """Link what this pass (and every writer since the last one) recorded into the audit
         chain. A chain that shows tampering is not extended: the pass reports it and goes on."""
-        total = 0
-        try:
-            while True:
-                sealed = self._run(lambda uow, _now: uow.audit.seal(limit=SEAL_BATCH))
-                total += sealed
-                if sealed < SEAL_BATCH:
-                    return total, None
-        except AuditChainError as exc:
-            logger.error("%s", exc)
-            return total, str(exc)
+        sealed, problem = self._ctx.audit.seal_pending()
+        if problem is not None:
+            logger.error("%s", problem)
+        return sealed, problem
 
     def deliver_outbox(self, now: datetime | None = None, *, batch: int = 100) -> tuple[int, int]:
         """Deliver due outbox messages through ``ordercore_notify``: ``(delivered, failed)``."""
