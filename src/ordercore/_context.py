@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ordercore._refunds.refund_service import RefundService
     from ordercore._reports.stats_service import StatsService
     from ordercore._risk.risk_service import RiskService
+    from ordercore.adapters.sqlalchemy.export import ExportReader
     from ordercore.adapters.sqlalchemy.stats import ReportingReader
     from ordercore.adapters.sqlalchemy.uow import UnitOfWork
     from ordercore.channels import PaymentChannel
@@ -86,6 +87,10 @@ class Context(Protocol):
 
     def reporting_reader(self) -> ReportingReader:
         """A read-only transaction on the reporting engine (a replica, or the main one)."""
+        ...
+
+    def export_reader(self) -> ExportReader:
+        """A read-only snapshot on the reporting engine, for an order export."""
         ...
 
     @property

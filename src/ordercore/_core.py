@@ -35,6 +35,7 @@ from ._reports.stats_service import StatsService
 from ._risk.risk_service import RiskService
 from .adapters.sqlalchemy import migrate
 from .adapters.sqlalchemy.engine import make_engine
+from .adapters.sqlalchemy.export import ExportReader
 from .adapters.sqlalchemy.stats import ReportingReader
 from .adapters.sqlalchemy.tables import Tables, build_tables
 from .adapters.sqlalchemy.uow import UnitOfWork
@@ -227,6 +228,10 @@ class OrderCore:
     def reporting_reader(self) -> ReportingReader:
         """A read-only transaction on :attr:`reporting_engine` (statistics, exports)."""
         return ReportingReader(self.reporting_engine, self.tables)
+
+    def export_reader(self) -> ExportReader:
+        """A read-only snapshot on :attr:`reporting_engine` for an order export."""
+        return ExportReader(self.reporting_engine, self.tables)
 
     def unit_of_work(self) -> UnitOfWork:
         return UnitOfWork(self.engine, self.tables, self.settings.audit_key)

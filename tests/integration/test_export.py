@@ -13,6 +13,8 @@ import csv
 import io
 import random
 import re
+import sqlite3
+import time
 import zipfile
 from collections.abc import Iterator
 from decimal import Decimal
@@ -343,3 +345,58 @@ def _check_damaged_backups(backend: Backend, core: OrderCore, good: Path, tmp_pa
     assert {k: v for k, v in after.items() if "audit" not in k} == {
         k: v for k, v in before.items() if "audit" not in k
     }
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_an_export_reads_the_reporting_database(
+    backend: Backend, core: OrderCore, book: list[str], clock: FakeClock, tmp_path: Path
+) -> None:
+    """With ``reporting_database_url`` set, the rows come from there (here a copy of the
+    main file that has not seen the newest order); the audit record of the export is
+    written to the main database, never to the replica."""
+    main = Path(str(core.engine.url.database))
+    replica = tmp_path / "replica.db"
+    with sqlite3.connect(main) as src, sqlite3.connect(replica) as dst:
+        src.backup(dst)
+    customer = core.customers.add(name="Late", email="late@example.com", actor=ADMIN)
+    assert customer.id is not None
+    late = core.orders.create(items=[("sku-0", 1)], customer_id=customer.id, actor=ADMIN)
+    # without the setting: the main database, the late order included
+    assert late.number in [r["number"] for r in _csv(core, fields="number")]
+
+    reporting = backend.core(clock, reporting_database_url=f"sqlite:///{replica}")
+    replica_core = OrderCore.from_url(f"sqlite:///{replica}", clock=clock)
+    in_main, in_replica = len(audit_rows(core)), len(audit_rows(replica_core))
+    rows = _csv(reporting, fields="number,customer_name", mask=False, chunk=4)
+    assert sorted(r["number"] for r in rows) == sorted(book)
+    assert "Late" not in {r["customer_name"] for r in rows}
+
+    main_log = audit_rows(core)[in_main:]
+    assert [r["action"] for r in main_log] == ["export.orders"]
+    assert '"masked":false' in main_log[0]["after"]
+    assert [r["action"] for r in audit_rows(replica_core)[in_replica:]] == []
+    replica_core.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_sqlite_export_holds_up_no_writer(core: OrderCore, book: list[str]) -> None:
+    """The export reads one snapshot (a deferred BEGIN in WAL mode), not the write lock:
+    orders are created while it runs, and it writes the orders of its snapshot."""
+    created: list[str] = []
+    customer = core.customers.add(name="Busy", actor=ADMIN)
+    assert customer.id is not None
+
+    def meanwhile(_rows: int) -> None:
+        order = core.orders.create(items=[("sku-1", 1)], customer_id=customer.id, actor=ADMIN)
+        created.append(order.number)
+
+    out = io.StringIO(newline="")
+    start = time.monotonic()
+    result = core.export.orders(
+        destination=out, fields="number", actor=ADMIN, chunk=5, progress=meanwhile
+    )
+    assert time.monotonic() - start < 10  # no wait for a lock (the busy timeout is 30 s)
+    assert len(created) == -(-len(book) // 5)
+    exported = [r["number"] for r in csv.DictReader(io.StringIO(out.getvalue(), newline=""))]
+    assert result.rows == len(exported) == len(book)
+    assert not set(created) & set(exported)

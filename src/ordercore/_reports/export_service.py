@@ -1,7 +1,12 @@
-"""The export use cases: ``core.export.orders``, ``.backup`` and ``.restore``.
+"""The export use cases: ``core.export.orders``, ``.report``, ``.backup`` and ``.restore``.
 
 An order export reads the orders an :class:`~ordercore._orders.listing.OrderFilter` selects
-in the order list's order, chunk by chunk, and hands each row to a writer (CSV, Excel, PDF).
+in the order list's order, chunk by chunk, and hands each chunk to a writer (CSV, Excel,
+PDF). It reads through the *reporting* engine (``Settings.reporting_database_url``, a read
+replica, or the main database when it is not set), in one read-only snapshot, like the
+statistics and the sales report; what it writes — its audit record, the record of a refused
+permission — goes to the main database. A backup reads the main database: it is the copy of
+record that a restore brings back.
 Everything that can be refused is checked before a byte is written: the permission
 (``export``; ``orders.export_unmasked`` for personal data in clear), the fields, the format,
 the time zone. A file is written beside its destination and renamed into place when
@@ -28,7 +33,7 @@ from ordercore._orders.listing import OrderFilter, load_zone
 from ordercore._permissions import Permission
 
 from . import backup as backup_format
-from .fields import ExportField, needs, resolve_fields, row_values
+from .fields import ExportField, needs, resolve_fields
 from .pdf import PdfSink
 from .report import TOP_PRODUCTS, SalesReport, html_report
 from .report_files import write_pdf_report, write_xlsx_report
@@ -141,12 +146,20 @@ class _Target:
             self.stream = destination
         self.binary = binary
 
-    def open(self, encoding: str = "utf-8-sig") -> Any:
+    def open(self, *, bom: bool = True) -> Any:
+        """The stream to write: the caller's, or the temporary file (text: UTF-8, with a
+        byte-order mark when ``bom``)."""
         if self.path is None:
             return self.stream
         if self.binary:
             return str(self.temp)
-        return open(self.temp, "w", encoding=encoding, newline="")
+        # "utf-8-sig" would write the same bytes, through an encoder written in Python that
+        # runs on every write (a row of CSV): the mark is written once, and the rest is
+        # plain UTF-8, encoded in C
+        handle = open(self.temp, "w", encoding="utf-8", newline="", buffering=1 << 16)  # noqa: SIM115
+        if bom:
+            handle.write("\ufeff")
+        return handle
 
     def done(self, handle: Any) -> None:
         if self.path is None:
@@ -191,7 +204,7 @@ class ExportService(Service):
         tz: str | None = None,
         actor: Actor,
         progress: Progress | None = None,
-        chunk: int = 1000,
+        chunk: int = 2000,
         sheet_rows: int = SHEET_ROWS,
     ) -> ExportResult:
         """Export the orders ``flt`` selects (every order without it), newest first exactly
@@ -224,12 +237,10 @@ class ExportService(Service):
         rows = 0
         try:
             handle = target.open()
-            sink = self._sink(format, handle, chosen, zone, sheet_rows, zone_name)
-            with self._uow() as uow:
-                uow.snapshot()
-                for records in uow.export_records(flt, needs(chosen), chunk=chunk):
-                    for record in records:
-                        sink.write(row_values(chosen, record, masked=mask))
+            sink = self._sink(format, handle, chosen, zone, sheet_rows, zone_name, mask)
+            with self._ctx.export_reader() as reader:
+                for records in reader.records(flt, needs(chosen), chunk=chunk):
+                    sink.write_records(records)
                     rows += len(records)
                     if progress is not None:
                         progress(len(records))
@@ -270,15 +281,17 @@ class ExportService(Service):
         zone: Any,
         sheet_rows: int,
         zone_name: str,
+        masked: bool,
     ) -> RowSink:
         if format == "csv":
-            return CsvSink(handle, fields, zone)
+            return CsvSink(handle, fields, zone, masked=masked)
         if format == "xlsx":
-            return XlsxSink(handle, fields, zone, sheet_rows=sheet_rows)
+            return XlsxSink(handle, fields, zone, sheet_rows=sheet_rows, masked=masked)
         return PdfSink(
             handle,
             fields,
             zone,
+            masked=masked,
             font_path=self._ctx.settings.pdf_font,
             title="Orders",
             subtitle=f"exported {self._now().astimezone(zone):%Y-%m-%d %H:%M} {zone_name}",
@@ -321,7 +334,7 @@ class ExportService(Service):
         target = _Target(destination, binary=format != "html")
         handle = None
         try:
-            handle = target.open(encoding="utf-8")
+            handle = target.open(bom=False)
             if format == "html":
                 handle.write(html_report(report))
             elif format == "pdf":

@@ -53,7 +53,7 @@ def mask_name(name: str) -> str:
         return _STAR
     words = text.split()
     if len(words) == 1:
-        return text[0] + _stars(len(text) - 1)
+        return text[0] + _STAR * (len(text) - 1)  # at least one: len(text) > 1
     masked = [w[0] + _STAR * (len(w) - 1) if len(w) > 1 else _STAR for w in words[:-1]]
     return " ".join([*masked, words[-1]])
 

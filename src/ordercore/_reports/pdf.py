@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from ordercore._errors import ConfigurationError
 
-from .fields import ExportField, Value
+from .fields import ExportField, OrderRecord, Value, row_values
 
 __all__ = ["FONT_CANDIDATES", "PdfSink", "find_font", "register_font"]
 
@@ -116,12 +116,14 @@ class PdfSink:
         font_path: str | None,
         title: str = "Orders",
         subtitle: str = "",
+        masked: bool = True,
     ) -> None:
         from reportlab.lib.pagesizes import A4, landscape
         from reportlab.pdfgen.canvas import Canvas
 
         self._font = register_font(font_path)
         self._fields = list(fields)
+        self._masked = masked
         self._zone = zone
         self._title, self._subtitle = title, subtitle
         check_drawable(self._font, title + subtitle)
@@ -178,7 +180,12 @@ class PdfSink:
             c.line(self._margin, self._y - 3, self._size[0] - self._margin, self._y - 3)
         self._y -= self._line
 
+    def write_records(self, records: Sequence[OrderRecord]) -> None:
+        for record in records:
+            self.write(row_values(self._fields, record, masked=self._masked))
+
     def write(self, values: Sequence[Value]) -> None:
+        """One row of values (already masked)."""
         if self._y < self._margin:
             self._new_page()
         cells = [pdf_cell(v, self._zone) for v in values]

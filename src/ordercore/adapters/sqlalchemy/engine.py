@@ -26,7 +26,10 @@ def make_engine(
 
     SQLite gets foreign keys, WAL for files, a busy timeout, and ``BEGIN IMMEDIATE`` for every
     transaction, so that two writers queue up instead of failing halfway (SQLite has no row
-    locks: the write lock is taken when the transaction starts). PostgreSQL and MariaDB use
+    locks: the write lock is taken when the transaction starts) — except on a connection
+    with the execution option ``ordercore_read_only=True``, which only reads: it begins
+    DEFERRED, and in WAL mode reads one snapshot without holding up any writer (a long
+    export). PostgreSQL and MariaDB use
     READ COMMITTED with explicit row locks where ordercore needs them.
     """
     parsed = make_url(url)
@@ -57,7 +60,10 @@ def make_engine(
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            if conn.get_execution_options().get("ordercore_read_only"):
+                conn.exec_driver_sql("BEGIN DEFERRED")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     if parsed.get_backend_name() == "postgresql" or parsed.get_backend_name() in (

@@ -1,34 +1,199 @@
 """The export query: every order an :class:`OrderFilter` selects, in the order list's order,
-read in keyset chunks.
+read in keyset chunks on the reporting engine.
 
 It is the order list's own query (``listing.py``: the same planned conditions, the same
 ``ORDER BY created_at DESC, id DESC``, the same cursor condition between chunks), with the
 customer joined and, per chunk, only the detail rows the chosen fields need (lines, flags,
-note counts, the settling payment, the last notification's address). At most one chunk of
-rows is in memory at a time, whatever the number of orders: ``export == list`` by
-construction, and memory stays flat.
+note counts, the settling payment, the last notification's address), each read by one
+``IN`` query over the chunk's ids. At most one chunk of rows is in memory at a time,
+whatever the number of orders: ``export == list`` by construction, and memory stays flat.
+
+Speed. An export reads every column of every order it writes, so what costs is per row, not
+per query. The columns are read as the driver gives them (no SQLAlchemy type processing:
+``type_coerce`` to :class:`~sqlalchemy.types.NullType`), and the only conversion made in
+Python is the one a writer needs: a stored time to a timezone-aware datetime, by the
+cheapest means of each backend (``datetime.fromisoformat`` of SQLite's text, the UTC zone
+put on MariaDB's naive value; PostgreSQL's driver already gives aware values). Each order
+becomes one :class:`~ordercore._reports.fields.OrderRecord` (a named tuple), the query's
+row first.
+
+Isolation. :class:`ExportReader` holds one read-only transaction for the whole export: a
+``REPEATABLE READ, READ ONLY`` snapshot on PostgreSQL and MariaDB, and on SQLite a deferred
+``BEGIN`` (the connection option ``ordercore_read_only``, see ``engine.py``), which in WAL
+mode reads one snapshot without taking the write lock, so an export of a million orders
+does not hold up the shop's writes.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Collection, Iterator
-from typing import Any
+from collections.abc import Callable, Collection, Iterator
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import Any, Final
 
-from sqlalchemy import Connection, and_, func, select, true
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    func,
+    null,
+    select,
+    true,
+    type_coerce,
+)
+from sqlalchemy.types import NullType
 
 from ordercore._money import get_currency
 from ordercore._orders.listing import Cursor, OrderFilter
-from ordercore._reports.fields import OrderRecord
+from ordercore._reports.fields import QUERY_COLUMNS, TIMES, TIMES_AT, OrderRecord
 
 from .listing import _after, _planned_conditions, _walk_index
 from .tables import Tables
 
-__all__ = ["CHUNK", "iter_records"]
+__all__ = ["CHUNK", "ExportReader", "iter_records"]
 
-#: Orders read per query.
-CHUNK = 1000
-_TIMES = ("paid_at", "completed_at", "canceled_at", "refunded_at")
+#: Orders read per query (measured in docs/performance.md#export: from about 2,000 on, the
+#: per-query costs no longer show).
+CHUNK: Final = 2000
+_CUSTOMER: Final = {
+    "customer_ref": "external_ref",
+    "customer_name": "name",
+    "customer_email": "email",
+    "customer_phone": "phone",
+}
+_PAYMENT: Final = {
+    "method": "method",
+    "out_trade_no": "out_trade_no",
+    "trade_no": "channel_trade_no",
+}
+_N: Final = len(QUERY_COLUMNS)
+#: the columns every export reads: the keyset's, the number (notification addresses), the
+#: currency (its decimals), the customer (the join to customers)
+_ALWAYS: Final = frozenset({"id", "number", "created_at", "currency", "customer_id"})
+_UTC: Final = timezone.utc
+
+
+def _sqlite_time(value: str) -> datetime:
+    # UTCDateTime stores "YYYY-MM-DD HH:MM:SS.ffffff" (UTC) in SQLite; parsing it with its
+    # offset is several times cheaper than replace(tzinfo=...) afterwards
+    return datetime.fromisoformat(value + "+00:00")
+
+
+def _naive_utc_time(value: datetime) -> datetime:
+    return value.replace(tzinfo=_UTC)
+
+
+def _time_reader(dialect: str) -> Callable[[Any], datetime] | None:
+    """How a stored time, as the driver gives it, becomes an aware datetime (None: as is)."""
+    if dialect == "sqlite":
+        return _sqlite_time
+    if dialect in ("mysql", "mariadb"):
+        return _naive_utc_time
+    return None
+
+
+class _Chunk:
+    """The queries of one chunk: the next ``chunk`` orders in list order, as a derived table
+    (so that LIMIT counts orders, whatever the joins), joined to their customers and, when
+    the fields need them, to their lines (a row a line, in line order) and their settling
+    payment (the last succeeded attempt); and the detail queries of the fields outside the
+    default set (flags, note counts, the last notification's address), each joined to the
+    same derived table — no list of ids goes back and forth."""
+
+    def __init__(
+        self,
+        tables: Tables,
+        flt: OrderFilter,
+        where: list[Any],
+        walk: bool,
+        dialect: str,
+        needs: Collection[str],
+        chunk: int,
+    ) -> None:
+        o, c = tables.orders.c, tables.customers.c
+        # what the fields read (a column no field reads is NULL: each costs, per order)
+        read = _ALWAYS | set(needs)
+        if "payment" not in needs:
+            read -= set(_PAYMENT)
+        own = [n for n in QUERY_COLUMNS if n in read and n not in _CUSTOMER and n not in _PAYMENT]
+        inner = (
+            select(*[o[n] for n in own])
+            .where(and_(true(), *where))
+            .order_by(o.created_at.desc(), o.id.desc())
+            .limit(chunk)
+        )
+        if walk and dialect in ("mysql", "mariadb"):
+            inner = inner.with_hint(
+                tables.orders, f"FORCE INDEX ({_walk_index(tables, flt)})", dialect
+            )
+        k = self.k = inner.subquery("chunk")
+        source: Any = k
+        if any(n in read for n in _CUSTOMER):
+            source = source.join(tables.customers, c.id == k.c.customer_id)
+        a = tables.payment_attempts
+        if "payment" in needs:
+            later = a.alias("settling")
+            last = (
+                select(func.max(later.c.id))
+                .where(later.c.order_id == k.c.id, later.c.status == "succeeded")
+                .scalar_subquery()
+            )
+            source = source.outerjoin(a, and_(a.c.order_id == k.c.id, a.c.id == last))
+        columns: list[Any] = []
+        for name in QUERY_COLUMNS:
+            if name not in read:
+                column: Any = null()
+            elif name in _CUSTOMER:
+                column = c[_CUSTOMER[name]]
+            elif name in _PAYMENT:
+                column = a.c[_PAYMENT[name]]
+            else:
+                column = k.c[name]
+            columns.append(column)
+        order: list[Any] = [k.c.created_at.desc(), k.c.id.desc()]
+        if "lines" in needs:
+            ln = tables.order_lines.c
+            columns += [ln.sku, ln.name, ln.quantity]
+            source = source.outerjoin(tables.order_lines, ln.order_id == k.c.id)
+            order.append(ln.position)
+        self.query = (
+            select(*[type_coerce(col, NullType()) for col in columns])
+            .select_from(source)
+            .order_by(*order)
+        )
+        self.tables = tables
+
+    def tags(self, conn: Connection) -> dict[int, list[str]]:
+        tg = self.tables.order_tags.c
+        out: dict[int, list[str]] = {}
+        for order_id, tag in conn.execute(
+            select(tg.order_id, tg.tag)
+            .select_from(self.k.join(self.tables.order_tags, tg.order_id == self.k.c.id))
+            .order_by(tg.tag)
+        ).all():
+            out.setdefault(order_id, []).append(tag)
+        return out
+
+    def notes(self, conn: Connection) -> dict[int, int]:
+        nt = self.tables.order_notes.c
+        query = (
+            select(nt.order_id, func.count())
+            .select_from(self.k.join(self.tables.order_notes, nt.order_id == self.k.c.id))
+            .group_by(nt.order_id)
+        )
+        return {order_id: int(count) for order_id, count in conn.execute(query).all()}
+
+    def addresses(self, conn: Connection) -> dict[str, str]:
+        inbox = self.tables.inbox.c
+        out: dict[str, str] = {}
+        for number, addr in conn.execute(
+            select(inbox.order_number, inbox.remote_addr)
+            .select_from(self.k.join(self.tables.inbox, inbox.order_number == self.k.c.number))
+            .where(inbox.remote_addr.is_not(None))
+            .order_by(inbox.order_number, inbox.id)
+        ).all():
+            out[number] = addr  # the last notification's address wins
+        return out
 
 
 def iter_records(
@@ -40,12 +205,16 @@ def iter_records(
     chunk: int = CHUNK,
 ) -> Iterator[list[OrderRecord]]:
     """Chunks of at most ``chunk`` orders matching ``flt``, newest first; ``needs`` names the
-    detail rows to read (``lines``, ``tags``, ``notes``, ``payment``, ``ip``)."""
-    o, c = tables.orders.c, tables.customers.c
+    detail rows to read (``lines``, ``tags``, ``notes``, ``payment``, ``ip``) and the times
+    beyond ``created_at`` (``paid_at``...)."""
+    with_lines = "lines" in needs
+    to_time = _time_reader(conn.dialect.name)
+    # the other times are read only when a field shows them: NULL otherwise
+    other_times = any(n in needs for n in TIMES[1:])
+    new = tuple.__new__
+    units: dict[str, int] = {}
+    no_lines: tuple[()] = ()
     position: Cursor | None = None
-    minor_units: dict[str, int] = {}
-    # the other times only when a field shows them (reading a time costs a conversion)
-    wanted = [n for n in _TIMES if n in needs]
     while True:
         planned = _planned_conditions(conn, tables, flt, position)
         if planned is None:
@@ -53,130 +222,91 @@ def iter_records(
         where, walk = planned
         if position is not None:
             where.append(_after(tables, position))
-        query = (
-            select(
-                o.id,
-                o.number,
-                o.status,
-                o.cancel_reason,
-                o.currency,
-                o.original_minor,
-                o.payable_minor,
-                o.paid_minor,
-                o.refunded_minor,
-                o.adjustments,
-                o.channel,
-                o.special,
-                o.created_at,
-                *[o[n] for n in wanted],
-                o.customer_id,
-                c.external_ref,
-                c.name,
-                c.email,
-                c.phone,
-            )
-            .select_from(tables.orders.join(tables.customers, c.id == o.customer_id))
-            .where(and_(true(), *where))
-            .order_by(o.created_at.desc(), o.id.desc())
-            .limit(chunk)
-        )
-        if walk and conn.dialect.name in ("mysql", "mariadb"):
-            query = query.with_hint(
-                tables.orders, f"FORCE INDEX ({_walk_index(tables, flt)})", conn.dialect.name
-            )
-        rows = conn.execute(query).all()
-        if not rows:
-            return
-        records = []
+        q = _Chunk(tables, flt, where, walk, conn.dialect.name, needs, chunk)
+        tags = q.tags(conn) if "tags" in needs else {}
+        notes = q.notes(conn) if "notes" in needs else {}
+        ips = q.addresses(conn) if "ip" in needs else {}
+        records: list[OrderRecord] = []
+        lines: list[tuple[str, str, int]] = []
+        previous: Any = None
+        rows: list[Any] = list(conn.execute(q.query).all())
         for r in rows:
-            m = r._mapping
-            paid_at, completed_at, canceled_at, refunded_at = (
-                m[n] if n in wanted else None for n in _TIMES
-            )
-            units = minor_units.get(r.currency)
-            if units is None:
-                units = minor_units[r.currency] = get_currency(r.currency).minor_units
-            records.append(
-                OrderRecord(
-                    r.id,
-                    r.number,
-                    r.status,
-                    r.cancel_reason,
-                    r.currency,
-                    units,
-                    r.original_minor,
-                    r.payable_minor,
-                    r.paid_minor,
-                    r.refunded_minor,
-                    r.adjustments,
-                    r.channel,
-                    bool(r.special),
-                    r.created_at,
-                    paid_at,
-                    completed_at,
-                    canceled_at,
-                    refunded_at,
-                    r.customer_id,
-                    r.external_ref,
-                    r.name,
-                    r.email,
-                    r.phone,
-                    [],
-                    [],
+            oid = r[0]
+            if oid != previous:
+                previous = oid
+                currency = r[4]
+                u = units.get(currency)
+                if u is None:
+                    u = units[currency] = get_currency(currency).minor_units
+                if to_time is None:
+                    head: tuple[Any, ...] = r[:_N]
+                elif other_times:
+                    head = (
+                        *r[:TIMES_AT],
+                        *[None if t is None else to_time(t) for t in r[TIMES_AT:_N]],
+                    )
+                else:
+                    head = (*r[:TIMES_AT], to_time(r[TIMES_AT]), None, None, None, None)
+                if with_lines:
+                    lines = []
+                    detail: Any = lines
+                else:
+                    detail = no_lines
+                number = r[1]
+                records.append(
+                    new(
+                        OrderRecord,
+                        (*head, u, detail, tags.get(oid, ()), notes.get(oid, 0), ips.get(number)),
+                    )
                 )
-            )
-        _details(conn, tables, records, needs)
-        yield records
-        if len(rows) < chunk:
+            if with_lines and r[_N] is not None:
+                lines.append((r[_N], r[_N + 1], r[_N + 2]))
+        if not records:
             return
-        position = Cursor(rows[-1].created_at, rows[-1].id)
+        yield records
+        if len(records) < chunk:
+            return
+        last = records[-1]
+        position = Cursor(last.created_at, last.id)
 
 
-def _details(
-    conn: Connection, tables: Tables, records: list[OrderRecord], needs: Collection[str]
-) -> None:
-    by_id = {r.id: r for r in records}
-    ids = list(by_id)
-    if "lines" in needs:
-        lines = tables.order_lines.c
-        for order_id, sku, name, qty in conn.execute(
-            select(lines.order_id, lines.sku, lines.name, lines.quantity)
-            .where(lines.order_id.in_(ids))
-            .order_by(lines.order_id, lines.position)
-        ):
-            by_id[order_id].lines.append((sku, name, qty))
-    if "tags" in needs:
-        tags = tables.order_tags.c
-        for order_id, tag in conn.execute(
-            select(tags.order_id, tags.tag).where(tags.order_id.in_(ids)).order_by(tags.tag)
-        ):
-            by_id[order_id].tags.append(tag)
-    if "notes" in needs:
-        notes = tables.order_notes.c
-        for order_id, count in conn.execute(
-            select(notes.order_id, func.count())
-            .where(notes.order_id.in_(ids))
-            .group_by(notes.order_id)
-        ):
-            by_id[order_id].notes_count = int(count)
-    if "payment" in needs:
-        a = tables.payment_attempts.c
-        for order_id, method, out_no, trade_no in conn.execute(
-            select(a.order_id, a.method, a.out_trade_no, a.channel_trade_no)
-            .where(a.order_id.in_(ids), a.status == "succeeded")
-            .order_by(a.order_id, a.id)
-        ):
-            rec = by_id[order_id]  # the last succeeded attempt wins
-            rec.method, rec.out_trade_no, rec.trade_no = method, out_no, trade_no
-    if "ip" in needs:
-        inbox = tables.inbox.c
-        by_number: dict[str, OrderRecord] = {r.number: r for r in records}
-        seen: dict[str, Any] = defaultdict(lambda: None)
-        for number, addr in conn.execute(
-            select(inbox.order_number, inbox.remote_addr)
-            .where(inbox.order_number.in_(list(by_number)), inbox.remote_addr.is_not(None))
-            .order_by(inbox.order_number, inbox.id)
-        ):
-            seen[number] = addr
-        for number, addr in seen.items():
-            by_number[number].payer_ip = addr
+class ExportReader:
+    """One read-only snapshot on the reporting engine, for one export:
+    ``with ExportReader(engine, tables) as r: for chunk in r.records(flt, needs): ...``.
+    Nothing is written and nothing committed."""
+
+    conn: Connection
+
+    def __init__(self, engine: Engine, tables: Tables) -> None:
+        self.engine = engine
+        self.tables = tables
+
+    def __enter__(self) -> ExportReader:
+        conn = self.engine.connect()
+        # SQLite: a deferred BEGIN (engine.py), not the write lock of BEGIN IMMEDIATE
+        conn.execution_options(ordercore_read_only=True)
+        try:
+            if conn.dialect.name in ("postgresql", "mysql", "mariadb"):
+                conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        except BaseException:
+            conn.close()
+            raise
+        self.conn = conn
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            self.conn.rollback()
+        finally:
+            self.conn.close()
+
+    def records(
+        self, flt: OrderFilter, needs: Collection[str], *, chunk: int = CHUNK
+    ) -> Iterator[list[OrderRecord]]:
+        """The orders of ``flt`` in list order, in chunks (:func:`iter_records`)."""
+        return iter_records(self.conn, self.tables, flt, needs, chunk=chunk)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
 from datetime import datetime
 from types import TracebackType
 
@@ -12,12 +11,10 @@ from ordercore._audit.chain import AuditEntry
 from ordercore._orders.listing import OrderFilter, Page
 from ordercore._payments.domain import PaymentAttempt
 from ordercore._refunds.domain import AfterSalesIssue, Refund
-from ordercore._reports.fields import OrderRecord
 
 from .audit import AuditRepository
 from .backup import BackupStore
 from .coupons import CouponRepository
-from .export import CHUNK, iter_records
 from .listing import list_orders
 from .payments import PaymentRepository
 from .refunds import RefundRepository
@@ -94,12 +91,6 @@ class UnitOfWork:
         on its own unless the host opened a transaction."""
         if self.conn.dialect.name in ("postgresql", "mysql", "mariadb"):
             self.conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
-
-    def export_records(
-        self, flt: OrderFilter, needs: Collection[str], *, chunk: int = CHUNK
-    ) -> Iterator[list[OrderRecord]]:
-        """The orders of ``flt`` in list order, in chunks (:func:`.export.iter_records`)."""
-        return iter_records(self.conn, self.tables, flt, needs, chunk=chunk)
 
     def backup_store(self) -> BackupStore:
         """Every table, for a backup or a restore (:class:`.backup.BackupStore`)."""
