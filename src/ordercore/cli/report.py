@@ -8,7 +8,7 @@ from ordercore import Actor
 from ordercore._reports.stats import Granularity
 
 from ._common import _core, _emit_json
-from .stats import _period, _period_options
+from ._periods import period_options, stats_period
 
 
 @click.command("report")
@@ -23,7 +23,7 @@ from .stats import _period, _period_options
     "--output", "-o", required=True, type=click.Path(dir_okay=False), help="The file to write."
 )
 @click.option("--title", default="Sales report", show_default=True)
-@_period_options
+@period_options
 @click.pass_context
 def report(
     ctx: click.Context,
@@ -45,9 +45,8 @@ def report(
     channel shares and success rates, best sellers and low stock (the statistics of
     `ordercore stats`). PDF charts are vector graphics; HTML is one self-contained file."""
     core = _core(ctx)
-    stats_period = _period(core, period, date_from, date_to, tz, by)
     result = core.export.report(
-        stats_period,
+        stats_period(core, period, date_from, date_to, tz, by),
         fmt,
         output,
         actor=actor,

@@ -9,15 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
 
 import click
 from rich.table import Table
 
-from ordercore import Actor, InvalidField, Money, OrderCore, StatsPeriod
+from ordercore import Actor, Money, OrderCore, StatsPeriod
 from ordercore._reports.stats import (
-    GRANULARITIES,
-    PERIODS,
     Granularity,
     TimeToPay,
     payments_view,
@@ -25,11 +22,11 @@ from ordercore._reports.stats import (
     sales_view,
 )
 
-from ._common import _actor_option, _console, _core, _emit_json, json_option
+from ._common import _console, _core, _emit_json
+from ._periods import period_options, stats_period
 
 __all__ = ["demo_summary", "sparkline", "stats"]
 
-F = TypeVar("F", bound=Callable[..., Any])
 _TICKS = "▁▂▃▄▅▆▇█"
 
 
@@ -67,57 +64,6 @@ def _seconds(value: int | None) -> str:
     return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
 
 
-def _period_options(f: F) -> F:
-    options = [
-        click.option(
-            "--period",
-            type=click.Choice(list(PERIODS)),
-            default=None,
-            help="A named period in --tz [default: this-month].",
-        ),
-        click.option("--from", "date_from", default=None, help="First local date, YYYY-MM-DD."),
-        click.option("--to", "date_to", default=None, help="Last local date (inclusive)."),
-        click.option("--tz", default=None, help="IANA time zone [default: the setting]."),
-        click.option(
-            "--by",
-            type=click.Choice(list(GRANULARITIES)),
-            default="day",
-            show_default=True,
-            help="Trend buckets.",
-        ),
-        click.option("--currency", default=None, help="One currency only [default: each]."),
-        click.option(
-            "--exclude-channel",
-            "excluded",
-            multiple=True,
-            help="Leave this channel's payments out of every figure (repeatable).",
-        ),
-        _actor_option(),
-        json_option,
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
-
-
-def _period(
-    core: OrderCore,
-    period: str | None,
-    date_from: str | None,
-    date_to: str | None,
-    tz: str | None,
-    by: Granularity,
-) -> StatsPeriod:
-    zone = tz or core.settings.timezone
-    if period and (date_from or date_to):
-        raise InvalidField("give --period or --from/--to, not both", field="period")
-    if date_from or date_to:
-        if not (date_from and date_to):
-            raise InvalidField("give both --from and --to", field="from" if date_to else "to")
-        return StatsPeriod.between(date_from, date_to, zone, by)
-    return StatsPeriod.named(period or "this-month", zone, core.clock(), by)
-
-
 def _title(p: StatsPeriod) -> str:
     last = p.after - timedelta(days=1)
     return f"{p.name or 'period'} {p.first} .. {last} ({p.tz}, by {p.by})"
@@ -129,7 +75,7 @@ def stats() -> None:
 
 
 @stats.command("sales")
-@_period_options
+@period_options
 @click.pass_context
 def stats_sales(
     ctx: click.Context,
@@ -145,7 +91,7 @@ def stats_sales(
 ) -> None:
     """Orders, conversion, sales, refunds, average order value, repurchase, growth, trend."""
     core = _core(ctx)
-    p = _period(core, period, date_from, date_to, tz, by)
+    p = stats_period(core, period, date_from, date_to, tz, by)
     result = core.stats.sales(
         p,
         currency=currency.upper() if currency else None,
@@ -186,7 +132,7 @@ def stats_sales(
 
 
 @stats.command("payments")
-@_period_options
+@period_options
 @click.pass_context
 def stats_payments(
     ctx: click.Context,
@@ -202,7 +148,7 @@ def stats_payments(
 ) -> None:
     """Per channel: attempts, success rates, paid orders, amounts and shares, time to pay."""
     core = _core(ctx)
-    p = _period(core, period, date_from, date_to, tz, by)
+    p = stats_period(core, period, date_from, date_to, tz, by)
     result = core.stats.payments(
         p,
         currency=currency.upper() if currency else None,
@@ -248,7 +194,7 @@ def _ttp(t: TimeToPay) -> str:
 
 
 @stats.command("products")
-@_period_options
+@period_options
 @click.option(
     "--sort",
     type=click.Choice(["quantity", "revenue"]),
@@ -273,7 +219,7 @@ def stats_products(
 ) -> None:
     """Best sellers (quantity, revenue net of refunds, share) and the low-stock alert."""
     core = _core(ctx)
-    p = _period(core, period, date_from, date_to, tz, by)
+    p = stats_period(core, period, date_from, date_to, tz, by)
     result = core.stats.products(
         p,
         currency=currency.upper() if currency else None,
