@@ -71,6 +71,7 @@ _N: Final = len(QUERY_COLUMNS)
 #: currency (its decimals), the customer (the join to customers)
 _ALWAYS: Final = frozenset({"id", "number", "created_at", "currency", "customer_id"})
 _UTC: Final = timezone.utc
+_NO_TIMES: Final = (None,) * (len(TIMES) - 1)
 
 
 def _sqlite_time(value: str) -> datetime:
@@ -226,8 +227,11 @@ def iter_records(
         tags = q.tags(conn) if "tags" in needs else {}
         notes = q.notes(conn) if "notes" in needs else {}
         ips = q.addresses(conn) if "ip" in needs else {}
+        extra = bool(tags or notes or ips)
         records: list[OrderRecord] = []
+        append = records.append
         lines: list[tuple[str, str, int]] = []
+        detail: Any = no_lines
         previous: Any = None
         rows: list[Any] = list(conn.execute(q.query).all())
         for r in rows:
@@ -238,6 +242,8 @@ def iter_records(
                 u = units.get(currency)
                 if u is None:
                     u = units[currency] = get_currency(currency).minor_units
+                if with_lines:
+                    detail = lines = []
                 if to_time is None:
                     head: tuple[Any, ...] = r[:_N]
                 elif other_times:
@@ -245,18 +251,31 @@ def iter_records(
                         *r[:TIMES_AT],
                         *[None if t is None else to_time(t) for t in r[TIMES_AT:_N]],
                     )
+                elif not extra:  # the usual case, in one tuple
+                    append(
+                        new(
+                            OrderRecord,
+                            (
+                                *r[:TIMES_AT],
+                                to_time(r[TIMES_AT]),
+                                *_NO_TIMES,
+                                u,
+                                detail,
+                                (),
+                                0,
+                                None,
+                            ),
+                        )
+                    )
+                    if with_lines and r[_N] is not None:
+                        lines.append((r[_N], r[_N + 1], r[_N + 2]))
+                    continue
                 else:
-                    head = (*r[:TIMES_AT], to_time(r[TIMES_AT]), None, None, None, None)
-                if with_lines:
-                    lines = []
-                    detail: Any = lines
-                else:
-                    detail = no_lines
-                number = r[1]
-                records.append(
+                    head = (*r[:TIMES_AT], to_time(r[TIMES_AT]), *_NO_TIMES)
+                append(
                     new(
                         OrderRecord,
-                        (*head, u, detail, tags.get(oid, ()), notes.get(oid, 0), ips.get(number)),
+                        (*head, u, detail, tags.get(oid, ()), notes.get(oid, 0), ips.get(r[1])),
                     )
                 )
             if with_lines and r[_N] is not None:
