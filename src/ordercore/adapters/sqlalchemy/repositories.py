@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, insert, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ordercore._actor import Actor, ActorKind
@@ -252,14 +252,98 @@ def _load_adjustments(text: str, currency: Currency) -> tuple[AmountAdjustment, 
 
 
 class _Loaded:
-    """What the repository read, to write back only what changed."""
+    """What the repository read, to write back only what changed. ``tags`` is None when
+    they were not read (a light load)."""
 
-    __slots__ = ("communications", "notes", "tags")
+    __slots__ = ("communications", "notes", "tags", "values")
 
-    def __init__(self, order: Order) -> None:
+    def __init__(
+        self, order: Order, values: dict[str, Any], *, tags: frozenset[str] | None
+    ) -> None:
         self.notes = len(order.notes)
         self.communications = len(order.communications)
-        self.tags = order.tags
+        self.tags = tags
+        self.values = values
+
+
+_ORDER_STATEMENTS_KEY = "ordercore.order_statements"
+_LINE_COLUMNS = (
+    "position",
+    "product_id",
+    "sku",
+    "name",
+    "specs",
+    "unit_price_minor",
+    "quantity",
+    "tier_percent_off",
+)
+#: The order columns that hold its activation bookkeeping (``PaymentRepository.activation``).
+ACTIVATION_COLUMNS = ("mode", "due_at", "attempts", "error", "locked_until")
+
+
+class _OrderStatements:
+    """The order statements of the hot paths, built once per table set (see
+    ``payments._Statements`` for why). ``b_*`` parameters belong to WHERE clauses; an
+    UPDATE's SET clause is taken from the other keys."""
+
+    def __init__(self, tables: Tables) -> None:
+        self.tables = tables
+        o, lines, tags = tables.orders, tables.order_lines, tables.order_tags
+        self.by_number = select(o).where(o.c.number == bindparam("b_number"))
+        self.by_number_locked = self.by_number.with_for_update()
+        self.lines = (
+            select(*(lines.c[c] for c in _LINE_COLUMNS))
+            .where(lines.c.order_id == bindparam("b_order_id"))
+            .order_by(lines.c.position)
+        )
+        self.tags = select(tags.c.tag).where(tags.c.order_id == bindparam("b_order_id"))
+        a, r = tables.payment_attempts, tables.coupon_redemptions
+        # The payment path's one read of an order: the row of the attempt's order with its
+        # lines (one row per line), whether a coupon use waits to be consumed, locked.
+        paying = o.c.id == (
+            select(a.c.order_id)
+            .where(a.c.out_trade_no == bindparam("b_out_trade_no"))
+            .scalar_subquery()
+        )
+        reserved = (
+            exists()
+            .where(and_(r.c.order_id == o.c.id, r.c.status == "reserved"))
+            .label("coupon_reserved")
+        )
+        self.for_payment = (
+            select(o, reserved, *(lines.c[c].label(f"line_{c}") for c in _LINE_COLUMNS))
+            .select_from(o.join(lines, lines.c.order_id == o.c.id))
+            .where(paying)
+            .order_by(lines.c.position)
+            .with_for_update(of=o)
+        )
+        self.update = update(o).where(
+            and_(o.c.id == bindparam("b_id"), o.c.version == bindparam("b_version"))
+        )
+        self.update_columns = update(o).where(o.c.id == bindparam("b_id"))
+
+
+def _order_statements(tables: Tables) -> _OrderStatements:
+    info = tables.orders.info
+    found = info.get(_ORDER_STATEMENTS_KEY)
+    if not isinstance(found, _OrderStatements) or found.tables is not tables:
+        found = _OrderStatements(tables)
+        info[_ORDER_STATEMENTS_KEY] = found
+    return found
+
+
+def _line(row: Any, prefix: str, currency: Currency) -> OrderLine:
+    get = row._mapping
+    tier = get[prefix + "tier_percent_off"]
+    return OrderLine(
+        sku=get[prefix + "sku"],
+        name=get[prefix + "name"],
+        unit_price=Money.from_minor(get[prefix + "unit_price_minor"], currency),
+        quantity=get[prefix + "quantity"],
+        specs=_load_specs(get[prefix + "specs"]),
+        product_id=get[prefix + "product_id"],
+        tier_percent_off=None if tier is None else Decimal(tier),
+    )
 
 
 class OrderRepository:
@@ -274,9 +358,16 @@ class OrderRepository:
         self.tables = tables
         self.t = tables.orders
         self.audit = audit
+        self.sql = _order_statements(tables)
         self.seen: dict[str, Order] = {}
         self._light: set[str] = set()
         self._loaded: dict[str, _Loaded] = {}
+        # Orders whose row this unit of work holds locked: their activation columns as read,
+        # and column values to write with the order's next update (``defer``).
+        self._by_id: dict[int, Order] = {}
+        self._activation: dict[int, dict[str, Any]] = {}
+        self._deferred: dict[int, dict[str, Any]] = {}
+        self._coupon_reserved: dict[int, bool] = {}
 
     def _row_values(self, order: Order) -> dict[str, Any]:
         a = order.amounts
@@ -305,10 +396,11 @@ class OrderRepository:
     ) -> Order:
         """Insert a new order with its lines and flags. Raises IntegrityError on a duplicate
         number or idempotency key (inside a savepoint, so the caller may retry)."""
+        values = self._row_values(order)
         with self.conn.begin_nested():
             result = self.conn.execute(
                 insert(self.t).values(
-                    **self._row_values(order),
+                    **values,
                     version=1,
                     idempotency_key=idempotency_key,
                     request_hash=request_hash,
@@ -345,59 +437,81 @@ class OrderRepository:
             )
         self._insert_children(order, 0, 0)
         self.seen[order.number] = order
-        self._loaded[order.number] = _Loaded(order)
+        self._loaded[order.number] = _Loaded(order, values, tags=order.tags)
         return order
 
     def get(self, number: str, *, lock: bool = False, light: bool = False) -> Order:
         """Load an order; ``lock`` takes its row lock (``SELECT … FOR UPDATE``).
 
-        ``light`` leaves out the notes, communications and status history (three queries the
-        payment path does not need). Such an order saves correctly — new notes are appended
-        to an empty list and inserted — but must not be shown; asking for the full order later
-        in the same unit of work is a programming error.
+        ``light`` leaves out the flags, notes, communications and status history (queries
+        the payment path does not need). Such an order saves correctly — new notes are
+        appended to an empty list and inserted — but must not be shown, and its flags must not
+        change; asking for the full order later in the same unit of work is a programming
+        error.
         """
         if number in self.seen:
             if number in self._light and not light:
                 raise AssertionError(f"order {number} was loaded light in this unit of work")
             return self.seen[number]
-        query = select(self.t).where(self.t.c.number == number)
-        if lock:
-            query = query.with_for_update()
-        row = self.conn.execute(query).first()
+        query = self.sql.by_number_locked if lock else self.sql.by_number
+        row = self.conn.execute(query, {"b_number": number}).first()
         if row is None:
             raise OrderNotFound(f"no order {number!r}", order=number)
-        order = self._from_row(row, light=light)
-        if light:
-            self._light.add(number)
-        self.seen[number] = order
-        self._loaded[number] = _Loaded(order)
-        return order
-
-    def _from_row(self, row: Row[Any], *, light: bool = False) -> Order:
-        tb = self.tables
         currency = get_currency(row.currency)
         lines = tuple(
-            OrderLine(
-                sku=r.sku,
-                name=r.name,
-                unit_price=Money.from_minor(r.unit_price_minor, currency),
-                quantity=r.quantity,
-                specs=_load_specs(r.specs),
-                product_id=r.product_id,
-                tier_percent_off=None
-                if r.tier_percent_off is None
-                else Decimal(r.tier_percent_off),
-            )
-            for r in self.conn.execute(
-                select(tb.order_lines)
-                .where(tb.order_lines.c.order_id == row.id)
-                .order_by(tb.order_lines.c.position)
-            )
+            _line(r, "", currency)
+            for r in self.conn.execute(self.sql.lines, {"b_order_id": row.id})
         )
-        tags = frozenset(
-            self.conn.execute(
-                select(tb.order_tags.c.tag).where(tb.order_tags.c.order_id == row.id)
-            ).scalars()
+        return self._loaded_order(row, lines, lock=lock, light=light)
+
+    def for_payment(self, out_trade_no: str) -> tuple[Order, bool] | None:
+        """The order of the payment attempt ``out_trade_no``, loaded light and locked, in one
+        statement; with whether a coupon use of it is reserved. None when no attempt has that
+        number."""
+        rows = self.conn.execute(self.sql.for_payment, {"b_out_trade_no": out_trade_no}).all()
+        if not rows:
+            return None
+        row = rows[0]
+        if row.number in self.seen:
+            return self.seen[row.number], bool(row.coupon_reserved)
+        currency = get_currency(row.currency)
+        lines = tuple(_line(r, "line_", currency) for r in rows)
+        order = self._loaded_order(row, lines, lock=True, light=True)
+        self._coupon_reserved[row.id] = bool(row.coupon_reserved)
+        return order, bool(row.coupon_reserved)
+
+    def coupon_reserved(self, order_id: int) -> bool | None:
+        """Whether a coupon use of the order was reserved when :meth:`for_payment` read it
+        (None when it did not read this order)."""
+        return self._coupon_reserved.get(order_id)
+
+    def _loaded_order(
+        self, row: Row[Any], lines: tuple[OrderLine, ...], *, lock: bool, light: bool
+    ) -> Order:
+        order = self._from_row(row, lines, light=light)
+        if light:
+            self._light.add(order.number)
+        self.seen[order.number] = order
+        self._loaded[order.number] = _Loaded(
+            order, self._row_values(order), tags=None if light else order.tags
+        )
+        if lock:
+            assert order.id is not None
+            self._by_id[order.id] = order
+            self._activation[order.id] = {
+                name: getattr(row, f"activation_{name}") for name in ACTIVATION_COLUMNS
+            }
+        return order
+
+    def _from_row(
+        self, row: Row[Any], lines: tuple[OrderLine, ...], *, light: bool = False
+    ) -> Order:
+        tb = self.tables
+        currency = get_currency(row.currency)
+        tags = (
+            frozenset()
+            if light
+            else frozenset(self.conn.execute(self.sql.tags, {"b_order_id": row.id}).scalars())
         )
         notes = (
             []
@@ -483,13 +597,18 @@ class OrderRepository:
             )
 
     def save(self, order: Order) -> None:
-        """Write a loaded order back, if nobody else changed it since it was read."""
+        """Write a loaded order back, if nobody else changed it since it was read: the
+        columns that changed (and any deferred ones), the version, new flags and notes."""
         loaded = self._loaded[order.number]
-        result = self.conn.execute(
-            update(self.t)
-            .where(and_(self.t.c.id == order.id, self.t.c.version == order.version))
-            .values(**self._row_values(order), version=order.version + 1)
-        )
+        values = self._row_values(order)
+        params = {k: v for k, v in values.items() if loaded.values.get(k) != v}
+        assert order.id is not None
+        deferred = self._deferred.pop(order.id, {})
+        params.update(deferred)
+        if deferred and order.id in self._activation:
+            self._activation[order.id] = self.activation(order.id, also=deferred) or {}
+        params.update(b_id=order.id, b_version=order.version, version=order.version + 1)
+        result = self.conn.execute(self.sql.update, params)
         if result.rowcount != 1:
             raise ConcurrentModification(
                 f"order {order.number} was changed by someone else; reload it and try again",
@@ -497,20 +616,55 @@ class OrderRepository:
             )
         order.version += 1
         tags = self.tables.order_tags
-        removed = loaded.tags - order.tags
-        added = order.tags - loaded.tags
-        if removed:
-            self.conn.execute(
-                tags.delete().where(
-                    and_(tags.c.order_id == order.id, tags.c.tag.in_(sorted(removed)))
+        if loaded.tags is None:
+            if order.tags:
+                raise AssertionError(f"order {order.number} was loaded light: flags unknown")
+        else:
+            removed = loaded.tags - order.tags
+            added = order.tags - loaded.tags
+            if removed:
+                self.conn.execute(
+                    tags.delete().where(
+                        and_(tags.c.order_id == order.id, tags.c.tag.in_(sorted(removed)))
+                    )
                 )
-            )
-        if added:
-            self.conn.execute(
-                insert(tags), [{"order_id": order.id, "tag": t} for t in sorted(added)]
-            )
+            if added:
+                self.conn.execute(
+                    insert(tags), [{"order_id": order.id, "tag": t} for t in sorted(added)]
+                )
         self._insert_children(order, loaded.notes, loaded.communications)
-        self._loaded[order.number] = _Loaded(order)
+        self._loaded[order.number] = _Loaded(
+            order, values, tags=None if loaded.tags is None else order.tags
+        )
+
+    # -- columns written with the order's next update ------------------------------------
+    def activation(
+        self, order_id: int, *, also: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        """The activation columns of an order whose row this unit of work locked (as read,
+        with deferred changes), or None."""
+        read = self._activation.get(order_id)
+        if read is None:
+            return None
+        deferred = also if also is not None else self._deferred.get(order_id, {})
+        return {
+            name: deferred.get(f"activation_{name}", value) for name, value in read.items()
+        }
+
+    def defer(self, order_id: int, values: dict[str, Any]) -> bool:
+        """Write ``values`` (order columns) with the order's next update in this unit of
+        work, instead of an UPDATE of their own: only for an order whose row this unit of
+        work locked. False when it did not (the caller writes them itself)."""
+        if order_id not in self._by_id:
+            return False
+        self._deferred.setdefault(order_id, {}).update(values)
+        return True
+
+    def write_deferred(self) -> None:
+        """Write deferred columns of orders that are not saved otherwise (at commit)."""
+        for order_id, values in self._deferred.items():
+            self.conn.execute(self.sql.update_columns, {"b_id": order_id, **values})
+        self._deferred.clear()
 
     def find_by_idempotency_key(self, key: str) -> tuple[str, str | None] | None:
         """``(number, request_hash)`` of the order created under ``key``, if any."""

@@ -67,7 +67,7 @@ class UnitOfWork:
         self.orders = OrderRepository(self.conn, self.tables, self.audit)
         self.coupons = CouponRepository(self.conn, self.tables)
         self.wallet = WalletRepository(self.conn, self.tables)
-        self.payments = PaymentRepository(self.conn, self.tables)
+        self.payments = PaymentRepository(self.conn, self.tables, self.orders)
         self.refunds = RefundRepository(self.conn, self.tables)
         self.risk = RiskRepository(self.conn, self.tables)
         return self
@@ -146,6 +146,7 @@ class UnitOfWork:
             if order.pending_audit:
                 self.orders.save(order)
                 entries.extend(order.pending_audit)
+        self.orders.write_deferred()
         for attempt in self._attempts:
             entries.extend(attempt.pending_audit)
         entries.sort(key=lambda e: e.at)
