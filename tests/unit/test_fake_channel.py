@@ -1,6 +1,7 @@
 """Unit tests of the public test kit, ordercore.testing: the fake channel's signing and
 verification, its platform (refund idempotency, faults, counters, real HTTP), the builders,
-the fixtures, and the examples in docs/testing.md and docs/plugins.md."""
+the fixtures, and the examples in docs/testing.md (docs/plugins.md's example plugin is
+tested by tests/integration/test_example_plugin.py)."""
 
 from __future__ import annotations
 
@@ -929,20 +930,6 @@ def _run_pytest(directory: Path) -> subprocess.CompletedProcess[str]:
         timeout=300,
         check=False,
     )
-
-
-def test_the_plugin_example_in_docs_plugins_works(tmp_path: Path) -> None:
-    files = _files_in(ROOT / "docs" / "plugins.md")
-    assert set(files) == {"ordercore_examplepay.py", "pyproject.toml", "test_examplepay.py"}
-    assert (
-        '[project.entry-points.ordercore]\nexamplepay = "ordercore_examplepay"'
-        in (files["pyproject.toml"])
-    )
-    for name in ("ordercore_examplepay.py", "test_examplepay.py"):
-        (tmp_path / name).write_text(files[name], encoding="utf-8")
-    done = _run_pytest(tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "6 passed" in done.stdout
 
 
 def test_the_examples_in_docs_testing_work(tmp_path: Path) -> None:
