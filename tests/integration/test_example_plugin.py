@@ -23,8 +23,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = ROOT / "docs" / "examples" / "plugin"
 PLUGINS_DOC = ROOT / "docs" / "plugins.md"
@@ -146,9 +144,8 @@ def _run(args: list[str | Path], *, env: dict[str, str], cwd: Path, timeout: flo
     return done.stdout
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
-    work = tmp_path_factory.mktemp("example-plugin")
+def _install(work: Path) -> Installed:
+    """A virtual environment in ``work`` with the example plugin installed by pip."""
     source = work / "ordercore-examplepay"
     shutil.copytree(
         PLUGIN, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
@@ -200,7 +197,7 @@ print(json.dumps({
 """
 
 
-def test_the_plugin_is_installed_with_its_entry_point(installed: Installed) -> None:
+def _check_the_installation(installed: Installed) -> None:
     out = json.loads(
         _run([installed.python, "-c", METADATA], env=installed.env, cwd=installed.venv)
     )
@@ -214,7 +211,7 @@ def test_the_plugin_is_installed_with_its_entry_point(installed: Installed) -> N
     )
 
 
-def test_the_plugins_own_tests_pass_against_the_installed_package(installed: Installed) -> None:
+def _check_the_plugins_own_tests(installed: Installed) -> None:
     out = _run(
         [installed.python, "-m", "pytest", "-q", "-p", "no:cacheprovider", installed.tests],
         env=installed.env,
@@ -223,9 +220,7 @@ def test_the_plugins_own_tests_pass_against_the_installed_package(installed: Ins
     assert re.search(r"\b6 passed\b", out), out
 
 
-def test_an_order_is_paid_through_the_entry_point_over_http(
-    installed: Installed, tmp_path: Path
-) -> None:
+def _check_a_payment_over_http(installed: Installed, tmp_path: Path) -> None:
     env = {**installed.env, "EXAMPLEPAY_WEBHOOK_SECRET": "whsec-example"}
     script = tmp_path / "shop.py"
     script.write_text(SHOP, encoding="utf-8")
@@ -248,6 +243,18 @@ def test_an_order_is_paid_through_the_entry_point_over_http(
     assert out["forged"] == [400, "the signature does not match"]
     assert (out["kept_status"], out["kept_amount"]) == ("pending", "0.00 USD")
     assert out["rejected"] == ["bad_signature: the signature does not match"] * 2
+
+
+def test_the_example_plugin_installs_passes_its_tests_and_takes_a_payment(
+    tmp_path: Path,
+) -> None:
+    """One test, so that the environment is built once, whichever xdist worker runs it."""
+    installed = _install(tmp_path / "example-plugin")
+    _check_the_installation(installed)
+    _check_the_plugins_own_tests(installed)
+    shop = tmp_path / "shop"
+    shop.mkdir()
+    _check_a_payment_over_http(installed, shop)
 
 
 def test_docs_plugins_shows_the_shipped_files() -> None:
