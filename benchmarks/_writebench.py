@@ -22,7 +22,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -206,10 +206,16 @@ class RoundTripRelay:
             for s in (client, server):
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             state = {"asked": False}
-            threading.Thread(target=self._pump, args=(client, server, state, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, state, False), daemon=True).start()
+            threading.Thread(
+                target=self._pump, args=(client, server, state, True), daemon=True
+            ).start()
+            threading.Thread(
+                target=self._pump, args=(server, client, state, False), daemon=True
+            ).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket, state: dict[str, bool], up: bool) -> None:
+    def _pump(
+        self, src: socket.socket, dst: socket.socket, state: dict[str, bool], up: bool
+    ) -> None:
         try:
             while True:
                 data = src.recv(65536)
@@ -226,10 +232,8 @@ class RoundTripRelay:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def take(self) -> int:
         """Round trips since the last call."""
@@ -244,6 +248,14 @@ class RoundTripRelay:
 
 # ---------------------------------------------------------------------------------- diffing
 Snapshot = dict[str, dict[tuple[Any, ...], dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Delta:
+    """An updated column: its value before and after."""
+
+    old: Any
+    new: Any
 
 
 def snapshot(engine: Engine, tables: Sequence[Any]) -> Snapshot:
@@ -271,7 +283,10 @@ def changes(before: Snapshot, after: Snapshot) -> list[tuple[str, str, dict[str,
             if key not in old:
                 found.append((name, "insert", row))
             elif old[key] != row:
-                found.append((name, "update", {c: v for c, v in row.items() if old[key][c] != v}))
+                found.append(
+                    (name, "update", {c: Delta(old[key][c], v) for c, v in row.items()
+                                      if old[key][c] != v})
+                )  # fmt: skip
         found += [(name, "delete", old[key]) for key in old if key not in rows]
     return found
 
@@ -279,9 +294,15 @@ def changes(before: Snapshot, after: Snapshot) -> list[tuple[str, str, dict[str,
 def mask_value(column: str, value: Any, varying: frozenset[str], names: Mapping[str, str]) -> Any:
     """A value with what legitimately differs between two calls masked: ids, times, nonces,
     hashes, platform ids, and the order numbers / trade numbers (replaced by placeholders)."""
+    if isinstance(value, Delta):
+        old, new = value.old, value.new
+        if isinstance(old, int) and isinstance(new, int) and not isinstance(new, bool):
+            # a counter shared by both paths (stock, uses): what the call changed it by
+            return f"{new - old:+d}"
+        return mask_value(column, new, varying, names)
     if value is None:
         return None
-    if column in varying or column == "id" or column.endswith("_id") and isinstance(value, int):
+    if column in varying or column == "id" or (column.endswith("_id") and isinstance(value, int)):
         return "<varies>"
     if isinstance(value, datetime):
         return "<time>"
@@ -306,9 +327,7 @@ def masked_changes(
     return lines
 
 
-def compare_changes(
-    label_a: str, a: Counter[str], label_b: str, b: Counter[str]
-) -> list[str]:
+def compare_changes(label_a: str, a: Counter[str], label_b: str, b: Counter[str]) -> list[str]:
     """What one side wrote and the other did not (empty: identical)."""
     problems = [f"only {label_a}: {line}" for line in sorted((a - b).elements())]
     problems += [f"only {label_b}: {line}" for line in sorted((b - a).elements())]
@@ -319,7 +338,9 @@ def summarize(found: Sequence[tuple[str, str, dict[str, Any]]]) -> str:
     """``insert inbox, update orders (status, paid_minor, …), …``"""
     parts = []
     for table, kind, row in found:
-        parts.append(f"{kind} {table}" + (f" ({', '.join(sorted(row))})" if kind == "update" else ""))
+        parts.append(
+            f"{kind} {table}" + (f" ({', '.join(sorted(row))})" if kind == "update" else "")
+        )
     return "; ".join(parts)
 
 
