@@ -350,6 +350,7 @@ class Timing:
     name: str
     wall: list[float] = field(default_factory=list)  # seconds per call
     cpu: float = 0.0  # this process's CPU seconds
+    cpu_calls: list[float] = field(default_factory=list)  # this process's CPU seconds per call
 
     @property
     def count(self) -> int:
@@ -364,6 +365,10 @@ class Timing:
         return 1000 * statistics.median(self.wall) if self.wall else float("nan")
 
     @property
+    def cpu_median_ms(self) -> float:
+        return 1000 * statistics.median(self.cpu_calls) if self.cpu_calls else float("nan")
+
+    @property
     def rate(self) -> float:
         total = sum(self.wall)
         return self.count / total if total else 0.0
@@ -375,15 +380,16 @@ class Timing:
 
 def timing_table(timings: Sequence[Timing], counts: Mapping[str, Counts], unit: str) -> list[str]:
     out = [
-        f"| path | mean ms | median ms | p95 ms | {unit}s/s (1 / mean) | client CPU ms | "
-        f"statements/{unit} | commits/{unit} | round trips/{unit} |",
+        f"| path | mean ms | median ms | p95 ms | {unit}s/s (1 / mean) | client CPU ms "
+        f"(mean / median) | statements/{unit} | commits/{unit} | round trips/{unit} |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for t in timings:
         c = counts[t.name]
         out.append(
             f"| {t.name} | {t.mean_ms:.2f} | {t.median_ms:.2f} | {t.ms(0.95):.2f} | "
-            f"{t.rate:,.0f} | {1000 * t.cpu / max(t.count, 1):.2f} | {c.per('statements')} | "
+            f"{t.rate:,.0f} | {1000 * t.cpu / max(t.count, 1):.2f} / {t.cpu_median_ms:.2f} | "
+            f"{c.per('statements')} | "
             f"{c.per('commits')} | {c.per('round_trips')} |"
         )
     return out
