@@ -184,26 +184,34 @@ def clone_orders(
             }
     payables: list[Payable] = []
     entries: list[AuditEntry] = []
+    clones = []
+    for i in range(n):
+        template_number, template_trade = templates[i % len(templates)]
+        number = f"{label}{i:07d}"
+        clones.append((rows[template_number], template_trade, number, f"{number}T1"))
     with core.engine.begin() as conn:
-        for i in range(n):
-            template_number, template_trade = templates[i % len(templates)]
-            t = rows[template_number]
-            number = f"{label}{i:07d}"
-            out_trade_no = f"{number}T1"
+        order_rows = []
+        for t, _, number, _ in clones:
             order_row = {k: v for k, v in t["order"].items() if k != "id"}
             order_row.update(number=number, idempotency_key=None, request_hash=None)
-            pk = conn.execute(o.insert().values(**order_row)).inserted_primary_key
-            assert pk is not None
-            order_id = int(pk[0])
+            order_rows.append(order_row)
+        ids = (
+            conn.execute(o.insert().returning(o.c.id, sort_by_parameter_order=True), order_rows)
+            .scalars()
+            .all()
+        )
+        line_rows, redemption_rows, attempt_rows = [], [], []
+        for order_id, (t, template_trade, number, out_trade_no) in zip(ids, clones, strict=True):
             for line in t["lines"]:
-                values = {k: v for k, v in line.items() if k != "id"}
-                conn.execute(lines_t.insert().values(**{**values, "order_id": order_id}))
+                line_rows.append(
+                    {**{k: v for k, v in line.items() if k != "id"}, "order_id": order_id}
+                )
             for redemption in t["redemptions"]:
                 values = {k: v for k, v in redemption.items() if k != "id"}
-                conn.execute(red.insert().values(**{**values, "order_id": order_id}))
+                redemption_rows.append({**values, "order_id": order_id})
             attempt = {k: v for k, v in t["attempt"].items() if k != "id"}
             attempt.update(order_id=order_id, out_trade_no=out_trade_no)
-            conn.execute(att.insert().values(**attempt))
+            attempt_rows.append(attempt)
             for record in t["audit"]:
                 entries.append(
                     AuditEntry(
@@ -221,6 +229,9 @@ def clone_orders(
                 )
             amount = Money.from_minor(attempt["amount_minor"], attempt["currency"])
             payables.append(Payable(number, out_trade_no, amount))
+        for table, batch in ((lines_t, line_rows), (red, redemption_rows), (att, attempt_rows)):
+            if batch:
+                conn.execute(table.insert(), batch)
     with core.unit_of_work() as uow:
         for entry in entries:
             uow.record(entry)
