@@ -14,7 +14,7 @@ from sqlalchemy import event
 
 from helpers import FakeClock
 
-from .payment_kit import Shop, make_shop
+from .payment_kit import ADMIN, Shop, cny, make_shop
 
 #: Statements of one applied payment notification (no coupon): the inbox row, the order with
 #: its lines (locked), its attempts (locked), the event claim, the attempt, the order (with
@@ -26,6 +26,7 @@ class Counts:
     def __init__(self) -> None:
         self.statements: list[str] = []
         self.commits = 0
+        self.full: list[str] = []
 
 
 @contextmanager
@@ -36,6 +37,7 @@ def counting(shop: Shop) -> Iterator[Counts]:
     def on_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         if not statement.lstrip().upper().startswith(("BEGIN", "SAVEPOINT", "RELEASE")):
             counts.statements.append(statement.split(None, 3)[0])
+            counts.full.append(" ".join(statement.split()))
 
     def on_commit(_conn: Any) -> None:
         counts.commits += 1
@@ -79,3 +81,28 @@ def test_a_refused_notification_is_one_transaction_of_one_statement(shop: Shop) 
         assert shop.deliver((headers, body + b" ")).status != 200  # the signature breaks
     assert (counts.commits, counts.statements) == (1, ["INSERT"])
     assert shop.inbox()[0]["status"] == "rejected"
+
+
+#: Statements of one order creation (a product with a limited stock, no coupon, no wallet):
+#: the customer, the products (one statement, unlocked), the stock taken, the order, its
+#: lines, the risk check (its lists, the order's risk context, the decision), the audit entry.
+CREATE_STATEMENTS = 9
+
+
+@pytest.mark.parametrize("stock", [10, None], ids=["limited", "unlimited"])
+def test_an_order_is_created_in_one_transaction_taking_only_a_limited_stock(
+    shop: Shop, stock: int | None
+) -> None:
+    core = shop.core
+    core.products.add(sku="cloud", name="Cloud", price=cny("9.00"), stock=stock, actor=ADMIN)
+    with counting(shop) as counts:
+        order = core.orders.create(
+            customer_id=shop.customer_id, items=[("cloud", 2), ("cloud", 1)], actor=ADMIN
+        )
+    assert counts.commits == 1
+    # No product row is locked for an unlimited stock: no statement to take it either.
+    expected = CREATE_STATEMENTS - (stock is None)
+    assert len(counts.statements) == expected, counts.full
+    assert not any("FOR UPDATE" in s for s in counts.full), counts.full
+    assert core.products.get("cloud").stock == (None if stock is None else 7)
+    assert str(order.amounts.payable) == "27.00 CNY"

@@ -23,7 +23,7 @@ from ordercore._state import OrderStatus, PaymentStatus
 
 from .coin_columns import coin_values, quote_from_row, received_from_row
 from .inbox import InboxQueries
-from .repositories import ACTIVATION_COLUMNS, OrderRepository
+from .orders import ACTIVATION_COLUMNS, OrderRepository
 from .tables import Tables
 
 __all__ = ["PaymentRepository"]

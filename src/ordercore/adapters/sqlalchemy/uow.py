@@ -19,9 +19,10 @@ from .backup import BackupStore
 from .coupons import CouponRepository
 from .export import CHUNK, iter_records
 from .listing import list_orders
+from .orders import OrderRepository
 from .payments import PaymentRepository
 from .refunds import RefundRepository
-from .repositories import CustomerRepository, OrderRepository, ProductRepository
+from .repositories import CustomerRepository, ProductRepository
 from .risk import RiskRepository
 from .tables import Tables
 from .wallet import WalletRepository
