@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, func, insert, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ordercore._audit.chain import canonical_json
@@ -28,6 +28,9 @@ def _minor(value: Money | None) -> int | None:
     return None if value is None else value.to_minor()
 
 
+_CONSUME_KEY = "ordercore.coupon_consume"
+
+
 class CouponRepository:
     """``uses`` on the coupon row counts reserved and consumed redemptions; it is checked and
     raised under the coupon's row lock, so two orders cannot both take the last use."""
@@ -36,6 +39,21 @@ class CouponRepository:
         self.conn = conn
         self.t = tables.coupons
         self.r = tables.coupon_redemptions
+        built = self.r.info.get(_CONSUME_KEY)
+        if built is None or built[0] is not self.r:
+            # The payment path's statement, built once (see payments._Statements).
+            built = (
+                self.r,
+                update(self.r)
+                .where(
+                    and_(
+                        self.r.c.order_id == bindparam("b_order_id"), self.r.c.status == RESERVED
+                    )
+                )
+                .values(status=CONSUMED),
+            )
+            self.r.info[_CONSUME_KEY] = built
+        self._consume = built[1]
 
     @staticmethod
     def _from_row(row: Row[Any]) -> Coupon:
@@ -177,11 +195,7 @@ class CouponRepository:
 
     def consume(self, order_id: int, now: datetime) -> int:
         """The order was paid: its reserved uses become consumed."""
-        result = self.conn.execute(
-            update(self.r)
-            .where(and_(self.r.c.order_id == order_id, self.r.c.status == RESERVED))
-            .values(status=CONSUMED, updated_at=now)
-        )
+        result = self.conn.execute(self._consume, {"b_order_id": order_id, "updated_at": now})
         return int(result.rowcount)
 
     def release(self, order_id: int, now: datetime) -> int:

@@ -65,7 +65,8 @@ def make_engine(
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # On the driver's connection: nothing of SQLAlchemy's execution path is needed.
+            conn.connection.driver_connection.execute("BEGIN IMMEDIATE")
 
         return engine
     if parsed.get_backend_name() == "postgresql" or parsed.get_backend_name() in (
