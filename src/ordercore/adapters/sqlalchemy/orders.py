@@ -20,6 +20,7 @@ from ordercore._orders.amounts import AdjustmentKind, AmountAdjustment, AmountBr
 from ordercore._orders.domain import Communication, Note, Order, OrderLine
 from ordercore._state import CancelReason, OrderStatus
 
+from ._built import insert_into
 from .audit import AuditRepository
 from .repositories import _actor, _actor_values, _dump_specs, _load_specs
 from .tables import Tables
@@ -243,9 +244,8 @@ class OrderRepository:
             )
         }
         order.version = 1
-        lines = self.tables.order_lines
         self.conn.execute(
-            insert(lines),
+            insert_into(self.tables.order_lines),
             [
                 {
                     "order_id": order.id,

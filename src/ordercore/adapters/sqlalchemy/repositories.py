@@ -27,6 +27,7 @@ from ordercore._orders.domain import (
     SpecValue,
 )
 
+from ._built import built
 from .tables import Tables
 
 __all__ = ["CustomerRepository", "ProductRepository"]
@@ -103,7 +104,9 @@ class CustomerRepository:
         )
 
     def get(self, customer_id: int) -> Customer:
-        row = self.conn.execute(select(self.t).where(self.t.c.id == customer_id)).first()
+        t = self.t
+        query = built(t, "by_id", lambda: select(t).where(t.c.id == bindparam("b_id")))
+        row = self.conn.execute(query, {"b_id": customer_id}).first()
         if row is None:
             raise CustomerNotFound(f"no customer with id {customer_id}", customer_id=customer_id)
         return self._from_row(row)
