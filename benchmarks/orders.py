@@ -13,8 +13,8 @@ discount rounded half-up and allocated to the lines by largest remainder, as ord
 does); insert the order (with its activation mode and request hash), its lines (one
 statement), the risk context and decision (after reading the customer's risk-list entries;
 the default rule set), the coupon use (and the coupon's use count), the pending audit entry
-(nonce, HMAC-SHA-256 ``entry_hash``) — and commit. It does not read the wallet (ordercore
-reads the customer's balance and points even when the order uses neither).
+(nonce, HMAC-SHA-256 ``entry_hash``) — and commit. It does not read the wallet (neither does
+ordercore when the order does not draw on it).
 
 Before anything is timed, the benchmark snapshots every table around one create of each
 path (with and without a coupon) and compares the changes column by column (ids, times,
