@@ -142,21 +142,23 @@ class _Child:
             )
         )
 
-    def probe(self, orders: Table) -> ColumnElement[bool]:
-        """``(SELECT 1 FROM child WHERE column = value AND order_created_at = orders.created_at
-        AND order_id = orders.id LIMIT 1) IS NOT NULL``: an EXISTS that stays a probe per row
-        (one descent of the index, by its whole key). Planners turn a plain EXISTS into a
+    def probe(self, created: Any, order_id: Any) -> ColumnElement[bool]:
+        """``(SELECT 1 FROM child WHERE column = value AND order_created_at = created AND
+        order_id = order_id LIMIT 1) IS NOT NULL``: an EXISTS that stays a probe per row (one
+        descent of the index, by its whole key). Planners turn a plain EXISTS into a
         semi-join, which MariaDB runs by copying every matching child row into a temporary
         table and PostgreSQL by splitting a walk over parallel workers: both slower than a
-        probe for each order a walk passes, once the match is common."""
+        probe for each order a walk passes, once the match is common. ``created`` and
+        ``order_id`` are the orders' columns, or the copies in the child index a page walks:
+        then the probe is made before the order's row is read."""
         c = self.table.c
         found = (
             select(literal(1))
             .where(
                 and_(
                     c[self.column] == self.value,
-                    c.order_created_at == orders.c.created_at,
-                    c.order_id == orders.c.id,
+                    c.order_created_at == created,
+                    c.order_id == order_id,
                 )
             )
             .limit(1)
@@ -411,7 +413,7 @@ def _plan(
             *_direct_conditions(tables, flt, cursor),
             *per_row,
             o.id.in_(bindparam("candidates", sorted(ids), literal_execute=True)),
-            *[child.probe(tables.orders) for child in children],
+            *[child.probe(o.created_at, o.id) for child in children],
         ]
         return _Plan(where, None, walk=False)
     driver = None if orders_only or not bounded_number else _driver(conn, tables, flt, children)
@@ -419,7 +421,7 @@ def _plan(
         where = [
             *_direct_conditions(tables, flt, cursor),
             *per_row,
-            *[child.probe(tables.orders) for child in children],
+            *[child.probe(o.created_at, o.id) for child in children],
         ]
         return _Plan(where, None, walk=bounded_number)
     c = driver.table.c
@@ -427,7 +429,7 @@ def _plan(
         c[driver.column] == driver.value,
         *_direct_conditions(tables, flt, cursor, c.order_created_at),
         *per_row,
-        *[child.probe(tables.orders) for child in children if child is not driver],
+        *[child.probe(c.order_created_at, c.order_id) for child in children if child is not driver],
     ]
     first = driver.first_of_order()
     if first is not None:
