@@ -9,8 +9,9 @@ pages down the filter's ordering, or halfway down when it has fewer). Last, it c
 second. Targets: p95 under 50 ms for every filter on both backends; deep pages as fast as the
 first (ratio about 1). On PostgreSQL it also prints, for the first and the deep page of each
 filter, the shared buffers every statement of the call touched (``EXPLAIN (ANALYZE,
-BUFFERS)``): a figure that does not move with the machine's load, so that a regression shows
-as a plan reading more pages, not as noise in a time.
+BUFFERS)``), and on SQLite the virtual-machine instructions the call ran: figures that do
+not move with the machine's load, so that a regression shows as a plan doing more work, not
+as noise in a time.
 
     python benchmarks/order_list.py --backend both --orders 1000000
     python benchmarks/order_list.py --backend sqlite --orders 100000 --repeat 20
@@ -566,13 +567,36 @@ def explain(core: OrderCore, flt: OrderFilter, cursor: str | None) -> str:
     return "\n".join("    " + " | ".join(str(c) for c in r) for r in rows)
 
 
+def sqlite_steps(core: OrderCore, flt: OrderFilter, cursor: str | None) -> int:
+    """SQLite: the virtual-machine instructions one ``list_orders`` call runs, to the hundred
+    (a progress handler called every 100), all statements together (SQLite runs a statement
+    while its rows are fetched, so they cannot be told apart from the outside)."""
+    calls = [0]
+
+    def count() -> int:
+        calls[0] += 1
+        return 0
+
+    with core.engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        raw.set_progress_handler(count, 100)
+        try:
+            list_orders(conn, core.tables, flt, limit=PAGE, cursor=cursor)
+        finally:
+            raw.set_progress_handler(None, 100)
+    return calls[0] * 100
+
+
 def buffers(core: OrderCore, flt: OrderFilter, cursor: str | None) -> list[int] | None:
     """PostgreSQL: the shared buffers (hits + reads) each statement of one ``list_orders`` call
     touches when it runs, from ``EXPLAIN (ANALYZE, BUFFERS)`` (execution only, not planning;
-    the top node's counts include its children's and its subplans'). None on SQLite.
+    the top node's counts include its children's and its subplans'). SQLite: one number,
+    the VM instructions (:func:`sqlite_steps`).
 
     Unlike a time, this does not move with the load of the machine: a plan that reads ten
     times more index pages shows as ten times the buffers."""
+    if core.engine.dialect.name == "sqlite":
+        return [sqlite_steps(core, flt, cursor)]
     if core.engine.dialect.name != "postgresql":
         return None
     out = []
@@ -625,6 +649,8 @@ def show_buffers(parts: Sequence[int] | None) -> str:
     """``total (statement + statement + ...)``, in the order list_orders sends them."""
     if not parts:
         return "-"
+    if len(parts) == 1:
+        return f"{parts[0]:,}"
     return f"{sum(parts):,} ({' + '.join(str(p) for p in parts)})"
 
 
@@ -646,10 +672,11 @@ def creation_throughput(core: OrderCore, n: int, seed: int) -> float:
 
 def report(backend: str, gen: Generated, results: list[Result], creates: float | None) -> str:
     with_buffers = any(r.first_buffers for r in results)
+    unit = "VM steps" if backend == "sqlite" else "buffers"
     head = (
         f"| filter | matches | first p50 | first p95 | deep p50 | deep p95 | deep/first "
         f"(p50) | deep page at | p95 < {TARGET_MS:.0f} ms |"
-        + (" buffers, first page | buffers, deep page |" if with_buffers else "")
+        + (f" {unit}, first page | {unit}, deep page |" if with_buffers else "")
     )
     out = [
         f"### {backend}: {gen.orders:,} orders, {gen.lines:,} lines, {gen.tags:,} flags, "
