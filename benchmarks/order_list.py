@@ -635,7 +635,7 @@ def measure(
         log(
             f"  {name}: first p95 {p95(first):.1f} ms"
             + (f", deep p95 {p95(deep):.1f} ms" if deep else "")
-            + (f", buffers {show_buffers(result.first_buffers)}" if result.first_buffers else "")
+            + (f", work {show_buffers(result.first_buffers)}" if result.first_buffers else "")
             + (f" / {show_buffers(result.deep_buffers)}" if result.deep_buffers else "")
         )
         if show_plans:
