@@ -279,14 +279,15 @@ class Baseline:
             (number, customer_id, currency, original, payable, _json(adjustments), at,
              self._time(now + self.timeout), request_hash, mode),
         ).fetchone()[0]  # fmt: skip
-        row = "(" + ", ".join(["?" if self.sqlite else "%s"] * 9) + ")"
+        row = "(" + ", ".join(["?" if self.sqlite else "%s"] * 10) + ")"
         params: list[Any] = []
         for position, (sku, qty) in enumerate(items):
             p = products[sku]
-            params += [order_id, position, p[0], sku, p[2], p[5], p[4], qty, None]
+            params += [order_id, position, p[0], sku, p[2], p[5], p[4], qty, None, at]
         self._run(
             "INSERT INTO order_lines (order_id, position, product_id, sku, name, specs, "
-            "unit_price_minor, quantity, tier_percent_off) VALUES " + ", ".join([row] * len(items)),
+            "unit_price_minor, quantity, tier_percent_off, order_created_at) VALUES "
+            + ", ".join([row] * len(items)),
             params,
         )
         listed = self._run(self.sql["lists"], (str(customer_id), at)).fetchall()

@@ -259,6 +259,7 @@ class OrderRepository:
                     "tier_percent_off": None
                     if line.tier_percent_off is None
                     else str(line.tier_percent_off),
+                    "order_created_at": order.created_at,
                 }
                 for i, line in enumerate(order.lines)
             ],
@@ -266,7 +267,10 @@ class OrderRepository:
         if order.tags:
             self.conn.execute(
                 insert(self.tables.order_tags),
-                [{"order_id": order.id, "tag": t} for t in sorted(order.tags)],
+                [
+                    {"order_id": order.id, "tag": t, "order_created_at": order.created_at}
+                    for t in sorted(order.tags)
+                ],
             )
         self._insert_children(order, 0, 0)
         self.seen[order.number] = order
@@ -464,7 +468,11 @@ class OrderRepository:
                 )
             if added:
                 self.conn.execute(
-                    insert(tags), [{"order_id": order.id, "tag": t} for t in sorted(added)]
+                    insert(tags),
+                    [
+                        {"order_id": order.id, "tag": t, "order_created_at": order.created_at}
+                        for t in sorted(added)
+                    ],
                 )
         self._insert_children(order, loaded.notes, loaded.communications)
         self._loaded[order.number] = _Loaded(
