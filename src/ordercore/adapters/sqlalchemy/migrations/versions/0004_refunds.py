@@ -120,7 +120,9 @@ def upgrade(prefix: str = "", schema: str | None = None) -> None:
     op.create_table(
         n("after_sales_steps"),
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("issue_id", sa.Integer, sa.ForeignKey(fk("after_sales_issues")), nullable=False),
+        sa.Column(
+            "issue_id", sa.Integer, sa.ForeignKey(fk("after_sales_issues")), nullable=False
+        ),
         sa.Column("status", Str(24), nullable=False),
         *_actor(),
         sa.Column("at", UTCDateTime, nullable=False),
