@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from itertools import pairwise
 from types import TracebackType
 from typing import Any
 
@@ -61,6 +62,7 @@ __all__ = [
     "IntDiv",
     "ReportingReader",
     "SalesRows",
+    "Span",
     "low_stock",
     "payment_rows",
     "product_rows",
@@ -88,7 +90,39 @@ class SalesRows:
         return sorted(set(self.created) | set(self.paid) | set(self.refunds))
 
 
+#: A period of :func:`sales_rows`: ``(start, end, offsets)``.
+Span = tuple[datetime, datetime, Sequence[tuple[datetime, int]]]
+
+
 def sales_rows(
+    conn: Connection,
+    t: Tables,
+    spans: Sequence[Span],
+    *,
+    currency: str | None,
+    excluded: Sequence[str],
+) -> list[SalesRows]:
+    """The rows of each of ``spans`` — periods that follow each other (each ends where the
+    next starts; a period and the one before it, for its growth): orders created per local
+    day (and of those paid), orders paid and amounts per local day, refunds completed; and
+    the paying customers of every period in one query (:func:`_customer_rows`)."""
+    for (_, end, _o), (start, _e, _p) in pairwise(spans):
+        if end != start:
+            raise ValueError("sales_rows needs periods that follow each other")
+    out = [
+        _period_rows(conn, t, start, end, offsets, currency=currency, excluded=excluded)
+        for start, end, offsets in spans
+    ]
+    paid_orders = sum(n for rows in out for days in rows.paid.values() for n, _ in days.values())
+    bounds = [start for start, _e, _o in spans] + [spans[-1][1]]
+    for i, cur, paying, again, returning in _customer_rows(
+        conn, t, bounds, paid_orders, currency=currency, excluded=excluded
+    ):
+        out[i].customers[cur] = (paying, again, returning)
+    return out
+
+
+def _period_rows(
     conn: Connection,
     t: Tables,
     start: datetime,
@@ -98,8 +132,7 @@ def sales_rows(
     currency: str | None,
     excluded: Sequence[str],
 ) -> SalesRows:
-    """Orders created in ``[start, end)`` (and of those paid) per local day; orders paid and
-    amounts per local day; refunds completed; paying customers."""
+    """The rows of one period of :func:`sales_rows` but its customers."""
     o = t.orders
     out = SalesRows()
     paid_ok = and_(o.c.paid_at.is_not(None), channel_ok(o.c.channel, excluded))
@@ -151,96 +184,101 @@ def sales_rows(
     for cur, minor in rows:
         out.refunds[cur] = int_or_zero(minor)
 
-    paid_orders = sum(n for days in out.paid.values() for n, _ in days.values())
-    for cur, paying, again, returning in _customer_rows(
-        conn, t, start, end, paid_orders, currency=currency, excluded=excluded
-    ):
-        out.customers[cur] = (int(paying), int_or_zero(again), int_or_zero(returning))
     return out
 
 
-#: How the paying customers of a period are told returning or not: ``"probe"`` (one index
-#: probe per paying customer for an order paid before the period), ``"scan"`` (one pass
-#: over the index by customer of every order paid before the period's end) or ``"auto"``:
-#: a scan when ``paid orders in the period × factor ≥ the greatest order id`` (an upper bound
-#: of the orders the scan reads), a probe otherwise. A probe costs about 20 index entries
-#: of a scan on PostgreSQL and 7 on SQLite (measured: docs/performance.md); the factors stay
-#: below those, the paid orders of a period being more than its paying customers.
+#: How the paying customers of the periods are told returning or not: ``"probe"`` (one
+#: index probe per paying customer for an order paid before the first period), ``"scan"``
+#: (one pass over the index by customer of every order paid before the last period's end)
+#: or ``"auto"``: a scan when ``paid orders in the periods × factor ≥ the greatest order
+#: id`` (an upper bound of the orders the scan reads), a probe otherwise. A probe costs
+#: about 20 index entries of a scan on PostgreSQL and 7 on SQLite (measured: see
+#: docs/performance.md); the factors stay at or below those, the paid orders of a period
+#: being more than its paying customers.
 CUSTOMER_STRATEGY = "auto"
-SCAN_FACTOR = {"postgresql": 16}
+SCAN_FACTOR = {"postgresql": 20}
 SCAN_FACTOR_DEFAULT = 6
 
 
 def _customer_rows(
     conn: Connection,
     t: Tables,
-    start: datetime,
-    end: datetime,
+    bounds: Sequence[datetime],
     paid_orders: int,
     *,
     currency: str | None,
     excluded: Sequence[str],
-) -> list[Any]:
-    """``(currency, paying customers, of those paying ≥ 2 times, of those paid before)``:
-    the customers with an order paid in ``[start, end)``, read from the index ``(customer_id,
-    currency, paid_at, channel)`` alone (an order paid before the period was created before
-    it too). ``paid_orders`` (the period's, already counted) chooses the way
-    (:data:`CUSTOMER_STRATEGY`): a month of a large book probes, a year scans."""
+) -> list[tuple[int, str, int, int, int]]:
+    """``(period, currency, paying customers, of those paying ≥ 2 times, of those who had
+    paid before)`` for the periods ``[bounds[i], bounds[i + 1])``, in one query read from
+    the index ``(customer_id, currency, paid_at, channel)`` alone (an order paid before a
+    period was created before it too).
+
+    Per customer and currency: ``n_i``, the orders paid in period ``i``, and ``before``, an
+    order paid before the first period. A customer paying in period ``i`` had paid before it
+    when ``before`` or some ``n_j > 0`` for ``j < i``. ``paid_orders`` (those of the periods,
+    already counted) chooses how ``before`` is found (:data:`CUSTOMER_STRATEGY`)."""
     o = t.orders
     ok = and_(channel_ok(o.c.channel, excluded), of_currency(o.c.currency, currency))
+    first, last = bounds[0], bounds[-1]
     strategy = CUSTOMER_STRATEGY
-    if strategy == "auto" and paid_orders:
-        factor = SCAN_FACTOR.get(conn.dialect.name, SCAN_FACTOR_DEFAULT)
-        last_id = int_or_zero(conn.execute(select(func.max(o.c.id))).scalar())
-        strategy = "scan" if paid_orders * factor >= last_id else "probe"
+    if strategy == "auto":
+        strategy = "probe"
+        if paid_orders:
+            factor = SCAN_FACTOR.get(conn.dialect.name, SCAN_FACTOR_DEFAULT)
+            last_id = int_or_zero(conn.execute(select(func.max(o.c.id))).scalar())
+            strategy = "scan" if paid_orders * factor >= last_id else "probe"
+    counts = [
+        func.sum(case((and_(o.c.paid_at >= lo, o.c.paid_at < hi), 1), else_=0)).label(f"n{i}")
+        for i, (lo, hi) in enumerate(pairwise(bounds))
+    ]
     if strategy == "scan":
-        in_period = o.c.paid_at >= start
         per_customer = (
             select(
                 o.c.currency,
-                func.sum(case((in_period, 1), else_=0)).label("n"),
-                func.max(case((in_period, 0), else_=1)).label("before"),
+                *counts,
+                func.max(case((o.c.paid_at < first, 1), else_=0)).label("before"),
             )
-            .where(o.c.paid_at < end, ok)
+            .where(o.c.paid_at < last, ok)
             .group_by(o.c.customer_id, o.c.currency)
             .subquery("pc")
         )
-        pc = per_customer.c
-        return list(
-            conn.execute(
-                select(
-                    pc.currency,
-                    func.count(),
-                    func.sum(case((pc.n >= 2, 1), else_=0)),
-                    func.sum(pc.before),
-                )
-                .where(pc.n > 0)
-                .group_by(pc.currency)
-            )
+    else:
+        in_periods = (
+            select(o.c.currency, o.c.customer_id, *counts)
+            .where(o.c.paid_at >= first, o.c.paid_at < last, ok)
+            .group_by(o.c.currency, o.c.customer_id)
+            .subquery("paying")
         )
-    per_customer = (
-        select(o.c.currency, o.c.customer_id, func.count().label("n"))
-        .where(o.c.paid_at >= start, o.c.paid_at < end, ok)
-        .group_by(o.c.currency, o.c.customer_id)
-        .subquery("pc")
-    )
-    before = o.alias("before")
-    paid_before = exists().where(
-        before.c.customer_id == per_customer.c.customer_id,
-        before.c.currency == per_customer.c.currency,
-        before.c.paid_at < start,
-        channel_ok(before.c.channel, excluded),
-    )
-    return list(
-        conn.execute(
-            select(
-                per_customer.c.currency,
-                func.count(),
-                func.sum(case((per_customer.c.n >= 2, 1), else_=0)),
-                func.sum(case((paid_before, 1), else_=0)),
-            ).group_by(per_customer.c.currency)
+        before = o.alias("before")
+        paid_before = exists().where(
+            before.c.customer_id == in_periods.c.customer_id,
+            before.c.currency == in_periods.c.currency,
+            before.c.paid_at < first,
+            channel_ok(before.c.channel, excluded),
         )
-    )
+        per_customer = select(
+            in_periods.c.currency,
+            *(in_periods.c[f"n{i}"] for i in range(len(counts))),
+            case((paid_before, 1), else_=0).label("before"),
+        ).subquery("pc")
+    pc = per_customer.c
+    figures = []
+    for i in range(len(counts)):
+        n = pc[f"n{i}"]
+        had_paid = or_(pc.before == 1, *(pc[f"n{j}"] > 0 for j in range(i)))
+        figures += [
+            func.sum(case((n > 0, 1), else_=0)),
+            func.sum(case((n >= 2, 1), else_=0)),
+            func.sum(case((and_(n > 0, had_paid), 1), else_=0)),
+        ]
+    out = []
+    for cur, *sums in conn.execute(select(pc.currency, *figures).group_by(pc.currency)):
+        for i in range(len(counts)):
+            paying, again, returning = (int_or_zero(v) for v in sums[3 * i : 3 * i + 3])
+            if paying:
+                out.append((i, cur, paying, again, returning))
+    return out
 
 
 # ----------------------------------------------------------------------------- payments
@@ -598,17 +636,9 @@ class ReportingReader:
             self.conn.close()
 
     def sales(
-        self,
-        start: datetime,
-        end: datetime,
-        offsets: Sequence[tuple[datetime, int]],
-        *,
-        currency: str | None,
-        excluded: Sequence[str],
-    ) -> SalesRows:
-        return sales_rows(
-            self.conn, self.tables, start, end, offsets, currency=currency, excluded=excluded
-        )
+        self, spans: Sequence[Span], *, currency: str | None, excluded: Sequence[str]
+    ) -> list[SalesRows]:
+        return sales_rows(self.conn, self.tables, spans, currency=currency, excluded=excluded)
 
     def payments(
         self, start: datetime, end: datetime, *, currency: str | None, excluded: Sequence[str]
