@@ -34,6 +34,7 @@ from sqlalchemy import (
     cast,
     exists,
     extract,
+    false,
     func,
     literal_column,
     or_,
@@ -263,22 +264,28 @@ def _customer_rows(
             case((paid_before, 1), else_=0).label("before"),
         ).subquery("pc")
     pc = per_customer.c
+    # grouped by ``before`` too, so that each row's probe runs once (SQLite and PostgreSQL
+    # copy a subquery's column into every outer reference of it)
     figures = []
     for i in range(len(counts)):
         n = pc[f"n{i}"]
-        had_paid = or_(pc.before == 1, *(pc[f"n{j}"] > 0 for j in range(i)))
+        paid_earlier = or_(false(), *(pc[f"n{j}"] > 0 for j in range(i)))
         figures += [
             func.sum(case((n > 0, 1), else_=0)),
             func.sum(case((n >= 2, 1), else_=0)),
-            func.sum(case((and_(n > 0, had_paid), 1), else_=0)),
+            func.sum(case((and_(n > 0, paid_earlier), 1), else_=0)),
         ]
-    out = []
-    for cur, *sums in conn.execute(select(pc.currency, *figures).group_by(pc.currency)):
+    found: dict[tuple[int, str], list[int]] = {}
+    for cur, before_, *sums in conn.execute(
+        select(pc.currency, pc.before, *figures).group_by(pc.currency, pc.before)
+    ):
         for i in range(len(counts)):
-            paying, again, returning = (int_or_zero(v) for v in sums[3 * i : 3 * i + 3])
-            if paying:
-                out.append((i, cur, paying, again, returning))
-    return out
+            paying, again, earlier = (int_or_zero(v) for v in sums[3 * i : 3 * i + 3])
+            total = found.setdefault((i, cur), [0, 0, 0])
+            total[0] += paying
+            total[1] += again
+            total[2] += paying if int_or_zero(before_) else earlier
+    return [(i, cur, p, a, r) for (i, cur), (p, a, r) in sorted(found.items()) if p]
 
 
 # ----------------------------------------------------------------------------- payments
