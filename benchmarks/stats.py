@@ -8,10 +8,15 @@ and ``.products`` for a month (June 2026) and a year (2026) in Asia/Shanghai: th
 ``--repeat`` runs of ordercore's service (every query it makes, the previous period of
 ``sales`` included) and of the same figures computed by hand-written SQL for that backend
 (``AT TIME ZONE``/``date()`` bucketing, ``percentile_disc``, ``DISTINCT ON``), run in the same
-process on the same data. It checks that both give the same totals and prints the ratio.
+process on the same data, alternating (ours first, then the hand-written SQL first). It
+checks that both give the same figures (every figure the hand-written SQL computes), prints
+the ratio, and the CPU time of both: this process's (all of the work on SQLite) and, with
+``--server-cpu``, that of the PostgreSQL backends serving it (a server on this machine; no
+parallel workers then), which a loaded machine disturbs far less than the wall clock.
 
     python benchmarks/stats.py --backend both --orders 1000000
     python benchmarks/stats.py --backend sqlite --orders 100000 --repeat 3
+    python benchmarks/stats.py --backend postgresql --reuse --schema S --server-cpu --spans month
 
 Targets (PostgreSQL): each month statistic under 200 ms, each year statistic under 1 s, within
 1.5x of the hand-written SQL. This is a benchmark, not a test: it reports, it never fails.
