@@ -42,6 +42,7 @@ from sqlalchemy import (
     true,
     tuple_,
 )
+from sqlalchemy.dialects import postgresql
 
 from ordercore._reports.stats import nearest_rank
 
@@ -472,13 +473,12 @@ def _last_attempts_pg(
     by ``DISTINCT ON (order_id, channel)`` — one sorted pass over the period's attempts
     instead of a probe for a later attempt per attempt."""
     a = t.payment_attempts
-    last = (
-        select(a.c.currency, a.c.channel, a.c.status)
-        .where(a_ok)
-        .distinct(a.c.order_id, a.c.channel)
-        .order_by(a.c.order_id, a.c.channel, a.c.id.desc())
-        .subquery("last")
-    )
+    each = select(a.c.currency, a.c.channel, a.c.status).where(a_ok)
+    if hasattr(postgresql, "distinct_on"):  # SQLAlchemy 2.1
+        each = each.ext(postgresql.distinct_on(a.c.order_id, a.c.channel))
+    else:  # SQLAlchemy 2.0
+        each = each.distinct(a.c.order_id, a.c.channel)
+    last = each.order_by(a.c.order_id, a.c.channel, a.c.id.desc()).subquery("last")
     out: dict[tuple[str, str], tuple[int, int]] = {}
     for cur, ch, final, ok in conn.execute(
         select(
