@@ -62,11 +62,20 @@ def _arg(compiler: SQLCompiler, element: FunctionElement[Any], i: int, **kw: Any
     return str(compiler.process(list(element.clauses)[i], **kw))
 
 
+def _sqlite_seconds(compiler: SQLCompiler, column: str) -> str:
+    # strftime('%s') and unixepoch() read the fraction rounded to milliseconds (…:53.9999 is
+    # …:54): the seconds are taken from the text cut before the fraction. unixepoch()
+    # (SQLite 3.38) gives the same integer as CAST(strftime('%s') AS INTEGER) at half the
+    # cost: no text to write and read back
+    version = compiler.dialect.server_version_info or (0,)
+    if tuple(version) >= (3, 38):
+        return f"unixepoch(substr({column}, 1, 19))"
+    return f"CAST(strftime('%s', substr({column}, 1, 19)) AS INTEGER)"
+
+
 @compiles(EpochSeconds)
 def _epoch_s_default(element: EpochSeconds, compiler: SQLCompiler, **kw: Any) -> str:
-    # strftime('%s') reads the fraction rounded to milliseconds (…:53.9999 is …:54): the
-    # seconds are taken from the text cut before the fraction
-    return f"CAST(strftime('%s', substr({_arg(compiler, element, 0, **kw)}, 1, 19)) AS INTEGER)"
+    return _sqlite_seconds(compiler, _arg(compiler, element, 0, **kw))
 
 
 @compiles(EpochSeconds, "postgresql")
@@ -88,10 +97,7 @@ def _epoch_s_my(element: EpochSeconds, compiler: SQLCompiler, **kw: Any) -> str:
 @compiles(EpochMicros)
 def _epoch_us_default(element: EpochMicros, compiler: SQLCompiler, **kw: Any) -> str:
     col = _arg(compiler, element, 0, **kw)
-    return (
-        f"(CAST(strftime('%s', substr({col}, 1, 19)) AS INTEGER) * 1000000 "
-        f"+ CAST(substr({col}, 21, 6) AS INTEGER))"
-    )
+    return f"({_sqlite_seconds(compiler, col)} * 1000000 + CAST(substr({col}, 21, 6) AS INTEGER))"
 
 
 @compiles(EpochMicros, "postgresql")
