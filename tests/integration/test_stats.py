@@ -19,12 +19,14 @@ from helpers import Backend, FakeClock, audit_rows, count_rows
 from ordercore import (
     Actor,
     InvalidField,
+    Money,
     OrderCore,
     PermissionDenied,
     StatsPeriod,
     UnknownCurrency,
 )
 from ordercore.adapters.sqlalchemy import stats as stats_adapter
+from ordercore.adapters.sqlalchemy.engine import READ_ONLY
 
 from .stats_book import Book, Brute, books, periods, write
 
@@ -269,3 +271,24 @@ def test_products_reads_lines_by_nested_loop_and_puts_the_planner_back(
             assert tuple(conn.execute(show).one()) == ("off", "off")
         assert tuple(conn.execute(show).one()) == ("on", "off")
         conn.rollback()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_report_in_progress_does_not_hold_sqlite_s_write_lock(
+    backend: Backend, stats_core: OrderCore
+) -> None:
+    # A file database (WAL): the reader's transaction is a plain BEGIN, so a writer goes on
+    # while it is open; with BEGIN IMMEDIATE the write below would wait for the reader
+    # (and fail after the busy timeout).
+    admin = Actor.operator("root", role="admin")
+    stats_core.products.add(sku="S", name="S", price=Money.of("1.00", "CNY"), actor=admin)
+    customer = stats_core.customers.add(name="Li", email="li@example.com", actor=admin)
+    period = StatsPeriod.between("2026-03-01", "2026-03-31", "Europe/Paris")
+    engine = stats_core.engine.execution_options(**{READ_ONLY: True})
+    with engine.connect() as reading:
+        reading.exec_driver_sql("SELECT count(*) FROM orders").scalar()  # the snapshot is taken
+        assert reading.in_transaction()
+        with stats_adapter.ReportingReader(stats_core.engine, stats_core.tables) as reader:
+            reader.products(period.start, period.end, currency=None, excluded=())
+            stats_core.orders.create(customer_id=customer.id, items=[("S", 1)], actor=admin)
+    assert stats_core.stats.sales(period).currencies == ()  # created outside the period

@@ -56,6 +56,7 @@ from .stats_sql import (
     local_day,
     of_currency,
 )
+from .engine import READ_ONLY
 from .tables import Tables
 
 __all__ = [
@@ -630,7 +631,8 @@ class ReportingReader:
         self.tables = tables
 
     def __enter__(self) -> ReportingReader:
-        self.conn = self.engine.connect()
+        # Read-only: on SQLite no write lock is taken for the length of a report.
+        self.conn = self.engine.connect().execution_options(**{READ_ONLY: True})
         return self
 
     def __exit__(
