@@ -336,12 +336,13 @@ class _Server:
                 )
 
 
-#: PostgreSQL: every relation, column (type, nullability, default), constraint, index,
-#: trigger and function of a schema, one line each.
+#: PostgreSQL: every relation, column (type, nullability, default, privileges), constraint,
+#: index, trigger (enabled or not) and function of a schema, one line each.
 _PG_STRUCTURE = """
 SELECT 'c ' || c.relname || ' ' || c.relkind::text || ' ' || coalesce(a.attname, '') || ' '
        || coalesce(format_type(a.atttypid, a.atttypmod), '') || ' '
        || coalesce(a.attnotnull::text, '') || ' ' || coalesce(pg_get_expr(d.adbin, d.adrelid), '')
+       || ' ' || coalesce(c.relacl::text, '') || ' ' || coalesce(a.attacl::text, '')
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -356,7 +357,7 @@ WHERE n.nspname = %(s)s
 UNION ALL
 SELECT 'i ' || indexdef FROM pg_indexes WHERE schemaname = %(s)s
 UNION ALL
-SELECT 't ' || t.tgname || ' ' || c.relname
+SELECT 't ' || t.tgname || ' ' || c.relname || ' ' || t.tgenabled::text
 FROM pg_trigger t
 JOIN pg_class c ON c.oid = t.tgrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -386,6 +387,13 @@ def _server(servers: dict[str, _Server], name: str) -> _Server:
         admin = create_engine(url, isolation_level="AUTOCOMMIT", pool_size=1)
         servers[name] = _Server(name, url, admin)
     return servers[name]
+
+
+@pytest.fixture(params=[p for p in BACKENDS if p.id != "sqlite"])
+def database_server(request: pytest.FixtureRequest, _servers: dict[str, _Server]) -> _Server:
+    """The per-worker state of one database server (its pool of migrated, emptied schemas
+    or databases), for the tests of this very mechanism."""
+    return _server(_servers, request.param)
 
 
 @pytest.fixture(params=BACKENDS)
