@@ -7,7 +7,11 @@ then times ``list_orders`` for every filter of the order list: median and p95 ov
 pages down the filter's ordering, or halfway down when it has fewer). Last, it creates
 ``--creates`` orders through the public service (``core.orders.create``) and reports orders per
 second. Targets: p95 under 50 ms for every filter on both backends; deep pages as fast as the
-first (ratio about 1).
+first (ratio about 1). On PostgreSQL it also prints, for the first and the deep page of each
+filter, the shared buffers every statement of the call touched (``EXPLAIN (ANALYZE,
+BUFFERS)``), and on SQLite the virtual-machine instructions the call ran: figures that do
+not move with the machine's load, so that a regression shows as a plan doing more work, not
+as noise in a time.
 
     python benchmarks/order_list.py --backend both --orders 1000000
     python benchmarks/order_list.py --backend sqlite --orders 100000 --repeat 20
@@ -17,7 +21,8 @@ PostgreSQL: a fresh schema in the database of ``--db-url`` (default
 ``$ORDERCORE_TEST_POSTGRESQL_URL`` or ``postgresql+psycopg://postgres@127.0.0.1:5432/test``),
 dropped at the end unless ``--keep``. SQLite: a fresh file under /tmp (or ``--db-url``).
 ``--reuse`` measures an existing, already filled database (give ``--db-url`` and, on
-PostgreSQL, ``--schema``) — handy when trying an index with ``--extra-index``.
+PostgreSQL, ``--schema``; ``--analyze`` after migrating it) — handy when trying an index with
+``--extra-index``.
 This is a benchmark, not a test: it reports figures and ratios and never fails on them.
 """
 
@@ -105,7 +110,9 @@ LINE_COLUMNS = (
     "specs",
     "unit_price_minor",
     "quantity",
+    "order_created_at",
 )
+TAG_COLUMNS = ("order_id", "tag", "order_created_at")
 CUSTOMER_COLUMNS = ("id", "name", "email", "identity_verified", "created_at")
 
 
@@ -192,6 +199,7 @@ def generate_orders(n: int, now: datetime, seed: int) -> Iterator[OrderRows]:
                     "specs": "{}",
                     "unit_price_minor": price,
                     "quantity": qty,
+                    "order_created_at": created_at,
                 }
             )
         paid = total if status in ("paid", "completed", "refunded") else 0
@@ -216,7 +224,11 @@ def generate_orders(n: int, now: datetime, seed: int) -> Iterator[OrderRows]:
             "payment_deadline": created_at + timedelta(minutes=15),
             "version": 1,
         }
-        yield order, tuple(lines), tuple({"order_id": i, "tag": t} for t in tags)
+        yield (
+            order,
+            tuple(lines),
+            tuple({"order_id": i, "tag": t, "order_created_at": created_at} for t in tags),
+        )
 
 
 def customers(now: datetime) -> Iterator[dict[str, Any]]:
@@ -370,7 +382,7 @@ def load(core: OrderCore, n: int, seed: int) -> Generated:
     cust.flush()
     orders = Loader(core, raw, tables.orders, ORDER_COLUMNS)
     lines = Loader(core, raw, tables.order_lines, LINE_COLUMNS)
-    tags = Loader(core, raw, tables.order_tags, ("order_id", "tag"))
+    tags = Loader(core, raw, tables.order_tags, TAG_COLUMNS)
     for order, order_lines, order_tags in generate_orders(n, now, seed):
         orders.add(order)
         for line in order_lines:
@@ -515,8 +527,8 @@ def p95(values: Sequence[float]) -> float:
     return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
 
 
-def explain(core: OrderCore, flt: OrderFilter, cursor: str | None) -> str:
-    """The plan of the page query, as the driver ran it."""
+def statements(core: OrderCore, flt: OrderFilter, cursor: str | None) -> list[tuple[str, Any]]:
+    """Every statement one ``list_orders`` call sends, as the driver ran it."""
     captured: list[tuple[str, Any]] = []
 
     def grab(conn: Any, cur: Any, statement: str, params: Any, context: Any, many: bool) -> None:
@@ -528,20 +540,71 @@ def explain(core: OrderCore, flt: OrderFilter, cursor: str | None) -> str:
             list_orders(conn, core.tables, flt, limit=PAGE, cursor=cursor)
     finally:
         event.remove(core.engine, "before_cursor_execute", grab)
+    return captured
+
+
+def _run_raw(core: OrderCore, statement: str, params: Any) -> list[Any]:
+    raw_fairy = core.engine.raw_connection()
+    try:
+        cur = raw_fairy.cursor()
+        cur.execute(statement, params)
+        rows = cur.fetchall()
+    finally:
+        raw_fairy.close()
+    return list(rows)
+
+
+def explain(core: OrderCore, flt: OrderFilter, cursor: str | None) -> str:
+    """The plan of the page query, as the driver ran it."""
+    captured = statements(core, flt, cursor)
     statement, params = next((s, p) for s, p in captured if "ORDER BY" in s)
     prefix = (
         "EXPLAIN (ANALYZE, BUFFERS) "
         if core.engine.dialect.name == "postgresql"
         else "EXPLAIN QUERY PLAN "
     )
-    raw_fairy = core.engine.raw_connection()
-    try:
-        cur = raw_fairy.cursor()
-        cur.execute(prefix + statement, params)
-        rows = cur.fetchall()
-    finally:
-        raw_fairy.close()
+    rows = _run_raw(core, prefix + statement, params)
     return "\n".join("    " + " | ".join(str(c) for c in r) for r in rows)
+
+
+def sqlite_steps(core: OrderCore, flt: OrderFilter, cursor: str | None) -> int:
+    """SQLite: the virtual-machine instructions one ``list_orders`` call runs, to the hundred
+    (a progress handler called every 100), all statements together (SQLite runs a statement
+    while its rows are fetched, so they cannot be told apart from the outside)."""
+    calls = [0]
+
+    def count() -> int:
+        calls[0] += 1
+        return 0
+
+    with core.engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        raw.set_progress_handler(count, 100)
+        try:
+            list_orders(conn, core.tables, flt, limit=PAGE, cursor=cursor)
+        finally:
+            raw.set_progress_handler(None, 100)
+    return calls[0] * 100
+
+
+def buffers(core: OrderCore, flt: OrderFilter, cursor: str | None) -> list[int] | None:
+    """PostgreSQL: the shared buffers (hits + reads) each statement of one ``list_orders`` call
+    touches when it runs, from ``EXPLAIN (ANALYZE, BUFFERS)`` (execution only, not planning;
+    the top node's counts include its children's and its subplans'). SQLite: one number,
+    the VM instructions (:func:`sqlite_steps`).
+
+    Unlike a time, this does not move with the load of the machine: a plan that reads ten
+    times more index pages shows as ten times the buffers."""
+    if core.engine.dialect.name == "sqlite":
+        return [sqlite_steps(core, flt, cursor)]
+    if core.engine.dialect.name != "postgresql":
+        return None
+    out = []
+    for statement, params in statements(core, flt, cursor):
+        ((doc,),) = _run_raw(core, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement, params)
+        plan = doc[0]["Plan"]
+        out.append(int(plan["Shared Hit Blocks"]) + int(plan["Shared Read Blocks"]))
+    return out
 
 
 @dataclass
@@ -551,6 +614,8 @@ class Result:
     depth: int
     first: list[float]
     deep: list[float]
+    first_buffers: list[int] | None = None
+    deep_buffers: list[int] | None = None
 
 
 def measure(
@@ -563,16 +628,30 @@ def measure(
         cursor, matches, depth = deep_cursor(core, flt)
         first = timed(core.engine, core, flt, None, repeat)
         deep = timed(core.engine, core, flt, cursor, repeat) if cursor else []
-        results.append(Result(name, matches, depth, first, deep))
+        result = Result(name, matches, depth, first, deep)
+        result.first_buffers = buffers(core, flt, None)
+        result.deep_buffers = buffers(core, flt, cursor) if cursor else None
+        results.append(result)
         log(
             f"  {name}: first p95 {p95(first):.1f} ms"
             + (f", deep p95 {p95(deep):.1f} ms" if deep else "")
+            + (f", work {show_buffers(result.first_buffers)}" if result.first_buffers else "")
+            + (f" / {show_buffers(result.deep_buffers)}" if result.deep_buffers else "")
         )
         if show_plans:
             print(f"-- {name} (first page)\n{explain(core, flt, None)}")
             if cursor:
                 print(f"-- {name} (deep page)\n{explain(core, flt, cursor)}")
     return results
+
+
+def show_buffers(parts: Sequence[int] | None) -> str:
+    """``total (statement + statement + ...)``, in the order list_orders sends them."""
+    if not parts:
+        return "-"
+    if len(parts) == 1:
+        return f"{parts[0]:,}"
+    return f"{sum(parts):,} ({' + '.join(str(p) for p in parts)})"
 
 
 def creation_throughput(core: OrderCore, n: int, seed: int) -> float:
@@ -592,16 +671,19 @@ def creation_throughput(core: OrderCore, n: int, seed: int) -> float:
 
 
 def report(backend: str, gen: Generated, results: list[Result], creates: float | None) -> str:
+    with_buffers = any(r.first_buffers for r in results)
+    unit = "VM steps" if backend == "sqlite" else "buffers"
     head = (
         f"| filter | matches | first p50 | first p95 | deep p50 | deep p95 | deep/first "
         f"(p50) | deep page at | p95 < {TARGET_MS:.0f} ms |"
+        + (f" {unit}, first page | {unit}, deep page |" if with_buffers else "")
     )
     out = [
         f"### {backend}: {gen.orders:,} orders, {gen.lines:,} lines, {gen.tags:,} flags, "
         f"page of {PAGE}",
         "",
         head,
-        "|" + "---|" * 9,
+        "|" + "---|" * (11 if with_buffers else 9),
     ]
     for r in results:
         worst = max([p95(r.first)] + ([p95(r.deep)] if r.deep else []))
@@ -611,6 +693,11 @@ def report(backend: str, gen: Generated, results: list[Result], creates: float |
             f"| {r.name} | {r.matches:,} | {statistics.median(r.first):.2f} | "
             f"{p95(r.first):.2f} | {deep[0]} | {deep[1]} | {ratio} | "
             f"{r.depth:,} | {'yes' if worst < TARGET_MS else '**no**'} |"
+            + (
+                f" {show_buffers(r.first_buffers)} | {show_buffers(r.deep_buffers)} |"
+                if with_buffers
+                else ""
+            )
         )
     if creates is not None:
         out += ["", f"Order creation through `core.orders.create`: **{creates:,.0f} orders/s**"]
@@ -647,7 +734,17 @@ def run(args: argparse.Namespace, backend: str) -> str:
                         select(o.number).where(o.id % max(1, count // 10) == 0).order_by(o.id)
                     ).scalars()
                 )
-            gen = Generated(now=newest + timedelta(hours=1), orders=count, some_numbers=numbers)
+                lines, tags = (
+                    conn.execute(select(func.count()).select_from(table)).scalar_one()
+                    for table in (core.tables.order_lines, core.tables.order_tags)
+                )
+            gen = Generated(
+                now=newest + timedelta(hours=1),
+                orders=count,
+                lines=lines,
+                tags=tags,
+                some_numbers=numbers,
+            )
         else:
             core.upgrade()
             gen = load(core, args.orders, args.seed)
@@ -661,7 +758,7 @@ def run(args: argparse.Namespace, backend: str) -> str:
             log(f"extra index: {statement}")
             with engine.begin() as conn:
                 conn.execute(text(statement))
-        if not args.reuse or args.extra_index:
+        if not args.reuse or args.extra_index or args.analyze:
             analyze(core)
         results = measure(core, gen, args.repeat, args.explain, args.only)
         creates = None
@@ -693,6 +790,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="CREATE INDEX ... ON {orders} (...) to try before measuring (repeatable)",
     )
     parser.add_argument("--explain", action="store_true", help="print each query's plan")
+    parser.add_argument(
+        "--analyze", action="store_true", help="with --reuse: (VACUUM) ANALYZE before measuring"
+    )
     parser.add_argument(
         "--pg-setting",
         action="append",

@@ -98,9 +98,10 @@ def fill_postgresql(conn: Connection, n: int, p: str) -> None:
     _pg(
         conn,
         f"INSERT INTO {p}order_lines (id, order_id, position, sku, name, specs, "
-        "unit_price_minor, quantity) "
+        "unit_price_minor, quantity, order_created_at) "
         "SELECT g, g, 0, 'sku-' || (1 + (g * 7) % 50), 'Product ' || (1 + (g * 7) % 50), '{}', "
-        f"1000 * (1 + (g * 7) % 50), 1 + g % 3 FROM generate_series(1, {n}) g",
+        f"1000 * (1 + (g * 7) % 50), 1 + g % 3, created_at "
+        f"FROM (SELECT id AS g, created_at FROM {p}orders) o",
     )
     _pg(
         conn,
@@ -180,10 +181,10 @@ def fill_sqlite(conn: Connection, n: int, p: str) -> None:
     )
     conn.exec_driver_sql(
         f"INSERT INTO {p}order_lines (id, order_id, position, sku, name, specs, "
-        "unit_price_minor, quantity) "
-        f"WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < {n}) "
+        "unit_price_minor, quantity, order_created_at) "
         "SELECT g, g, 0, 'sku-' || (1 + (g * 7) % 50), 'Product ' || (1 + (g * 7) % 50), '{}', "
-        "1000 * (1 + (g * 7) % 50), 1 + g % 3 FROM s"
+        "1000 * (1 + (g * 7) % 50), 1 + g % 3, created_at "
+        f"FROM (SELECT id AS g, created_at FROM {p}orders) o"
     )
     conn.exec_driver_sql(
         f"INSERT INTO {p}payment_attempts (id, order_id, channel, method, out_trade_no, "

@@ -337,6 +337,7 @@ def write(core: OrderCore, book: Book) -> None:
                     "specs": "{}",
                     "unit_price_minor": li.unit_minor,
                     "quantity": li.quantity,
+                    "order_created_at": o.created_at,
                 }
                 for i, li in enumerate(o.lines)
             )

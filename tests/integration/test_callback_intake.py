@@ -238,13 +238,65 @@ def _kill_next_parse(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(channel, "parse_notification", dying)
 
 
+def _die_after_storing(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next notification carries its event twice — such a notification is stored
+    (committed) before its events are applied, each in its own transaction — and the process
+    dies right after storing it. (A notification with one event is stored, applied and marked
+    in one transaction: there is no such moment.)"""
+    channel = shop.core.channel("fake")
+    payments = shop.core.payments
+    parse, apply_each = channel.parse_notification, payments._apply_each
+
+    def doubled(notification: Any) -> Any:
+        monkeypatch.setattr(channel, "parse_notification", parse)
+        result = parse(notification)
+        return attrs.evolve(result, events=result.events * 2)
+
+    def dying(*args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(payments, "_apply_each", apply_each)
+        raise Killed
+
+    monkeypatch.setattr(channel, "parse_notification", doubled)
+    monkeypatch.setattr(payments, "_apply_each", dying)
+
+
+@on_sqlite_and_postgresql
+@pytest.mark.parametrize("where", ["verifying", "applying"])
+def test_a_process_killed_before_its_one_commit_leaves_nothing_and_the_platform_retries(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    order = shop.order()
+    no = shop.start(order.number).out_trade_no
+    if where == "verifying":
+        _kill_next_parse(shop, monkeypatch)
+    else:
+        payments = shop.core.payments
+        original = payments._apply_payment
+
+        def dying(*args: Any, **kwargs: Any) -> Any:
+            monkeypatch.setattr(payments, "_apply_payment", original)
+            raise Killed
+
+        monkeypatch.setattr(payments, "_apply_payment", dying)
+    notification = shop.gateway.pay(no)
+    with pytest.raises(Killed):
+        shop.deliver(notification)
+    # Nothing was committed: no inbox row, the order unpaid; the platform was not answered.
+    assert shop.inbox() == []
+    assert shop.core.orders.get(order.number).status is OrderStatus.PENDING
+    assert shop.deliver(notification).status == 200  # its next delivery
+    (entry,) = shop.inbox()
+    assert entry["status"] == "applied"
+    assert shop.events(order.number, OrderEvent.PAY) == 1
+
+
 @on_sqlite_and_postgresql
 def test_a_row_left_received_is_replayed_after_the_grace_period(
     shop: Shop, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     order = shop.order()
     no = shop.start(order.number).out_trade_no
-    _kill_next_parse(shop, monkeypatch)
+    _die_after_storing(shop, monkeypatch)
     with pytest.raises(Killed):
         shop.deliver(shop.gateway.pay(no))
     (stuck,) = shop.inbox()
@@ -275,12 +327,12 @@ def test_a_replay_left_received_is_flagged_for_an_operator_who_replays_it(
 ) -> None:
     order = shop.order()
     no = shop.start(order.number).out_trade_no
-    _kill_next_parse(shop, monkeypatch)
+    _die_after_storing(shop, monkeypatch)
     with pytest.raises(Killed):
         shop.deliver(shop.gateway.pay(no))
     (stuck,) = shop.inbox()
     clock.advance(shop.core.settings.callback_grace_seconds + 1)
-    _kill_next_parse(shop, monkeypatch)  # the job's replay dies too
+    _die_after_storing(shop, monkeypatch)  # the job's replay dies too
     with pytest.raises(Killed):
         shop.core.payments.run_due_jobs()
     original, replay = shop.inbox()

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from ordercore import InvalidField, Money, OrderCore, OrderStatus, get_currency
 from ordercore._orders.listing import OrderFilter, OrderSummary, date_range, period_range
@@ -133,6 +133,14 @@ def generate(seed: int = 20261124) -> list[Row]:
 ROWS = generate()
 
 
+def _line_skus(row: Row) -> list[str]:
+    """The skus of the order's lines: every third order has its first sku on two lines (an
+    order may repeat a sku, with other specs or through two items), which a walk of the sku
+    index meets twice and must list once."""
+    skus = sorted(row.skus)
+    return skus + skus[:1] if row.id % 3 == 0 else skus
+
+
 def insert_rows(core: OrderCore, rows: list[Row]) -> None:
     t = core.tables
     with core.engine.begin() as conn:
@@ -184,14 +192,19 @@ def insert_rows(core: OrderCore, rows: list[Row]) -> None:
                     "specs": "{}",
                     "unit_price_minor": 100,
                     "quantity": 1,
+                    "order_created_at": r.created_at,
                 }
                 for r in rows
-                for pos, sku in enumerate(sorted(r.skus))
+                for pos, sku in enumerate(_line_skus(r))
             ],
         )
         conn.execute(
             insert(t.order_tags),
-            [{"order_id": r.id, "tag": tag} for r in rows for tag in sorted(r.tags)],
+            [
+                {"order_id": r.id, "tag": tag, "order_created_at": r.created_at}
+                for r in rows
+                for tag in sorted(r.tags)
+            ],
         )
 
 
@@ -482,3 +495,41 @@ def test_random_filters_match_brute_force(
     # The fixture's rows are only read, so sharing them between examples is safe.
     monkeypatch.setattr(listing, "CANDIDATE_LIMIT", probe)
     check(listed, flt, limit)
+
+
+def test_a_flag_set_later_is_listed_by_its_orders_creation_time(
+    core: OrderCore, clock: Any, actor: Any, make_customer: Any, make_product: Any
+) -> None:
+    """A flag (or a line) carries the creation time of its order, not of the moment it was
+    written: a flag set a day after an order was placed lists it where it was before,
+    between the orders created before and after it."""
+    customer = make_customer()
+    product = make_product(sku="plan-x")
+    numbers = []
+    for _ in range(3):
+        numbers.append(
+            core.orders.create(
+                customer_id=customer.id, items=[("plan-x", 1)], tags=["gift"], actor=actor
+            ).number
+        )
+        clock.advance(60)
+    clock.advance(86_400)
+    for number in numbers:
+        core.orders.flag(number, "manual", actor=actor)
+    t = core.tables
+    with core.engine.connect() as conn:
+        created = dict(conn.execute(select(t.orders.c.id, t.orders.c.created_at)).all())
+        for table, rows in ((t.order_lines, 3), (t.order_tags, 6)):
+            copies = conn.execute(select(table.c.order_id, table.c.order_created_at)).all()
+            assert len(copies) == rows
+            assert all(created[order_id] == at for order_id, at in copies)
+    newest_first = numbers[::-1]
+    for flt in (
+        OrderFilter(flag="manual"),
+        OrderFilter(flag="gift"),
+        OrderFilter(sku=product.sku, flag="manual"),
+    ):
+        assert [s.number for s in page_through(core, flt, 2)] == newest_first
+    core.orders.unflag(numbers[1], "manual", actor=actor)
+    core.orders.flag(numbers[1], "manual", actor=actor)
+    assert [s.number for s in page_through(core, OrderFilter(flag="manual"), 1)] == newest_first

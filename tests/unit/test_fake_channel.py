@@ -1,6 +1,8 @@
 """Unit tests of the public test kit, ordercore.testing: the fake channel's signing and
 verification, its platform (refund idempotency, faults, counters, real HTTP), the builders,
-the fixtures, and the examples in docs/testing.md and docs/plugins.md."""
+the fixtures, and the hook signatures in docs/plugins.md. (The examples of docs/testing.md run
+in tests/docs/test_doc_snippets.py, docs/plugins.md's example plugin in
+tests/integration/test_example_plugin.py.)"""
 
 from __future__ import annotations
 
@@ -880,11 +882,6 @@ def test_public_names() -> None:
 # ------------------------------------------------------------------ the docs
 
 
-def _blocks(path: Path, language: str) -> list[str]:
-    text = path.read_text(encoding="utf-8")
-    return re.findall(rf"^```{language}\n(.*?)^```$", text, flags=re.MULTILINE | re.DOTALL)
-
-
 def _normalise(text: str) -> str:
     text = re.sub(r"\s+", " ", text)
     return text.replace("( ", "(").replace(", )", ")").replace(",)", ")")
@@ -906,55 +903,3 @@ def test_every_hook_signature_is_in_docs_plugins() -> None:
         assert signature.startswith(f"def {node.name}(")
         assert signature.endswith(":")
         assert signature in docs, f"docs/plugins.md lacks the exact signature: {signature}"
-
-
-def _files_in(path: Path) -> dict[str, str]:
-    """The code blocks of a page that start with a ``# FILENAME`` comment."""
-    files = {}
-    for block in _blocks(path, r"\w+"):
-        first, _, rest = block.partition("\n")
-        match = re.fullmatch(r"# ([\w.]+\.(?:py|toml))", first)
-        if match:
-            files[match.group(1)] = block if first.endswith(".py") else rest
-    return files
-
-
-def _run_pytest(directory: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(directory)],
-        cwd=directory,
-        env={"PYTHONPATH": str(directory), "PATH": "/usr/bin:/bin", "HOME": str(directory)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
-def test_the_plugin_example_in_docs_plugins_works(tmp_path: Path) -> None:
-    files = _files_in(ROOT / "docs" / "plugins.md")
-    assert set(files) == {"ordercore_examplepay.py", "pyproject.toml", "test_examplepay.py"}
-    assert (
-        '[project.entry-points.ordercore]\nexamplepay = "ordercore_examplepay"'
-        in (files["pyproject.toml"])
-    )
-    for name in ("ordercore_examplepay.py", "test_examplepay.py"):
-        (tmp_path / name).write_text(files[name], encoding="utf-8")
-    done = _run_pytest(tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "6 passed" in done.stdout
-
-
-def test_the_examples_in_docs_testing_work(tmp_path: Path) -> None:
-    page = ROOT / "docs" / "testing.md"
-    files = _files_in(page)
-    assert set(files) == {"conftest.py", "test_fake_payments.py"}
-    for name, text in files.items():
-        (tmp_path / name).write_text(text, encoding="utf-8")
-    done = _run_pytest(tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "1 passed" in done.stdout
-    snippets = [b for b in _blocks(page, "python") if not b.startswith("# ")]
-    assert len(snippets) == 3
-    for snippet in snippets:
-        exec(compile(snippet, str(page), "exec"), {})

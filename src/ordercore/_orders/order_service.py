@@ -28,15 +28,12 @@ from ordercore._audit.chain import (
 )
 from ordercore._context import Service, check_id, check_limit
 from ordercore._errors import (
-    CurrencyMismatch,
     IdempotencyConflict,
     InvalidAmount,
     InvalidField,
     InvalidQuantity,
     OrderCoreError,
-    OutOfStock,
     PermissionDenied,
-    ProductInactive,
 )
 from ordercore._money import Money, as_money
 from ordercore._numbers import OrderNumberGenerator
@@ -48,9 +45,10 @@ from ordercore._state import CancelReason, OrderStatus, PaymentEvent, Transition
 
 from .amounts import AmountBreakdown
 from .customer_service import CustomerService, NewCustomer
-from .domain import Customer, Order, OrderLine, Product, validate_tag
+from .domain import Customer, Order, OrderLine, validate_tag
 from .listing import OrderFilter, Page
 from .pricing import ManualDiscount, UseAll, price_order
+from .stock import reserve_stock
 from .wallet import POINTS, LedgerEntry
 from .wallet_service import return_deductions, wallet_audit
 
@@ -87,10 +85,6 @@ class OrderDetails:
     activation: Mapping[str, Any] | None = None
     refunds: tuple[Refund, ...] = ()
     issues: tuple[AfterSalesIssue, ...] = ()
-
-
-def products_of(uow: UnitOfWork, lines: Sequence[OrderLine]) -> list[Product]:
-    return [uow.products.get(sku) for sku in sorted({line.sku for line in lines})]
 
 
 def _request_hash(request: Mapping[str, Any]) -> str:
@@ -215,14 +209,21 @@ class OrderService(Service):
                 assert customer_id is not None
                 customer = uow.customers.get(customer_id)
             assert customer.id is not None
-            lines = self._reserve_stock(uow, items, now)
+            lines, products = reserve_stock(uow, items, now)
             currency = lines[0].unit_price.currency
             coupon_obj = uow.coupons.get(coupon, lock=True) if coupon else None
+            # The wallet is read (and its rows locked) only when the order draws on it.
             balance_held = Money.from_minor(
-                uow.wallet.balance(customer.id, currency.code, lock=use_balance is not None),
+                0
+                if use_balance is None
+                else uow.wallet.balance(customer.id, currency.code, lock=True),
                 currency,
             )
-            points_held = uow.wallet.balance(customer.id, POINTS, lock=bool(use_points))
+            points_held = uow.wallet.balance(customer.id, POINTS, lock=True) if use_points else 0
+            modes = {p.activation_mode for p in products}
+            plan = activation or next((m for m in ("manual", "delayed") if m in modes), "auto")
+            if plan not in ("auto", "manual", "delayed"):
+                raise InvalidField("activation must be auto, manual or delayed", field="activation")
             balance_asked = (
                 use_balance
                 if use_balance is None or isinstance(use_balance, UseAll)
@@ -252,18 +253,12 @@ class OrderService(Service):
                 actor,
                 idempotency_key,
                 request_hash,
+                {"activation_mode": str(plan), "channel": channel or None},
             )
             assert order.id is not None
             self._ctx.risk.check_order(
                 uow, order=order, customer=customer, context=risk, actor=actor, now=now
             )
-            if channel:
-                uow.orders.set_channel(order, channel)
-            modes = {p.activation_mode for p in products_of(uow, lines)}
-            plan = activation or next((m for m in ("manual", "delayed") if m in modes), "auto")
-            if plan not in ("auto", "manual", "delayed"):
-                raise InvalidField("activation must be auto, manual or delayed", field="activation")
-            uow.payments.set_activation(order.id, mode=str(plan))
             if coupon_obj is not None:
                 uow.coupons.reserve(
                     coupon_obj,
@@ -322,34 +317,6 @@ class OrderService(Service):
                 raise
             return again
 
-    @staticmethod
-    def _reserve_stock(
-        uow: UnitOfWork, items: Sequence[tuple[str, int]], now: datetime
-    ) -> list[OrderLine]:
-        # Lock products in sku order so that concurrent orders cannot deadlock.
-        products = {sku: uow.products.get(sku, lock=True) for sku in sorted({s for s, _ in items})}
-        lines: list[OrderLine] = []
-        for sku, qty in items:
-            product = products[sku]
-            if not product.active:
-                raise ProductInactive(f"product {sku} is not for sale (inactive)", sku=sku)
-            if product.stock is not None:
-                if product.stock < qty:
-                    raise OutOfStock(
-                        f"product {sku}: {qty} wanted, {product.stock} in stock", sku=sku
-                    )
-                products[sku] = evolve(product, stock=product.stock - qty)
-            lines.append(OrderLine.from_product(product, qty))
-        currencies = {line.unit_price.currency.code for line in lines}
-        if len(currencies) > 1:
-            raise CurrencyMismatch(
-                f"an order is in one currency; these items mix {', '.join(sorted(currencies))}"
-            )
-        for product in products.values():
-            if product.stock is not None:
-                uow.products.update(product, now)
-        return lines
-
     def _insert(
         self,
         uow: UnitOfWork,
@@ -363,6 +330,7 @@ class OrderService(Service):
         actor: Actor,
         idempotency_key: str | None,
         request_hash: str,
+        columns: dict[str, Any],
     ) -> Order:
         assert customer.id is not None
         for _attempt in range(5):
@@ -377,7 +345,12 @@ class OrderService(Service):
                 tags=frozenset(tags),
             )
             try:
-                uow.orders.add(order, idempotency_key=idempotency_key, request_hash=request_hash)
+                uow.orders.add(
+                    order,
+                    idempotency_key=idempotency_key,
+                    request_hash=request_hash,
+                    columns=columns,
+                )
             except IntegrityError:
                 if idempotency_key is not None and uow.orders.find_by_idempotency_key(
                     idempotency_key

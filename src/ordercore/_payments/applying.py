@@ -82,7 +82,8 @@ class PaymentCore(Service):
         transaction: the coupon use is consumed, activation is scheduled by its mode, the
         ``order.paid`` notification is queued, and other open attempts are cancelled."""
         assert order.id is not None
-        uow.coupons.consume(order.id, now)
+        if uow.orders.coupon_reserved(order.id) is not False:
+            uow.coupons.consume(order.id, now)
         mode, due = self._activation_plan(uow, order, now)
         uow.payments.set_activation(order.id, mode=mode.value, due_at=due, attempts=0, error=None)
         uow.payments.add_outbox(
@@ -165,13 +166,25 @@ class PaymentCore(Service):
         now: datetime,
     ) -> ApplyResult:
         """Apply a verified payment fact. Locks the order, then the attempt."""
-        found = uow.payments.find_attempt(event.out_trade_no)
-        if found is None or found.channel != channel:
+        # One statement locks the attempt's order (read light, with its lines); one more locks
+        # the order's attempts (this one, and the others a payment cancels).
+        found = uow.orders.for_payment(event.out_trade_no)
+        attempt = None
+        if found is not None:
+            order = found[0]
+            assert order.id is not None
+            attempt = next(
+                (
+                    a
+                    for a in uow.payments.lock_attempts(order.id)
+                    if a.out_trade_no == event.out_trade_no
+                ),
+                None,
+            )
+        if attempt is None or attempt.channel != channel:
             return ApplyResult(
                 "unknown_payment", None, event.out_trade_no, "no such payment attempt"
             )
-        order = uow.orders.get(found.order_number, lock=True, light=True)
-        attempt = uow.payments.attempt(event.out_trade_no, lock=True)
         result = ApplyResult("applied", order.number, attempt.out_trade_no)
         actor = Actor.channel(channel)
         evidence: dict[str, Any] = {

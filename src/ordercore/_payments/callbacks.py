@@ -1,9 +1,15 @@
-"""The callback pipeline: a notification is stored raw in the inbox (committed) before
-anything else — its body, and of its headers only those the channel reads (secret ones
-redacted) with a summary of the rest — verified and parsed by its channel, its fields checked
-against the database, applied in one transaction, and answered the way the platform expects.
-Replays of stored notifications go through the same path and resolve the row they replay;
-notifications a stopped process left ``received`` are replayed by the job runner.
+"""The callback pipeline: a notification is verified and parsed by its channel (outside any
+transaction), its fields checked against the database, then stored raw in the inbox — its
+body, and of its headers only those the channel reads (secret ones redacted) with a summary
+of the rest — applied and marked with its outcome in **one transaction**, and answered the way
+the platform expects. A refusal is stored in one transaction too. If applying fails, the
+transaction rolls back and the notification is stored alone, marked ``error``, in another
+(the platform is answered with a failure, so it delivers again).
+
+A notification carrying several events is stored first (committed), then each event is
+applied in its own transaction. Replays of stored notifications go through the same path and
+resolve the row they replay; notifications a stopped process left ``received`` are replayed
+by the job runner.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -84,9 +90,10 @@ class CallbackPipeline(PaymentCore):
         replay_of: int | None = None,
         received_at: datetime | None = None,
     ) -> HttpReply:
-        """Store, verify, apply and acknowledge one notification. Never raises for bad
+        """Verify, store, apply and acknowledge one notification. Never raises for bad
         input: every refusal is answered the platform's way and left in the inbox. An
-        unexpected error (the database) marks the inbox row ``error`` and is raised.
+        unexpected error (the database) rolls the work back, stores the notification marked
+        ``error`` (when the database allows) and is raised.
 
         With ``replay_of``, the stored notification of that id is resolved afterwards:
         ``replayed``, naming this one, unless it had an outcome of its own."""
@@ -100,17 +107,6 @@ class CallbackPipeline(PaymentCore):
             secret=self._ctx.settings.redacted_headers | chan.secret_headers,
         )
         address = None if remote_addr is None else str(remote_addr)[:64]
-        inbox_id = self._run(
-            lambda uow, now: uow.payments.add_inbox(
-                channel=chan.name,
-                headers=intake.stored,
-                summary=intake.summary,
-                body=bytes(body),
-                remote_addr=address,
-                now=now,
-                replay_of=replay_of,
-            )
-        )
         notification = Notification(
             channel=chan.name,
             headers=intake.kept,
@@ -119,101 +115,145 @@ class CallbackPipeline(PaymentCore):
             # A replay is judged as of its first arrival (freshness windows, signed times).
             received_at=received_at or self._now(),
         )
-        try:
-            reply = self._process(chan, inbox_id, notification)
-        except Exception as exc:
-            with contextlib.suppress(Exception):  # the database may be what failed
-                self._mark_inbox(inbox_id, "error", f"{type(exc).__name__}: {exc}"[:1000])
-            raise
-        if replay_of is not None:
-            self._run(
-                lambda uow, now: uow.payments.resolve_inbox(replay_of, replay_id=inbox_id, now=now)
-            )
-        return reply
 
-    def _process(
-        self, chan: PaymentChannel, inbox_id: int, notification: Notification
-    ) -> HttpReply:
+        def store(
+            uow: UnitOfWork, now: datetime, status: str, reason: str | None, resolve: bool
+        ) -> int:
+            inbox_id = uow.payments.add_inbox(
+                channel=chan.name,
+                headers=intake.stored,
+                summary=intake.summary,
+                body=bytes(body),
+                remote_addr=address,
+                now=now,
+                replay_of=replay_of,
+                status=status,
+                reason=reason,
+            )
+            if resolve:
+                self._resolve(uow, replay_of, inbox_id, now)
+            return inbox_id
+
+        # Verification comes first, outside any transaction (a channel may fetch a
+        # certificate): no lock is held while it runs.
+        events, refusal = self._verify(chan, notification)
+        if refusal is not None:
+            reason, reply = refusal
+            self._run(lambda uow, now: store(uow, now, "rejected", reason, True))
+            return reply
+        if len(events) != 1:
+            # Several events: stored first, each applied in its own transaction.
+            inbox_id = self._run(lambda uow, now: store(uow, now, "received", None, False))
+            try:
+                results = self._apply_each(chan, events, inbox_id)
+            except OrderCoreError as exc:
+                self._mark_inbox(inbox_id, "error", f"{type(exc).__name__}: {exc}"[:1000])
+                return chan.acknowledge(False, "not applied")
+            except Exception as exc:
+                with contextlib.suppress(Exception):  # the database may be what failed
+                    self._mark_inbox(inbox_id, "error", f"{type(exc).__name__}: {exc}"[:1000])
+                raise
+            return self._answer(chan, results, unmarked=inbox_id, replay_of=replay_of)
+        # The usual case: stored, applied and marked in one transaction — one commit.
+        event = events[0]
+
+        def store_and_apply(uow: UnitOfWork, now: datetime) -> ApplyResult:
+            inbox_id = store(uow, now, "received", None, False)
+            result = self._apply_one(uow, chan, event, inbox_id, now)
+            self._mark(uow, inbox_id, _outcome([result]), now)
+            self._resolve(uow, replay_of, inbox_id, now)
+            return result
+
+        try:
+            result = self._run(store_and_apply)
+        except OrderCoreError as exc:
+            # A refusal of our own while applying (it should not happen): keep the
+            # notification with the reason, answer failure so the platform retries.
+            self._store_failed(store, exc, resolve=True)
+            return chan.acknowledge(False, "not applied")
+        except Exception as exc:
+            # The transaction was rolled back: keep the notification as ``error`` if the
+            # database lets us, then let the error through.
+            with contextlib.suppress(Exception):
+                self._store_failed(store, exc, resolve=False)
+            raise
+        return self._answer(chan, [result], unmarked=None, replay_of=None)
+
+    def _verify(
+        self, chan: PaymentChannel, notification: Notification
+    ) -> tuple[tuple[ChannelPaymentEvent | RefundEvent, ...], tuple[str, HttpReply] | None]:
+        """The channel's verdict: the events, or why the notification is refused and the
+        answer the platform gets."""
         try:
             parsed = chan.parse_notification(notification)
         except Exception as exc:  # a channel must not raise; if it does, it is a refusal
-            self._mark_inbox(inbox_id, "rejected", f"channel error: {exc!r}"[:500])
-            return chan.acknowledge(False, "internal error")
+            return (), (f"channel error: {exc!r}"[:500], chan.acknowledge(False, "internal error"))
         if parsed.rejection is not None:
-            self._mark_inbox(
-                inbox_id, "rejected", f"{parsed.rejection.code}: {parsed.rejection.message}"
-            )
-            return chan.refuse(parsed.rejection)
+            reason = f"{parsed.rejection.code}: {parsed.rejection.message}"
+            return (), (reason, chan.refuse(parsed.rejection))
         for event in parsed.events:
             problem = event_problem(event)
             if problem is not None:
-                self._mark_inbox(inbox_id, "rejected", f"invalid_field: {problem}")
-                return chan.refuse(ChannelRejection("invalid_field", problem))
-        try:
-            results, marked = self._apply_events(chan, parsed.events, inbox_id)
-        except OrderCoreError as exc:
-            # A refusal of our own while applying (it should not happen): keep the reason with
-            # the notification, answer failure so the platform retries, replay once fixed.
-            self._mark_inbox(inbox_id, "error", f"{type(exc).__name__}: {exc}"[:1000])
-            return chan.acknowledge(False, "not applied")
-        return self._answer(chan, inbox_id, results, marked)
+                rejection = ChannelRejection("invalid_field", problem)
+                return (), (f"invalid_field: {problem}", chan.refuse(rejection))
+        return parsed.events, None
 
-    def _apply_events(
+    def _store_failed(
+        self,
+        store: Callable[[UnitOfWork, datetime, str, str | None, bool], int],
+        exc: Exception,
+        *,
+        resolve: bool,
+    ) -> None:
+        reason = f"{type(exc).__name__}: {exc}"[:1000]
+        self._run(lambda uow, now: store(uow, now, "error", reason, resolve))
+
+    def _apply_one(
+        self,
+        uow: UnitOfWork,
+        chan: PaymentChannel,
+        event: ChannelPaymentEvent | RefundEvent,
+        inbox_id: int,
+        now: datetime,
+    ) -> ApplyResult:
+        if isinstance(event, RefundEvent):
+            return self._refund_event(uow, chan.name, event, now)
+        return self._apply_payment(
+            uow, event, channel=chan.name, source="notification", inbox_id=inbox_id, now=now
+        )
+
+    def _apply_each(
         self,
         chan: PaymentChannel,
         events: tuple[ChannelPaymentEvent | RefundEvent, ...],
         inbox_id: int,
-    ) -> tuple[list[ApplyResult], bool]:
-        """Apply the events; ``(results, marked)`` — a lone payment event (the usual case) is
-        applied and its inbox entry marked in one transaction."""
-        if len(events) == 1:
-            event = events[0]
-
-            def apply_and_mark(uow: UnitOfWork, now: datetime) -> ApplyResult:
-                if isinstance(event, RefundEvent):
-                    result = self._refund_event(uow, chan.name, event, now)
-                else:
-                    result = self._apply_payment(
-                        uow,
-                        event,
-                        channel=chan.name,
-                        source="notification",
-                        inbox_id=inbox_id,
-                        now=now,
-                    )
-                self._mark(uow, inbox_id, _outcome([result]), now)
-                return result
-
-            return [self._run(apply_and_mark)], True
-        results: list[ApplyResult] = []
-        for each in events:
-            if isinstance(each, ChannelPaymentEvent):
-                results.append(
-                    self._run(
-                        lambda uow, now, ev=each: self._apply_payment(  # type: ignore[misc]
-                            uow,
-                            ev,
-                            channel=chan.name,
-                            source="notification",
-                            inbox_id=inbox_id,
-                            now=now,
-                        )
-                    )
-                )
-            elif isinstance(each, RefundEvent):
-                results.append(
-                    self._run(
-                        lambda uow, now, ev=each: self._refund_event(uow, chan.name, ev, now)  # type: ignore[misc]
-                    )
-                )
-        return results, False
+    ) -> list[ApplyResult]:
+        """Apply several events of one notification, each in its own transaction."""
+        return [
+            self._run(
+                lambda uow, now, ev=each: self._apply_one(uow, chan, ev, inbox_id, now)  # type: ignore[misc]
+            )
+            for each in events
+        ]
 
     def _answer(
-        self, chan: PaymentChannel, inbox_id: int, results: list[ApplyResult], marked: bool
+        self,
+        chan: PaymentChannel,
+        results: list[ApplyResult],
+        *,
+        unmarked: int | None,
+        replay_of: int | None,
     ) -> HttpReply:
+        """The platform's answer; the inbox row ``unmarked`` (if any) gets the outcome, and
+        the row it replays (if any) is resolved."""
         outcome = _outcome(results)
-        if not marked:
-            self._run(lambda uow, now: self._mark(uow, inbox_id, outcome, now))
+        if unmarked is not None:
+
+            def mark(uow: UnitOfWork, now: datetime) -> None:
+                self._mark(uow, unmarked, outcome, now)
+                self._resolve(uow, replay_of, unmarked, now)
+
+            self._run(mark)
         if outcome.status == "rejected":
             return chan.refuse(ChannelRejection("unknown_payment", "unknown payment"))
         return chan.acknowledge(True)
@@ -244,6 +284,12 @@ class CallbackPipeline(PaymentCore):
             now=now,
         )
         return ApplyResult(status, number, event.out_trade_no, reason)
+
+    @staticmethod
+    def _resolve(uow: UnitOfWork, replay_of: int | None, inbox_id: int, now: datetime) -> None:
+        """A replay has its outcome: resolve the row it replays (same transaction)."""
+        if replay_of is not None:
+            uow.payments.resolve_inbox(replay_of, replay_id=inbox_id, now=now)
 
     def _mark_inbox(self, inbox_id: int, status: str, reason: str | None) -> None:
         outcome = _Outcome(status, reason, None, None)

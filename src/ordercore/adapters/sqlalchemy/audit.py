@@ -103,6 +103,9 @@ def _status(text: str | None) -> OrderStatus | None:
         return None
 
 
+_APPEND_KEY = "ordercore.audit_append"
+
+
 class AuditRepository:
     """Pending entries, the sealed hash chain and its head."""
 
@@ -115,6 +118,18 @@ class AuditRepository:
         self.head_t = tables.audit_head
         self.orders_t = tables.orders
         self.key = key
+        statements = self.pending_t.info.get(_APPEND_KEY)
+        if statements is None or statements[0] is not self.pending_t:
+            # Built once per table (SQLAlchemy then reuses their cache keys): the write path.
+            statements = (
+                self.pending_t,
+                insert(self.pending_t),
+                postgresql.insert(self.pending_t)
+                .on_conflict_do_nothing()
+                .returning(self.pending_t.c.nonce),
+            )
+            self.pending_t.info[_APPEND_KEY] = statements
+        self._insert_pending, self._insert_pending_pg = statements[1], statements[2]
 
     # -- the write path -------------------------------------------------------------------
     def append(self, entries: Sequence[AuditEntry]) -> list[PendingAuditRecord]:
@@ -127,15 +142,12 @@ class AuditRepository:
         ]
         if self.conn.dialect.name != "postgresql":
             # SQLite and MariaDB hand out max(id) + 1: a planted row never collides.
-            self.conn.execute(insert(self.pending_t), [_pending_values(r) for r in records])
+            self.conn.execute(self._insert_pending, [_pending_values(r) for r in records])
             return records
         waiting = records
         for _ in range(_INSERT_TRIES):
             stored = self.conn.execute(
-                postgresql.insert(self.pending_t)
-                .on_conflict_do_nothing()
-                .returning(self.pending_t.c.nonce),
-                [_pending_values(r) for r in waiting],
+                self._insert_pending_pg, [_pending_values(r) for r in waiting]
             )
             done = {str(n) for n in stored.scalars()}
             waiting = [r for r in waiting if r.nonce not in done]

@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, func, insert, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ordercore._audit.chain import canonical_json
@@ -16,6 +16,8 @@ from ordercore._errors import CouponNotFound, CouponUnusable, DuplicateCoupon
 from ordercore._money import Money, get_currency
 from ordercore._orders.pricing import Coupon, CouponKind
 from ordercore.adapters.sqlalchemy.tables import Tables
+
+from ._built import built, insert_into
 
 __all__ = ["CONSUMED", "RELEASED", "RESERVED", "CouponRepository"]
 
@@ -36,6 +38,17 @@ class CouponRepository:
         self.conn = conn
         self.t = tables.coupons
         self.r = tables.coupon_redemptions
+        r = self.r
+        self._consume = built(
+            r,
+            "consume",
+            lambda: (
+                update(r)
+                .where(and_(r.c.order_id == bindparam("b_order_id"), r.c.status == RESERVED))
+                .values(status=CONSUMED)
+            ),
+        )
+        self._locked_uses: dict[str, int] = {}
 
     @staticmethod
     def _from_row(row: Row[Any]) -> Coupon:
@@ -95,12 +108,21 @@ class CouponRepository:
         return self.get(coupon.code)
 
     def get(self, code: str, *, lock: bool = False) -> Coupon:
-        query = select(self.t).where(self.t.c.code == code)
-        if lock:
-            query = query.with_for_update()
-        row = self.conn.execute(query).first()
+        t = self.t
+        query = built(
+            t,
+            "by_code_locked" if lock else "by_code",
+            lambda: (
+                select(t).where(t.c.code == bindparam("b_code")).with_for_update()
+                if lock
+                else select(t).where(t.c.code == bindparam("b_code"))
+            ),
+        )
+        row = self.conn.execute(query, {"b_code": code}).first()
         if row is None:
             raise CouponNotFound(f"no coupon with code {code!r}", coupon=code)
+        if lock:  # its use count cannot change until this transaction ends
+            self._locked_uses[code] = int(row.uses)
         return self._from_row(row)
 
     def uses(self, code: str) -> int:
@@ -123,7 +145,9 @@ class CouponRepository:
         self, coupon: Coupon, *, order_id: int, customer_id: int, discount: Money, now: datetime
     ) -> None:
         """Take one use for ``order_id``; the caller holds the coupon's row lock."""
-        uses = self.uses(coupon.code)
+        uses = self._locked_uses.get(coupon.code)
+        if uses is None:
+            uses = self.uses(coupon.code)
         if coupon.limit_total is not None and uses >= coupon.limit_total:
             raise CouponUnusable(
                 f"coupon {coupon.code} has been used up ({coupon.limit_total} uses)",
@@ -149,21 +173,27 @@ class CouponRepository:
                     code="customer_limit",
                     coupon=coupon.code,
                 )
+        t = self.t
         self.conn.execute(
-            update(self.t)
-            .where(self.t.c.id == coupon.id)
-            .values(uses=self.t.c.uses + 1, updated_at=now)
+            built(
+                t,
+                "take_use",
+                lambda: update(t).where(t.c.id == bindparam("b_id")).values(uses=t.c.uses + 1),
+            ),
+            {"b_id": coupon.id, "updated_at": now},
         )
+        self._locked_uses[coupon.code] = uses + 1
         self.conn.execute(
-            insert(self.r).values(
-                coupon_id=coupon.id,
-                order_id=order_id,
-                customer_id=customer_id,
-                status=RESERVED,
-                discount_minor=discount.to_minor(),
-                created_at=now,
-                updated_at=now,
-            )
+            insert_into(self.r),
+            {
+                "coupon_id": coupon.id,
+                "order_id": order_id,
+                "customer_id": customer_id,
+                "status": RESERVED,
+                "discount_minor": discount.to_minor(),
+                "created_at": now,
+                "updated_at": now,
+            },
         )
 
     def for_order(self, order_id: int) -> builtins.list[tuple[str, str]]:
@@ -177,11 +207,7 @@ class CouponRepository:
 
     def consume(self, order_id: int, now: datetime) -> int:
         """The order was paid: its reserved uses become consumed."""
-        result = self.conn.execute(
-            update(self.r)
-            .where(and_(self.r.c.order_id == order_id, self.r.c.status == RESERVED))
-            .values(status=CONSUMED, updated_at=now)
-        )
+        result = self.conn.execute(self._consume, {"b_order_id": order_id, "updated_at": now})
         return int(result.rowcount)
 
     def release(self, order_id: int, now: datetime) -> int:

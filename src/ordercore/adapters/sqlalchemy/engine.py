@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 
-__all__ = ["make_engine"]
+__all__ = ["PING_IDLE_SECONDS", "RECYCLE_SECONDS", "make_engine"]
+
+#: A pooled connection that sat unused longer than this is pinged before it is handed out.
+PING_IDLE_SECONDS = 5.0
+#: Pooled connections are replaced after this long (below MariaDB's default
+#: ``wait_timeout`` of 8 hours and typical proxies' idle limits).
+RECYCLE_SECONDS = 1800
+_IDLE_SINCE = "ordercore.idle_since"
 
 
 def make_engine(
@@ -57,7 +65,8 @@ def make_engine(
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # On the driver's connection: nothing of SQLAlchemy's execution path is needed.
+            conn.connection.driver_connection.execute("BEGIN IMMEDIATE")
 
         return engine
     if parsed.get_backend_name() == "postgresql" or parsed.get_backend_name() in (
@@ -65,5 +74,47 @@ def make_engine(
         "mariadb",
     ):
         kwargs.setdefault("isolation_level", "READ COMMITTED")
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    kwargs.setdefault("pool_recycle", RECYCLE_SECONDS)
+    engine = create_engine(url, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        _ping_when_suspect(engine)
+    return engine
+
+
+def _ping_when_suspect(engine: Engine) -> None:
+    """Check a pooled connection's health only when there is a reason to doubt it.
+
+    ``pool_pre_ping`` costs a round trip on every checkout — one per transaction. Here a
+    connection is pinged only when it sat idle in the pool for more than
+    :data:`PING_IDLE_SECONDS` (where a server restart, a failover or an idle timeout would have
+    killed it), or when a disconnect was seen since it was last used. A dead connection found
+    that way is replaced before anyone gets it; a connection that dies while in use fails that
+    one transaction (rolled back, nothing half-written), and SQLAlchemy then drops every pooled
+    connection older than the failure. Connections are also recycled after
+    :data:`RECYCLE_SECONDS`. Pass ``pool_pre_ping=True`` to :func:`make_engine` to ping on
+    every checkout instead.
+    """
+    disconnects = [0.0]  # monotonic time of the last disconnect seen
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: Any) -> None:
+        if context.is_disconnect:
+            disconnects[0] = time.monotonic()
+
+    @event.listens_for(engine.pool, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine.pool, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(_IDLE_SINCE)
+        if since is None:
+            return  # a new connection
+        if time.monotonic() - since < PING_IDLE_SECONDS and since > disconnects[0]:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)  # outside any transaction
+        except Exception as error:
+            # The pool discards this connection and hands out a new one.
+            raise exc.DisconnectionError(f"stale pooled connection: {error}") from error

@@ -42,6 +42,8 @@ class InboxQueries:
         now: datetime,
         replay_of: int | None = None,
         summary: dict[str, Any] | None = None,
+        status: str = "received",
+        reason: str | None = None,
     ) -> int:
         stored: dict[str, Any] = dict(headers)
         if summary is not None:
@@ -54,7 +56,9 @@ class InboxQueries:
                 "remote_addr": remote_addr,
                 "headers": canonical_json(stored),
                 "body": body,
-                "status": "received",
+                "status": status,
+                "reason": reason,
+                "processed_at": None if status == "received" else now,
                 "replay_of": replay_of,
             },
         )

@@ -23,6 +23,7 @@ from ordercore._state import OrderStatus, PaymentStatus
 
 from .coin_columns import coin_values, quote_from_row, received_from_row
 from .inbox import InboxQueries
+from .orders import ACTIVATION_COLUMNS, OrderRepository
 from .tables import Tables
 
 __all__ = ["PaymentRepository"]
@@ -47,6 +48,7 @@ class _Statements:
         self.attempt = attempts.where(a.c.out_trade_no == bindparam("b_out_trade_no"))
         self.attempt_locked = self.attempt.with_for_update(of=a)
         self.attempts_for = attempts.where(a.c.order_id == bindparam("b_order_id")).order_by(a.c.id)
+        self.attempts_for_locked = self.attempts_for.with_for_update(of=a)
         self.insert_attempt = insert(a)
         self.update_attempt = update(a).where(a.c.id == bindparam("b_id"))
         self.insert_inbox = insert(inbox)
@@ -91,12 +93,18 @@ class PaymentRepository(InboxQueries):
     """Everything the payment engine stores (the inbox's queries in :mod:`.inbox`). Never
     commits."""
 
-    def __init__(self, conn: Connection, tables: Tables) -> None:
+    def __init__(
+        self, conn: Connection, tables: Tables, orders: OrderRepository | None = None
+    ) -> None:
         self.conn = conn
         self.tables = tables
         self.a = tables.payment_attempts
         self.o = tables.orders
         self.sql = _statements(tables)
+        self.orders = orders
+        # The attempts of orders whose attempts this unit of work locked (``lock_attempts``),
+        # by order id: the same objects are handed out until it ends.
+        self._held: dict[int, list[PaymentAttempt]] = {}
 
     # -- attempts -----------------------------------------------------------------------
     def _attempt(self, row: Row[Any]) -> PaymentAttempt:
@@ -168,6 +176,9 @@ class PaymentRepository(InboxQueries):
         pk = result.inserted_primary_key
         assert pk is not None
         attempt.id = int(pk[0])
+        held = self._held.get(attempt.order_id)
+        if held is not None:
+            held.append(attempt)
         return attempt
 
     def save_attempt(self, attempt: PaymentAttempt, now: datetime) -> None:
@@ -187,8 +198,20 @@ class PaymentRepository(InboxQueries):
         return None if row is None else self._attempt(row)
 
     def attempts_for(self, order_id: int) -> list[PaymentAttempt]:
+        held = self._held.get(order_id)
+        if held is not None:
+            return list(held)
         rows = self.conn.execute(self.sql.attempts_for, {"b_order_id": order_id})
         return [self._attempt(r) for r in rows]
+
+    def lock_attempts(self, order_id: int) -> list[PaymentAttempt]:
+        """Every attempt of the order, row-locked, in one statement (take the order's lock
+        first). Until this unit of work ends, :meth:`attempts_for` hands out these objects."""
+        held = self._held.get(order_id)
+        if held is None:
+            rows = self.conn.execute(self.sql.attempts_for_locked, {"b_order_id": order_id})
+            held = self._held[order_id] = [self._attempt(r) for r in rows]
+        return list(held)
 
     def list_attempts(
         self, *, limit: int, before_id: int | None = None, status: str | None = None
@@ -504,6 +527,11 @@ class PaymentRepository(InboxQueries):
 
     # -- activation -----------------------------------------------------------------------
     def activation(self, order_id: int) -> dict[str, Any]:
+        """The order's activation bookkeeping: ``mode``, ``due_at``, ``attempts``,
+        ``error`` (read with the order when this unit of work locked its row)."""
+        held = None if self.orders is None else self.orders.activation(order_id)
+        if held is not None:
+            return {k: held[k] for k in ("mode", "due_at", "attempts", "error")}
         row = self.conn.execute(self.sql.activation, {"b_id": order_id}).one()
         return {
             "mode": row.activation_mode,
@@ -513,13 +541,14 @@ class PaymentRepository(InboxQueries):
         }
 
     def set_activation(self, order_id: int, **values: Any) -> None:
-        allowed = {"mode", "due_at", "attempts", "error", "locked_until"}
-        unknown = set(values) - allowed
+        """Change the order's activation bookkeeping; written with the order's own update
+        when this unit of work locked the order's row, else at once."""
+        unknown = set(values) - set(ACTIVATION_COLUMNS)
         assert not unknown, unknown
-        self.conn.execute(
-            self.sql.update_order,
-            {"b_id": order_id, **{f"activation_{k}": v for k, v in values.items()}},
-        )
+        columns = {f"activation_{k}": v for k, v in values.items()}
+        if self.orders is not None and self.orders.defer(order_id, columns):
+            return
+        self.conn.execute(self.sql.update_order, {"b_id": order_id, **columns})
 
     def claim_activations(
         self, now: datetime, *, limit: int, lease: timedelta

@@ -13,7 +13,19 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from ordercore._actor import Actor
@@ -30,6 +42,7 @@ from ordercore._risk.domain import (
     email_domain,
 )
 
+from ._built import built, insert_into
 from .tables import Tables
 
 __all__ = ["RiskRepository"]
@@ -84,17 +97,24 @@ class RiskRepository:
         """Active entries naming one of ``subjects``, and every active CIDR entry when an IP
         is among them (CIDR containment is decided in the domain)."""
         t = self.lists
-        wanted = [and_(t.c.kind == k.value, t.c.value == v) for k, v in subjects.items()]
-        if ListKind.IP in subjects:
-            wanted.append(t.c.kind == ListKind.CIDR.value)
-        if not wanted:
+        kinds = tuple(sorted(k.value for k in subjects))
+        if not kinds:
             return []
-        rows = self.conn.execute(
-            select(t)
-            .where(or_(*wanted))
-            .where(or_(t.c.expires_at.is_(None), t.c.expires_at > now))
-            .order_by(t.c.id)
-        )
+
+        def make() -> Any:
+            wanted = [and_(t.c.kind == k, t.c.value == bindparam(f"b_{k}")) for k in kinds]
+            if ListKind.IP.value in kinds:
+                wanted.append(t.c.kind == ListKind.CIDR.value)
+            return (
+                select(t)
+                .where(or_(*wanted))
+                .where(or_(t.c.expires_at.is_(None), t.c.expires_at > bindparam("b_now")))
+                .order_by(t.c.id)
+            )
+
+        query = built(t, "candidates:" + ",".join(kinds), make)
+        params: dict[str, Any] = {f"b_{k.value}": v for k, v in subjects.items()}
+        rows = self.conn.execute(query, {**params, "b_now": now})
         return [self._entry(r) for r in rows]
 
     def add_entry(self, entry: ListEntry) -> ListEntry:
@@ -270,20 +290,21 @@ class RiskRepository:
         now: datetime,
     ) -> None:
         self.conn.execute(
-            insert(self.ro).values(
-                order_id=order_id,
-                customer_id=customer_id,
-                created_at=now,
-                ip=context.ip,
-                device_id=context.device_id,
-                email=context.email.lower() if context.email else None,
-                email_domain=email_domain(context.email),
-                user_agent=context.user_agent,
-                verdict=verdict.value,
-                needs_verification=needs_verification,
-                review_state="pending" if review else None,
-                review_due_at=review_due_at,
-            )
+            insert_into(self.ro),
+            {
+                "order_id": order_id,
+                "customer_id": customer_id,
+                "created_at": now,
+                "ip": context.ip,
+                "device_id": context.device_id,
+                "email": context.email.lower() if context.email else None,
+                "email_domain": email_domain(context.email),
+                "user_agent": context.user_agent,
+                "verdict": verdict.value,
+                "needs_verification": needs_verification,
+                "review_state": "pending" if review else None,
+                "review_due_at": review_due_at,
+            },
         )
 
     def order_context(self, order_id: int, *, lock: bool = False) -> dict[str, Any] | None:
@@ -341,19 +362,20 @@ class RiskRepository:
     # -- decisions --------------------------------------------------------------------------
     def add_decision(self, decision: Decision, actor: Actor) -> int:
         result = self.conn.execute(
-            insert(self.decisions_t).values(
-                stage=decision.stage.value,
-                verdict=decision.verdict.value,
-                order_number=decision.order_number,
-                out_trade_no=decision.out_trade_no,
-                customer_id=decision.customer_id,
-                rules=canonical_json([h.as_dict() for h in decision.hits]),
-                context=canonical_json(decision.context.as_dict()),
-                actor_kind=actor.kind.value,
-                actor_id=actor.id,
-                actor_role=actor.role,
-                created_at=decision.at,
-            )
+            insert_into(self.decisions_t),
+            {
+                "stage": decision.stage.value,
+                "verdict": decision.verdict.value,
+                "order_number": decision.order_number,
+                "out_trade_no": decision.out_trade_no,
+                "customer_id": decision.customer_id,
+                "rules": canonical_json([h.as_dict() for h in decision.hits]),
+                "context": canonical_json(decision.context.as_dict()),
+                "actor_kind": actor.kind.value,
+                "actor_id": actor.id,
+                "actor_role": actor.role,
+                "created_at": decision.at,
+            },
         )
         pk = result.inserted_primary_key
         assert pk is not None

@@ -187,8 +187,11 @@ def build_tables(prefix: str = "", schema: str | None = None) -> Tables:
         money_column("unit_price"),
         Column("quantity", Integer, nullable=False),
         Column("tier_percent_off", Str(16), nullable=True),
+        # A copy of orders.created_at (which never changes): the order list filtered by a sku
+        # walks ix_order_lines_sku_created in list order (migration 0009).
+        Column("order_created_at", UTCDateTime, nullable=False),
         UniqueConstraint("order_id", "position", name=n("uq_order_lines_position")),
-        Index(n("ix_order_lines_sku"), "sku", "order_id"),
+        Index(n("ix_order_lines_sku_created"), "sku", "order_created_at", "order_id", "position"),
     )
 
     order_tags = Table(
@@ -196,7 +199,9 @@ def build_tables(prefix: str = "", schema: str | None = None) -> Tables:
         md,
         Column("order_id", Integer, ForeignKey(fk("orders")), primary_key=True),
         Column("tag", Str(40), primary_key=True),
-        Index(n("ix_order_tags_tag"), "tag", "order_id"),
+        # The order's created_at, whenever the flag was set (see order_lines).
+        Column("order_created_at", UTCDateTime, nullable=False),
+        Index(n("ix_order_tags_tag_created"), "tag", "order_created_at", "order_id"),
     )
 
     def _actor_columns() -> list[Column[Any]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator
 from datetime import datetime
+from functools import cached_property
 from types import TracebackType
 
 from sqlalchemy import Connection, Engine, text
@@ -19,9 +20,10 @@ from .backup import BackupStore
 from .coupons import CouponRepository
 from .export import CHUNK, iter_records
 from .listing import list_orders
+from .orders import OrderRepository
 from .payments import PaymentRepository
 from .refunds import RefundRepository
-from .repositories import CustomerRepository, OrderRepository, ProductRepository
+from .repositories import CustomerRepository, ProductRepository
 from .risk import RiskRepository
 from .tables import Tables
 from .wallet import WalletRepository
@@ -40,15 +42,6 @@ class UnitOfWork:
     """
 
     conn: Connection
-    customers: CustomerRepository
-    products: ProductRepository
-    orders: OrderRepository
-    audit: AuditRepository
-    coupons: CouponRepository
-    wallet: WalletRepository
-    payments: PaymentRepository
-    refunds: RefundRepository
-    risk: RiskRepository
 
     def __init__(self, engine: Engine, tables: Tables, audit_key: bytes | None = None) -> None:
         self.engine = engine
@@ -61,16 +54,44 @@ class UnitOfWork:
     def __enter__(self) -> UnitOfWork:
         self.conn = self.engine.connect()
         self._tx = self.conn.begin()
-        self.audit = AuditRepository(self.conn, self.tables, self.audit_key)
-        self.customers = CustomerRepository(self.conn, self.tables)
-        self.products = ProductRepository(self.conn, self.tables)
-        self.orders = OrderRepository(self.conn, self.tables, self.audit)
-        self.coupons = CouponRepository(self.conn, self.tables)
-        self.wallet = WalletRepository(self.conn, self.tables)
-        self.payments = PaymentRepository(self.conn, self.tables)
-        self.refunds = RefundRepository(self.conn, self.tables)
-        self.risk = RiskRepository(self.conn, self.tables)
         return self
+
+    # The repositories, made when first used (most units of work use three or four).
+    @cached_property
+    def audit(self) -> AuditRepository:
+        return AuditRepository(self.conn, self.tables, self.audit_key)
+
+    @cached_property
+    def customers(self) -> CustomerRepository:
+        return CustomerRepository(self.conn, self.tables)
+
+    @cached_property
+    def products(self) -> ProductRepository:
+        return ProductRepository(self.conn, self.tables)
+
+    @cached_property
+    def orders(self) -> OrderRepository:
+        return OrderRepository(self.conn, self.tables, self.audit)
+
+    @cached_property
+    def coupons(self) -> CouponRepository:
+        return CouponRepository(self.conn, self.tables)
+
+    @cached_property
+    def wallet(self) -> WalletRepository:
+        return WalletRepository(self.conn, self.tables)
+
+    @cached_property
+    def payments(self) -> PaymentRepository:
+        return PaymentRepository(self.conn, self.tables, self.orders)
+
+    @cached_property
+    def refunds(self) -> RefundRepository:
+        return RefundRepository(self.conn, self.tables)
+
+    @cached_property
+    def risk(self) -> RiskRepository:
+        return RiskRepository(self.conn, self.tables)
 
     def __exit__(
         self,
@@ -142,16 +163,22 @@ class UnitOfWork:
 
     def commit(self) -> None:
         entries = list(self._entries)
-        for order in self.orders.seen.values():
+        orders: OrderRepository | None = self.__dict__.get("orders")  # None: never used
+        seen = () if orders is None else tuple(orders.seen.values())
+        for order in seen:
             if order.pending_audit:
-                self.orders.save(order)
+                assert orders is not None
+                orders.save(order)
                 entries.extend(order.pending_audit)
+        if orders is not None:
+            orders.write_deferred()
         for attempt in self._attempts:
             entries.extend(attempt.pending_audit)
-        entries.sort(key=lambda e: e.at)
-        self.audit.append(entries)
+        if entries:
+            entries.sort(key=lambda e: e.at)
+            self.audit.append(entries)
         self._tx.commit()
-        for order in self.orders.seen.values():
+        for order in seen:
             order.pending_audit.clear()
         for attempt in self._attempts:
             attempt.pending_audit.clear()

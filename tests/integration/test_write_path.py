@@ -1,0 +1,108 @@
+"""The write path's shape, counted: how many transactions and statements one applied payment
+notification and one order creation take. Not a timing test — the counts are exact and the
+same on every run — but what ``benchmarks/callbacks.py`` and ``benchmarks/orders.py`` measure
+in time rests on them, so a change that adds a round trip shows here first."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from helpers import FakeClock
+
+from .payment_kit import ADMIN, Shop, cny, make_shop
+
+#: Statements of one applied payment notification (no coupon): the inbox row, the order with
+#: its lines (locked), its attempts (locked), the event claim, the attempt, the order (with
+#: its activation), the outbox message, the audit entries, the inbox row's outcome.
+CALLBACK_STATEMENTS = 9
+
+
+class Counts:
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+        self.commits = 0
+        self.full: list[str] = []
+
+
+@contextmanager
+def counting(shop: Shop) -> Iterator[Counts]:
+    counts = Counts()
+    engine = shop.core.engine
+
+    def on_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not statement.lstrip().upper().startswith(("BEGIN", "SAVEPOINT", "RELEASE")):
+            counts.statements.append(statement.split(None, 3)[0])
+            counts.full.append(" ".join(statement.split()))
+
+    def on_commit(_conn: Any) -> None:
+        counts.commits += 1
+
+    event.listen(engine, "before_cursor_execute", on_execute)
+    event.listen(engine, "commit", on_commit)
+    try:
+        yield counts
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
+        event.remove(engine, "commit", on_commit)
+
+
+@pytest.fixture
+def shop(backend: Any, clock: FakeClock) -> Shop:
+    return make_shop(backend, clock)
+
+
+@pytest.mark.parametrize("coupon", [False, True], ids=["plain", "coupon"])
+def test_an_applied_notification_is_one_transaction(shop: Shop, coupon: bool) -> None:
+    order = shop.order(coupon="TEN" if coupon else None)
+    no = shop.start(order.number).out_trade_no
+    notification = shop.gateway.pay(no)
+    with counting(shop) as counts:
+        assert shop.deliver(notification).status == 200
+    assert counts.commits == 1
+    # A reserved coupon use is consumed: one more statement. MariaDB has no "insert unless
+    # there" that tells which happened: the event claim looks first (one more).
+    expected = CALLBACK_STATEMENTS + coupon + (shop.backend.name == "mysql")
+    assert len(counts.statements) == expected, counts.statements
+    (entry,) = shop.inbox()
+    assert entry["status"] == "applied"
+    assert shop.core.orders.get(order.number).status.value == "paid"
+
+
+def test_a_refused_notification_is_one_transaction_of_one_statement(shop: Shop) -> None:
+    order = shop.order(coupon=None)
+    no = shop.start(order.number).out_trade_no
+    headers, body = shop.gateway.pay(no)
+    with counting(shop) as counts:
+        assert shop.deliver((headers, body + b" ")).status != 200  # the signature breaks
+    assert (counts.commits, counts.statements) == (1, ["INSERT"])
+    assert shop.inbox()[0]["status"] == "rejected"
+
+
+#: Statements of one order creation (a product with a limited stock, no coupon, no wallet):
+#: the customer, the products (one statement, unlocked), the stock taken, the order, its
+#: lines, the risk check (its lists, the order's risk context, the decision), the audit entry.
+CREATE_STATEMENTS = 9
+
+
+@pytest.mark.parametrize("stock", [10, None], ids=["limited", "unlimited"])
+def test_an_order_is_created_in_one_transaction_taking_only_a_limited_stock(
+    shop: Shop, stock: int | None
+) -> None:
+    core = shop.core
+    core.products.add(sku="cloud", name="Cloud", price=cny("9.00"), stock=stock, actor=ADMIN)
+    with counting(shop) as counts:
+        order = core.orders.create(
+            customer_id=shop.customer_id, items=[("cloud", 2), ("cloud", 1)], actor=ADMIN
+        )
+    assert counts.commits == 1
+    # No product row is locked for an unlimited stock: no statement to take it either.
+    expected = CREATE_STATEMENTS - (stock is None)
+    assert len(counts.statements) == expected, counts.full
+    assert not any("FOR UPDATE" in s for s in counts.full), counts.full
+    assert core.products.get("cloud").stock == (None if stock is None else 7)
+    assert str(order.amounts.payable) == "27.00 CNY"
