@@ -46,6 +46,7 @@ from sqlalchemy.dialects import postgresql
 
 from ordercore._reports.stats import nearest_rank
 
+from .engine import READ_ONLY
 from .stats_sql import (
     EpochMicros,
     EpochSeconds,
@@ -56,7 +57,6 @@ from .stats_sql import (
     local_day,
     of_currency,
 )
-from .engine import READ_ONLY
 from .tables import Tables
 
 __all__ = [
