@@ -8,10 +8,15 @@ and ``.products`` for a month (June 2026) and a year (2026) in Asia/Shanghai: th
 ``--repeat`` runs of ordercore's service (every query it makes, the previous period of
 ``sales`` included) and of the same figures computed by hand-written SQL for that backend
 (``AT TIME ZONE``/``date()`` bucketing, ``percentile_disc``, ``DISTINCT ON``), run in the same
-process on the same data. It checks that both give the same totals and prints the ratio.
+process on the same data, alternating (ours first, then the hand-written SQL first). It
+checks that both give the same figures (every figure the hand-written SQL computes), prints
+the ratio, and the CPU time of both: this process's (all of the work on SQLite) and, with
+``--server-cpu``, that of the PostgreSQL backends serving it (a server on this machine; no
+parallel workers then), which a loaded machine disturbs far less than the wall clock.
 
     python benchmarks/stats.py --backend both --orders 1000000
     python benchmarks/stats.py --backend sqlite --orders 100000 --repeat 3
+    python benchmarks/stats.py --backend postgresql --reuse --schema S --server-cpu --spans month
 
 Targets (PostgreSQL): each month statistic under 200 ms, each year statistic under 1 s, within
 1.5x of the hand-written SQL. This is a benchmark, not a test: it reports, it never fails.
@@ -30,10 +35,11 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
 
 from ordercore import OrderCore, Settings, StatsPeriod
+from ordercore._reports.stats import nearest_rank, rate
 from ordercore.adapters.sqlalchemy import make_engine
 
 UTC = timezone.utc
@@ -228,7 +234,7 @@ def hand_pg(conn: Connection, p: str, kind: str, period: StatsPeriod) -> dict[st
                 ),
                 args,
             ).all()
-            out[f"created{i}"] = sum(r[2] for r in rows)
+            out[f"created_rows{i}"] = rows
             rows = conn.execute(
                 text(
                     "SELECT currency, date_trunc('day', paid_at AT TIME ZONE :tz) d, count(*), "
@@ -237,7 +243,7 @@ def hand_pg(conn: Connection, p: str, kind: str, period: StatsPeriod) -> dict[st
                 ),
                 args,
             ).all()
-            out[f"gross{i}"] = sum(int(r[3]) for r in rows)
+            out[f"paid_rows{i}"] = rows
             out[f"refunds{i}"] = conn.execute(
                 text(
                     f"SELECT currency, sum(amount_minor) FROM {p}refunds WHERE status = "
@@ -338,7 +344,7 @@ def hand_sqlite(conn: Connection, p: str, kind: str, period: StatsPeriod) -> dic
                 ),
                 args,
             ).all()
-            out[f"created{i}"] = sum(r[2] for r in rows)
+            out[f"created_rows{i}"] = rows
             rows = conn.execute(
                 text(
                     "SELECT currency, date(paid_at, '+8 hours') d, count(*), sum(paid_minor) "
@@ -346,7 +352,7 @@ def hand_sqlite(conn: Connection, p: str, kind: str, period: StatsPeriod) -> dic
                 ),
                 args,
             ).all()
-            out[f"gross{i}"] = sum(int(r[3]) for r in rows)
+            out[f"paid_rows{i}"] = rows
             out[f"refunds{i}"] = conn.execute(
                 text(
                     f"SELECT currency, sum(amount_minor) FROM {p}refunds WHERE status = "
@@ -430,32 +436,163 @@ def hand_sqlite(conn: Connection, p: str, kind: str, period: StatsPeriod) -> dic
 
 
 # ------------------------------------------------------------------------------- timing
-def median_ms(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    result = fn()  # warm
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        result = fn()
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times), result
+#: PostgreSQL backends serving this process (``--server-cpu``): their CPU time is counted
+SERVER_PIDS: set[int] = set()
 
 
-def same(kind: str, ours: Any, hand: dict[str, Any]) -> bool:
-    """The totals both ways agree (a sanity check that the two compute the same thing)."""
+def _server_cpu_ns() -> int:
+    """The CPU time of :data:`SERVER_PIDS`, from ``/proc/PID/schedstat`` (nanoseconds; the
+    server must run on this machine, readable by this user)."""
+    total = 0
+    for pid in SERVER_PIDS:
+        try:
+            with open(f"/proc/{pid}/schedstat") as fh:
+                total += int(fh.read().split()[0])
+        except OSError:
+            pass
+    return total
+
+
+def watch_server_cpu(engine: Any) -> None:
+    """Count the CPU time of the PostgreSQL backends of ``engine``'s connections, with
+    parallel workers off (their processes come and go: their time could not be counted)."""
+
+    @event.listens_for(engine, "connect")
+    def _connected(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("SELECT pg_backend_pid()")
+        SERVER_PIDS.add(int(cur.fetchone()[0]))
+        cur.execute("SET max_parallel_workers_per_gather = 0")
+        cur.close()
+        dbapi_conn.commit()
+
+
+def _once(fn: Callable[[], Any]) -> tuple[float, float, Any]:
+    wall, cpu, server = time.perf_counter(), time.process_time(), _server_cpu_ns()
+    result = fn()
+    cpu_ms = (time.process_time() - cpu) * 1000 + (_server_cpu_ns() - server) / 1e6
+    return (time.perf_counter() - wall) * 1000, cpu_ms, result
+
+
+def compare(
+    ours: Callable[[], Any], hand: Callable[[], Any], repeat: int
+) -> tuple[tuple[float, float, Any], tuple[float, float, Any]]:
+    """``((wall ms, cpu ms, result), ...)`` of ``ours`` and of ``hand``: medians of ``repeat``
+    runs each after one warm-up of each, the two alternating (ours first, then hand first)
+    so that a change of the machine's load falls on both. ``cpu`` is this process's CPU
+    time (on SQLite the whole of the work), plus with ``--server-cpu`` that of the
+    PostgreSQL backends serving it: much less disturbed by the load than the wall clock,
+    it is close to what a quiet machine's wall clock would show."""
+    results = [ours(), hand()]  # warm-up
+    times: list[list[tuple[float, float]]] = [[], []]
+    for i in range(repeat):
+        for k in (0, 1) if i % 2 == 0 else (1, 0):
+            wall, cpu, results[k] = _once((ours, hand)[k])
+            times[k].append((wall, cpu))
+    out = []
+    for k in (0, 1):
+        wall = statistics.median(w for w, _ in times[k])
+        cpu = statistics.median(c for _, c in times[k])
+        out.append((wall, cpu, results[k]))
+    return out[0], out[1]
+
+
+def _rate(part: int, whole: int) -> Any:
+    return rate(int(part), int(whole))
+
+
+def figures(kind: str, ours: Any) -> dict[Any, Any]:
+    """The figures of ordercore's result that the hand-written SQL computes too."""
+    out: dict[Any, Any] = {}
     if kind == "sales":
-        created = sum(f.orders_created for f in ours.currencies)
-        gross = sum(f.gross_sales.to_minor() for f in ours.currencies)
-        return bool(created == hand["created0"] and gross == hand["gross0"])
-    if kind == "payments":
-        attempts = sum(c.attempts for f in ours.currencies for c in f.channels)
-        ok = attempts == sum(r[2] for r in hand["attempts"])
-        cny = ours.currency("CNY")
-        p50 = {r[0]: int(r[1]) for r in hand["ttp_all"] if len(r) == 3}
-        if not p50:  # SQLite rows: currency, w, rn, n
-            p50 = {r[0]: int(r[1]) for r in hand["ttp_all"] if r[2] == (50 * r[3] + 99) // 100}
-        return bool(ok and cny is not None and cny.time_to_pay.p50_seconds == p50.get("CNY"))
-    revenue = sum(f.revenue.to_minor() for f in ours.currencies)
-    return bool(revenue == sum(int(r[4]) for r in hand["products"]))
+        for f in ours.currencies:
+            out[f.currency.code] = (
+                f.orders_created,
+                f.orders_paid,
+                f.paid_orders,
+                f.gross_sales.to_minor(),
+                f.refunds.to_minor(),
+                f.paying_customers,
+                f.repurchase_rate,
+                f.returning_customer_rate,
+            )
+    elif kind == "payments":
+        for f in ours.currencies:
+            out[f.currency.code] = (f.time_to_pay.p50_seconds, f.time_to_pay.p90_seconds)
+            for c in f.channels:
+                out[(f.currency.code, c.channel)] = (
+                    c.attempts,
+                    c.succeeded,
+                    c.final_attempts,
+                    c.order_success_rate,
+                    c.paid_orders,
+                    c.amount.to_minor(),
+                    c.time_to_pay.p50_seconds,
+                    c.time_to_pay.p90_seconds,
+                )
+    else:
+        for f in ours.currencies:
+            for pr in f.products:
+                out[(f.currency.code, pr.sku)] = (pr.quantity, pr.revenue.to_minor())
+    return out
+
+
+def hand_figures(kind: str, hand: dict[str, Any]) -> dict[Any, Any]:
+    """The same figures from the hand-written SQL's rows (PostgreSQL's or SQLite's)."""
+    out: dict[Any, Any] = {}
+    if kind == "sales":
+        made = {r[0]: (0, 0) for r in hand["created_rows0"]}
+        for cur, _d, n, done in hand["created_rows0"]:
+            made[cur] = (made[cur][0] + n, made[cur][1] + int(done))
+        paid = {r[0]: (0, 0) for r in hand["paid_rows0"]}
+        for cur, _d, n, minor in hand["paid_rows0"]:
+            paid[cur] = (paid[cur][0] + n, paid[cur][1] + int(minor))
+        refunds = {cur: int(m) for cur, m in hand["refunds0"]}
+        customers = {r[0]: r[1:] for r in hand["customers0"]}
+        for cur in sorted(set(made) | set(paid)):
+            paying, again, returning = (int(x) for x in customers.get(cur, (0, 0, 0)))
+            out[cur] = (
+                *made.get(cur, (0, 0)),
+                *paid.get(cur, (0, 0)),
+                refunds.get(cur, 0),
+                paying,
+                _rate(again, paying),
+                _rate(returning, paying),
+            )
+    elif kind == "payments":
+
+        def pcts(rows: list[Any], width: int) -> dict[Any, tuple[int, int]]:
+            if rows and len(rows[0]) == width + 2:  # PostgreSQL: key..., p50, p90
+                return {r[:width]: (int(r[width]), int(r[width + 1])) for r in rows}
+            found: dict[Any, dict[int, int]] = {}  # SQLite: key..., wait, rank, count
+            count: dict[Any, int] = {}
+            for r in rows:
+                found.setdefault(r[:width], {})[r[width + 1]] = int(r[width])
+                count[r[:width]] = r[width + 2]
+            return {
+                k: (found[k][nearest_rank(50, n)], found[k][nearest_rank(90, n)])
+                for k, n in count.items()
+            }
+
+        for (cur,), p in pcts(hand["ttp_all"], 1).items():
+            out[cur] = p
+        last = {(r[0], r[1]): (int(r[2]), int(r[3])) for r in hand["last"]}
+        paid = {(r[0], r[1]): (r[2], int(r[3])) for r in hand["paid"]}
+        ttp = pcts(hand["ttp"], 2)
+        for cur, ch, n, ok, final in hand["attempts"]:
+            final_last, ok_last = last.get((cur, ch), (0, 0))
+            out[(cur, ch)] = (
+                n,
+                int(ok),
+                int(final),
+                _rate(ok_last, final_last),
+                *paid.get((cur, ch), (0, 0)),
+                *ttp.get((cur, ch), (None, None)),
+            )
+    else:
+        for cur, sku, _name, q, rev in hand["products"]:
+            out[(cur, sku)] = (int(q), int(rev))
+    return out
 
 
 def run(backend: str, args: argparse.Namespace) -> list[tuple[str, str, str, float, float, bool]]:
@@ -474,7 +611,10 @@ def run(backend: str, args: argparse.Namespace) -> list[tuple[str, str, str, flo
         if not args.reuse and os.path.exists(path):
             os.remove(path)
         db_url = f"sqlite:///{path}"
-    core = OrderCore(make_engine(db_url), Settings(database_url=db_url, schema=schema))
+    engine = make_engine(db_url)
+    if backend == "postgresql" and args.server_cpu:
+        watch_server_cpu(engine)
+    core = OrderCore(engine, Settings(database_url=db_url, schema=schema))
     prefix = f'"{schema}".' if schema else ""
     try:
         if not args.reuse:
@@ -502,10 +642,10 @@ def run(backend: str, args: argparse.Namespace) -> list[tuple[str, str, str, flo
             "month": StatsPeriod.between("2026-06-01", "2026-06-30", TZ),
             "year": StatsPeriod.between("2026-01-01", "2026-12-31", TZ),
         }
-        for span, period in periods.items():
-            for kind in ("sales", "payments", "products"):
+        for span in args.spans:
+            period = periods[span]
+            for kind in args.stats:
                 method = getattr(core.stats, kind)
-                ours_ms, ours = median_ms(lambda m=method, p=period: m(p), args.repeat)
 
                 def by_hand(k: str = kind, p: StatsPeriod = period) -> dict[str, Any]:
                     with core.engine.connect() as conn:
@@ -514,13 +654,16 @@ def run(backend: str, args: argparse.Namespace) -> list[tuple[str, str, str, flo
                         finally:
                             conn.rollback()
 
-                hand_ms, theirs = median_ms(by_hand, args.repeat)
-                ok = same(kind, ours, theirs)
-                rows.append((backend, span, kind, ours_ms, hand_ms, ok))
+                (ours_ms, ours_cpu, ours), (hand_ms, hand_cpu, theirs) = compare(
+                    lambda m=method, p=period: m(p), by_hand, args.repeat
+                )
+                ok = figures(kind, ours) == hand_figures(kind, theirs)
+                rows.append((backend, span, kind, ours_ms, ours_cpu, hand_ms, hand_cpu, ok))
                 log(
-                    f"{backend:10} {span:5} {kind:8} ordercore {ours_ms:8.1f} ms   "
-                    f"by hand {hand_ms:8.1f} ms   ratio {ours_ms / hand_ms:4.2f}   "
-                    f"{'same totals' if ok else 'TOTALS DIFFER'}"
+                    f"{backend:10} {span:5} {kind:8} ordercore {ours_ms:8.1f} ms "
+                    f"(cpu {ours_cpu:7.1f})   by hand {hand_ms:8.1f} ms (cpu {hand_cpu:7.1f})   "
+                    f"ratio {ours_ms / hand_ms:4.2f}   "
+                    f"{'same figures' if ok else 'FIGURES DIFFER'}"
                 )
         return rows
     finally:
@@ -542,17 +685,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--schema", default=None, help="PostgreSQL schema (with --reuse).")
     parser.add_argument("--reuse", action="store_true", help="Measure a filled database.")
     parser.add_argument("--keep", action="store_true", help="Keep the PostgreSQL schema.")
+    parser.add_argument(
+        "--spans", type=lambda v: v.split(","), default=["month", "year"], help="month,year"
+    )
+    parser.add_argument(
+        "--stats",
+        type=lambda v: v.split(","),
+        default=["sales", "payments", "products"],
+        help="sales,payments,products",
+    )
+    parser.add_argument(
+        "--server-cpu",
+        action="store_true",
+        help="Count the CPU time of the PostgreSQL backends too (a server on this machine); "
+        "runs PostgreSQL without parallel workers.",
+    )
     args = parser.parse_args(argv)
     backends = ["postgresql", "sqlite"] if args.backend == "both" else [args.backend]
     rows = [row for b in backends for row in run(b, args)]
     print(
         f"\n{'backend':10} {'span':5} {'figure':8} {'ordercore':>11} {'by hand':>11} {'ratio':>6}"
+        f" {'cpu ordercore':>14} {'cpu by hand':>12}"
     )
-    for backend, span, kind, ours, hand, ok in rows:
+    for backend, span, kind, ours, ours_cpu, hand, hand_cpu, ok in rows:
         print(
             f"{backend:10} {span:5} {kind:8} {ours:8.1f} ms {hand:8.1f} ms {ours / hand:6.2f}"
-            f"{'' if ok else '  (totals differ!)'}"
+            f" {ours_cpu:11.1f} ms {hand_cpu:9.1f} ms"
+            f"{'' if ok else '  (figures differ!)'}"
         )
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -65,7 +64,6 @@ def ci_requires_databases() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
-@dataclass
 class Backend:
     """The isolated database one test runs on.
 
@@ -74,16 +72,56 @@ class Backend:
     ``tmp_path``. ``schema`` is that PostgreSQL schema (None elsewhere); ordercore gets it
     as ``Settings.schema``. ``plain_url`` reaches the same database without the search path
     (its default schema is the server's, e.g. ``public``).
+
+    ``migrated``: the database already holds ordercore's tables, migrated to the head
+    revision and empty but for what the migrations insert; ``core()`` does not upgrade it.
+    ``fill_migrated(backend)`` (see conftest) gives a still empty database migrated tables
+    faster than migrating; ``core()`` calls it instead of ``core.upgrade()`` when it can. It
+    may :meth:`rebind` the backend to another, migrated database as long as nothing outside
+    has seen where this one is (``exposed``: ``url``, ``plain_url``, ``schema`` or
+    ``settings()`` read).
     """
 
-    name: str
-    url: str
-    plain_url: str
-    schema: str | None = None
-    #: Fills the empty database with a copy of one migrated once per session (MariaDB only,
-    #: see conftest); ``core()`` uses it instead of migrating when it can.
-    clone_migrated: Callable[[], None] | None = field(default=None, repr=False)
-    _engines: list[Engine] = field(default_factory=list, repr=False)
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        plain_url: str,
+        schema: str | None = None,
+        *,
+        migrated: bool = False,
+        fill_migrated: Callable[[Backend], None] | None = None,
+    ) -> None:
+        self.name = name
+        self._url, self._plain_url, self._schema = url, plain_url, schema
+        self.migrated = migrated
+        self.fill_migrated = fill_migrated
+        self.exposed = False
+        self._engines: list[Engine] = []
+
+    def __repr__(self) -> str:
+        return f"Backend({self.name!r}, {self._url!r})"
+
+    @property
+    def url(self) -> str:
+        self.exposed = True
+        return self._url
+
+    @property
+    def plain_url(self) -> str:
+        self.exposed = True
+        return self._plain_url
+
+    @property
+    def schema(self) -> str | None:
+        self.exposed = True
+        return self._schema
+
+    def rebind(self, url: str, plain_url: str, schema: str | None) -> None:
+        """Point this backend at another database (before anything outside has seen it)."""
+        assert not self.exposed, "the database was already seen"
+        assert not self._engines, "the database was already in use"
+        self._url, self._plain_url, self._schema = url, plain_url, schema
 
     def settings(self, **overrides: Any) -> Settings:
         values: dict[str, Any] = {"database_url": self.url, "schema": self.schema}
@@ -95,15 +133,18 @@ class Backend:
     ) -> OrderCore:
         """A new OrderCore on this database (disposed when the test ends), upgraded with
         ``core.upgrade()`` unless ``upgrade=False``. Tests of the migrations themselves pass
-        ``upgrade=False`` and call ``core.upgrade()``: this may start from a copy of a
-        migrated database (then ``core.upgrade()`` has nothing left to do)."""
+        ``upgrade=False`` (or a ``table_prefix``) and call ``core.upgrade()``: they start
+        from an empty database unless an earlier ``core()`` of the test filled it."""
+        plain = upgrade and not settings.get("table_prefix")
+        if plain and not self.migrated and self.fill_migrated is not None:
+            self.fill_migrated(self)
+            self.migrated = True
+        if not plain:
+            self.fill_migrated = None  # the test builds its own tables
         engine = make_engine(self.url)
         self._engines.append(engine)
         core = OrderCore(engine, self.settings(**settings), clock=clock or FakeClock())
-        if upgrade:
-            if self.clone_migrated is not None and not core.settings.table_prefix:
-                self.clone_migrated()
-                self.clone_migrated = None
+        if upgrade and not (plain and self.migrated):
             core.upgrade()
         return core
 

@@ -164,7 +164,7 @@ def test_the_whole_path_pay_activate_partly_refund_and_the_refund_notification(
     sandbox.fail_next("alipay.trade.refund", "20000")  # refunded, but the answer says unknown
     refund = ordercore(
         config,
-        "refunds", "request", number, "--amount", "10.00", "--to", "original",
+        "refunds", "request", number, "--amount", "10.00", "--destination", "original",
         "--reason", "one week unused",
     )  # fmt: skip
     refund_id = refund["id"]

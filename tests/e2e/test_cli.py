@@ -570,7 +570,7 @@ class TestOrdersCreate:
         "--customer", LI_REF, "--item", "VPN-1M:3", "--item", "VPN-12M:1",
         "--coupon", "WELCOME20", "--manual-discount", "5.00", "--reason", "goodwill",
         "--use-balance", "20.00", "--use-points", "500", "--channel", "fakepay",
-        "--note", "call before activating", "--flag", "promo", "--idempotency-key", "checkout-1",
+        "--note", "call before activating", "--tag", "promo", "--idempotency-key", "checkout-1",
     )  # fmt: skip
 
     def test_full_breakdown(self, shop: OC) -> None:

@@ -13,10 +13,10 @@ def test_cancelling_an_order_that_does_not_exist_says_so(shop: OC) -> None:
 
 def test_refunding_an_unpaid_order_says_it_is_not_paid(shop: OC) -> None:
     number = create(shop, "--customer", LI, "--item", "VPN-1M:1")["number"]
-    sentence = shop.fail("refunds", "request", number, "--to", "balance", "--reason", "x")
+    sentence = shop.fail("refunds", "request", number, "--destination", "balance", "--reason", "x")
     assert sentence == f"order {number} is not paid (it is pending): there is nothing to refund"
     shop.ok("orders", "cancel", number, "--note", "customer changed their mind")
-    sentence = shop.fail("refunds", "request", number, "--to", "balance", "--reason", "x")
+    sentence = shop.fail("refunds", "request", number, "--destination", "balance", "--reason", "x")
     assert "is not paid (it is canceled)" in sentence
 
 

@@ -177,7 +177,7 @@ class TestRefundRequest:
         number = kit.paid("balance", customer=LI)  # Li had 100.00, paid 30.00
         attempt = oc.json("orders", "show", number)["payments"][0]["out_trade_no"]
         refund = oc.json(
-            "refunds", "request", number, "--amount", "10.00", "--to", "balance",
+            "refunds", "request", number, "--amount", "10.00", "--destination", "balance",
             "--reason", "ten days unused", "--actor", SUPPORT,
         )  # fmt: skip
         check_refund(refund)
@@ -223,7 +223,9 @@ class TestRefundRequest:
     def test_everything_through_the_channel_makes_the_order_refunded(self, kit: Kit) -> None:
         oc = kit.oc
         number = kit.paid()
-        out = oc.ok("refunds", "request", number, "--to", "original", "--reason", "not working")
+        out = oc.ok(
+            "refunds", "request", number, "--destination", "original", "--reason", "not working"
+        )
         assert f"refund {number}R01 of 30.00 CNY to original" in out
         assert "requested" in out
         assert f"ordercore refunds approve {number}R01" in out  # says what comes next
@@ -245,7 +247,9 @@ class TestRefundRequest:
         assert order["refunded_at"] is not None
         assert oc.json("orders", "after-sales", number)["refundable"] == "0.00"
         # nothing left: asking again is refused
-        sentence = oc.fail("refunds", "request", number, "--to", "original", "--reason", "again")
+        sentence = oc.fail(
+            "refunds", "request", number, "--destination", "original", "--reason", "again"
+        )
         assert "nothing left to refund" in sentence
 
     def test_payment_option_picks_the_attempt(self, kit: Kit) -> None:
@@ -253,13 +257,21 @@ class TestRefundRequest:
         number = kit.paid()
         attempt = oc.json("orders", "show", number)["payments"][0]["out_trade_no"]
         refund = oc.json(
-            "refunds", "request", number, "--payment", attempt, "--to", "original",
+            "refunds", "request", number, "--payment", attempt, "--destination", "original",
             "--reason", "r", "--amount", "5",
         )  # fmt: skip
         assert refund["payment"] == attempt
         assert refund["amount"] == "5.00"
         sentence = oc.fail(
-            "refunds", "request", number, "--payment", "NOPE", "--to", "original", "--reason", "r"
+            "refunds",
+            "request",
+            number,
+            "--payment",
+            "NOPE",
+            "--destination",
+            "original",
+            "--reason",
+            "r",
         )
         assert sentence == f"order {number} has no payment 'NOPE'"
         assert len(kit.refund_rows()) == 1
@@ -270,7 +282,15 @@ class TestRefundRequest:
             fh.write('\n[refunds.auto_approve]\nmax_amount = "15.00"\ndestinations = ["balance"]\n')
         number = kit.paid(items="VPN-1M:2")
         out = kit.oc.ok(
-            "refunds", "request", number, "--amount", "15.00", "--to", "balance", "--reason", "r"
+            "refunds",
+            "request",
+            number,
+            "--amount",
+            "15.00",
+            "--destination",
+            "balance",
+            "--reason",
+            "r",
         )
         assert f"refund {number}R01 of 15.00 CNY to balance" in out
         assert "succeeded" in out
@@ -278,7 +298,15 @@ class TestRefundRequest:
         refund = kit.oc.json("refunds", "show", f"{number}R01")
         assert refund["decided_by"] == "system:auto-approval"
         big = kit.oc.json(
-            "refunds", "request", number, "--amount", "15.01", "--to", "balance", "--reason", "r"
+            "refunds",
+            "request",
+            number,
+            "--amount",
+            "15.01",
+            "--destination",
+            "balance",
+            "--reason",
+            "r",
         )
         assert big["status"] == "requested"
         assert kit.oc.json("wallet", "show", HAN)["balances"]["CNY"] == "15.00"
@@ -286,17 +314,43 @@ class TestRefundRequest:
     def test_more_than_refundable_is_refused_and_nothing_written(self, kit: Kit) -> None:
         oc = kit.oc
         number = kit.paid()
-        oc.ok("refunds", "request", number, "--amount", "20.00", "--to", "balance", "--reason", "r")
+        oc.ok(
+            "refunds",
+            "request",
+            number,
+            "--amount",
+            "20.00",
+            "--destination",
+            "balance",
+            "--reason",
+            "r",
+        )
         before = kit.audit_actions(number)
         sentence = oc.fail(
-            "refunds", "request", number, "--amount", "10.01", "--to", "balance", "--reason", "r"
+            "refunds",
+            "request",
+            number,
+            "--amount",
+            "10.01",
+            "--destination",
+            "balance",
+            "--reason",
+            "r",
         )
         assert (
             sentence == f"order {number}: at most 10.00 CNY can still be refunded (asked 10.01 CNY)"
         )
         for bad, why in (("-1", "positive"), ("0", "positive"), ("1.001", "decimal"), ("abc", "")):
             sentence = oc.fail(
-                "refunds", "request", number, "--amount", bad, "--to", "balance", "--reason", "r"
+                "refunds",
+                "request",
+                number,
+                "--amount",
+                bad,
+                "--destination",
+                "balance",
+                "--reason",
+                "r",
             )
             assert why in sentence
         assert len(kit.refund_rows()) == 1
@@ -311,13 +365,17 @@ class TestRefundRequest:
             "UPDATE payment_attempts SET paid_at = ? WHERE out_trade_no = ?",
             (long_ago.replace(tzinfo=None).isoformat(sep=" "), attempt),
         )
-        sentence = oc.fail("refunds", "request", number, "--to", "original", "--reason", "late")
+        sentence = oc.fail(
+            "refunds", "request", number, "--destination", "original", "--reason", "late"
+        )
         assert f"payment {attempt} was made on {long_ago:%Y-%m-%d}" in sentence
         assert f"refunds for {REFUND_DEADLINE_DAYS} days" in sentence
-        assert sentence.endswith("refund to balance instead (use --to balance)")
+        assert sentence.endswith("refund to balance instead (use --destination balance)")
         assert kit.refund_rows() == []
         assert kit.gateway.refund_calls == 0
-        refund = oc.json("refunds", "request", number, "--to", "balance", "--reason", "late")
+        refund = oc.json(
+            "refunds", "request", number, "--destination", "balance", "--reason", "late"
+        )
         assert (refund["destination"], refund["amount"]) == ("balance", "30.00")
 
     def test_deadline_passed_before_approval(self, kit: Kit) -> None:
@@ -325,7 +383,7 @@ class TestRefundRequest:
         as it was, and the operator rejects it and refunds to balance."""
         oc = kit.oc
         number = kit.paid()
-        refund = oc.json("refunds", "request", number, "--to", "original", "--reason", "r")
+        refund = oc.json("refunds", "request", number, "--destination", "original", "--reason", "r")
         attempt = refund["payment"]
         long_ago = datetime.now(timezone.utc) - timedelta(days=REFUND_DEADLINE_DAYS + 1)
         oc.sql(
@@ -338,7 +396,7 @@ class TestRefundRequest:
         assert oc.json("refunds", "show", refund["id"])["status"] == "requested"
         assert kit.gateway.refund_calls == 0
         oc.ok("refunds", "reject", refund["id"], "--reason", "too late for the channel")
-        again = oc.json("refunds", "request", number, "--to", "balance", "--reason", "r")
+        again = oc.json("refunds", "request", number, "--destination", "balance", "--reason", "r")
         assert again["id"] == f"{number}R02"
         assert oc.json("refunds", "approve", again["id"])["status"] == "succeeded"
         assert oc.json("orders", "show", number)["status"] == "refunded"
@@ -348,12 +406,12 @@ class TestRefundRequest:
         oc = kit.oc
         number = kit.paid()  # Han's
         own = oc.json(
-            "refunds", "request", number, "--amount", "1", "--to", "balance", "--reason", "r",
-            "--actor", f"customer:{HAN}",
+            "refunds", "request", number, "--amount", "1", "--destination", "balance",
+            "--reason", "r", "--actor", f"customer:{HAN}",
         )  # fmt: skip
         assert own["requested_by"] == f"customer:{HAN}"
         sentence = oc.fail(
-            "refunds", "request", number, "--to", "balance", "--reason", "r",
+            "refunds", "request", number, "--destination", "balance", "--reason", "r",
             "--actor", f"customer:{LI}",
         )  # fmt: skip
         assert "may not refunds.request" in sentence
@@ -369,10 +427,10 @@ class TestRefundRequest:
     def test_usage_errors_exit_2(self, kit: Kit) -> None:
         number = kit.paid()
         for args in (
-            ("refunds", "request", number, "--reason", "r"),  # no --to
-            ("refunds", "request", number, "--to", "wallet", "--reason", "r"),
-            ("refunds", "request", number, "--to", "balance"),  # no --reason
-            ("refunds", "request", "--to", "balance", "--reason", "r"),  # no NUMBER
+            ("refunds", "request", number, "--reason", "r"),  # no --destination
+            ("refunds", "request", number, "--destination", "wallet", "--reason", "r"),
+            ("refunds", "request", number, "--destination", "balance"),  # no --reason
+            ("refunds", "request", "--destination", "balance", "--reason", "r"),  # no NUMBER
             ("refunds", "list", "--status", "done"),
         ):
             sentence = kit.oc.fail(*args, code=2)
@@ -380,7 +438,9 @@ class TestRefundRequest:
         assert kit.refund_rows() == []
 
     def test_unknown_order(self, kit: Kit) -> None:
-        sentence = kit.oc.fail("refunds", "request", "NOPE", "--to", "balance", "--reason", "r")
+        sentence = kit.oc.fail(
+            "refunds", "request", "NOPE", "--destination", "balance", "--reason", "r"
+        )
         assert "NOPE" in sentence
 
 
@@ -388,7 +448,7 @@ class TestRefundReview:
     def test_reject_needs_a_reason_and_frees_the_amount(self, kit: Kit) -> None:
         oc = kit.oc
         number = kit.paid()
-        refund = oc.json("refunds", "request", number, "--to", "original", "--reason", "r")
+        refund = oc.json("refunds", "request", number, "--destination", "original", "--reason", "r")
         sentence = oc.fail("refunds", "reject", refund["id"], code=2)
         assert "--reason" in sentence
         assert oc.json("orders", "after-sales", number)["refundable"] == "0.00"
@@ -414,7 +474,9 @@ class TestRefundReview:
 
     def test_approve_twice_is_refused(self, kit: Kit) -> None:
         number = kit.paid()
-        refund = kit.oc.json("refunds", "request", number, "--to", "original", "--reason", "r")
+        refund = kit.oc.json(
+            "refunds", "request", number, "--destination", "original", "--reason", "r"
+        )
         kit.oc.ok("refunds", "approve", refund["id"])
         sentence = kit.oc.fail("refunds", "approve", refund["id"])
         assert "succeeded" in sentence
@@ -440,7 +502,7 @@ class TestRefundFailures:
     def test_failed_refund_shows_why_and_a_retry_pays_once(self, kit: Kit) -> None:
         oc = kit.oc
         number = kit.paid()
-        refund = oc.json("refunds", "request", number, "--to", "original", "--reason", "r")
+        refund = oc.json("refunds", "request", number, "--destination", "original", "--reason", "r")
         kit.gateway.fail_next(
             "refund", Outcome.FAILED, code="NOT_ENOUGH_BALANCE", message="merchant balance low"
         )
@@ -499,7 +561,7 @@ class TestRefundFailures:
     def test_lost_answer_is_unknown_until_checked(self, kit: Kit) -> None:
         oc = kit.oc
         number = kit.paid()
-        refund = oc.json("refunds", "request", number, "--to", "original", "--reason", "r")
+        refund = oc.json("refunds", "request", number, "--destination", "original", "--reason", "r")
         kit.gateway.fail_next("refund", Outcome.UNKNOWN, lose_answer_after_apply=True)
         out = oc.ok("refunds", "approve", refund["id"])
         assert "unknown" in out
@@ -524,7 +586,7 @@ class TestRefundFailures:
         oc = kit.oc
         number = kit.paid()
         kit.gateway.refund_mode = "async"
-        refund = oc.json("refunds", "request", number, "--to", "original", "--reason", "r")
+        refund = oc.json("refunds", "request", number, "--destination", "original", "--reason", "r")
         approved = oc.json("refunds", "approve", refund["id"])
         assert approved["status"] == "processing"
         out = oc.ok("refunds", "check", refund["id"])
@@ -542,7 +604,15 @@ class TestRefundList:
         ids = []
         for number in (first, first, second):
             refund = oc.json(
-                "refunds", "request", number, "--amount", "3", "--to", "balance", "--reason", "r"
+                "refunds",
+                "request",
+                number,
+                "--amount",
+                "3",
+                "--destination",
+                "balance",
+                "--reason",
+                "r",
             )
             ids.append(refund["id"])
         assert ids == [f"{first}R01", f"{first}R02", f"{second}R01"]
@@ -609,7 +679,7 @@ class TestAfterSales:
         assert moved["status"] == "waiting_for_customer"
         oc.ok("orders", "issue-move", issue["id"], "--step", "investigate", "--note", "answered")
         refund = oc.json(
-            "refunds", "request", number, "--amount", "30.00", "--to", "original",
+            "refunds", "request", number, "--amount", "30.00", "--destination", "original",
             "--reason", "one month unusable",
         )  # fmt: skip
         oc.ok("refunds", "approve", refund["id"])
@@ -753,7 +823,7 @@ class TestAnomalyWorkflow:
         assert kit.refund_rows() == []
 
         resolved = oc.json(
-            "anomalies", "resolve", anomaly["id"], "--action", "refund", "--to", "balance",
+            "anomalies", "resolve", anomaly["id"], "--action", "refund", "--destination", "balance",
             "--note", "gave the money back",
         )  # fmt: skip
         assert resolved["status"] == "resolved"
@@ -798,7 +868,15 @@ def test_every_new_json_output_parses_without_floats(kit: Kit) -> None:
     oc = kit.oc
     number = kit.paid()
     refund = oc.json(
-        "refunds", "request", number, "--amount", "1.50", "--to", "balance", "--reason", "r"
+        "refunds",
+        "request",
+        number,
+        "--amount",
+        "1.50",
+        "--destination",
+        "balance",
+        "--reason",
+        "r",
     )
     issue = oc.json("orders", "issue-open", number, "--subject", "s")
     aid = oc.json("anomalies", "open", number, "--kind", "fraud", "--note", "n")["id"]

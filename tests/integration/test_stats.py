@@ -19,11 +19,14 @@ from helpers import Backend, FakeClock, audit_rows, count_rows
 from ordercore import (
     Actor,
     InvalidField,
+    Money,
     OrderCore,
     PermissionDenied,
     StatsPeriod,
     UnknownCurrency,
 )
+from ordercore.adapters.sqlalchemy import stats as stats_adapter
+from ordercore.adapters.sqlalchemy.engine import READ_ONLY
 
 from .stats_book import Book, Brute, books, periods, write
 
@@ -133,6 +136,41 @@ def test_every_figure_matches_brute_force(
     check(stats_core, book, period, currency, excluded)
 
 
+@settings(
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    max_examples=10,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+)
+@given(
+    scenario=periods().flatmap(lambda p: st.tuples(st.just(p), books(p))),
+    currency=st.sampled_from([None, "CNY"]),
+    excluded=st.sets(st.sampled_from(["alipay", "wechat", "balance"]), max_size=2),
+)
+def test_paying_customers_are_the_same_probed_or_scanned(
+    stats_core: OrderCore,
+    monkeypatch: pytest.MonkeyPatch,
+    scenario: tuple[StatsPeriod, Book],
+    currency: str | None,
+    excluded: set[str],
+) -> None:
+    """The two ways of telling returning customers (a probe per paying customer, or one scan
+    by customer; ``auto`` picks one by size) give the brute-force figures."""
+    period, book = scenario
+    write(stats_core, book)
+    brute = Brute(book, period, currency, excluded)
+    want = brute.sales()
+    names = ("paying_customers", "repurchase_rate", "returning_customer_rate")
+    for strategy in ("probe", "scan"):
+        monkeypatch.setattr(stats_adapter, "CUSTOMER_STRATEGY", strategy)
+        sales = stats_core.stats.sales(period, currency=currency, exclude_channels=sorted(excluded))
+        got = {f.currency.code: {n: getattr(f, n) for n in names} for f in sales.currencies}
+        assert got == {c: {n: w[n] for n in names} for c, w in want.items()}, strategy
+        growth = brute.growth()
+        for fig in sales.currencies:
+            assert dict(fig.growth) == growth[fig.currency.code], strategy
+
+
 def test_empty_book_gives_empty_statistics(stats_core: OrderCore) -> None:
     period = StatsPeriod.between("2026-03-01", "2026-03-31", "Europe/Paris", "week")
     assert stats_core.stats.sales(period).currencies == ()
@@ -215,3 +253,42 @@ def test_a_dst_day_is_one_bucket_of_23_or_25_hours(stats_core: OrderCore) -> Non
         ("2026-03-23", 2),
         ("2026-03-30", 1),
     ]
+
+
+def test_products_reads_lines_by_nested_loop_and_puts_the_planner_back(
+    stats_core: OrderCore, backend: Backend
+) -> None:
+    """On PostgreSQL the products statement runs without hash or merge joins (the lines of
+    the period's orders, not every line), and the transaction's settings are put back."""
+    if backend.name != "postgresql":
+        pytest.skip("a PostgreSQL planner setting")
+    from sqlalchemy import text
+
+    show = text("SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin')")
+    with stats_core.engine.connect() as conn:
+        conn.execute(text("SET LOCAL enable_mergejoin = off"))
+        with stats_adapter._nested_loops(conn):
+            assert tuple(conn.execute(show).one()) == ("off", "off")
+        assert tuple(conn.execute(show).one()) == ("on", "off")
+        conn.rollback()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_report_in_progress_does_not_hold_sqlite_s_write_lock(
+    backend: Backend, stats_core: OrderCore
+) -> None:
+    # A file database (WAL): the reader's transaction is a plain BEGIN, so a writer goes on
+    # while it is open; with BEGIN IMMEDIATE the write below would wait for the reader
+    # (and fail after the busy timeout).
+    admin = Actor.operator("root", role="admin")
+    stats_core.products.add(sku="S", name="S", price=Money.of("1.00", "CNY"), actor=admin)
+    customer = stats_core.customers.add(name="Li", email="li@example.com", actor=admin)
+    period = StatsPeriod.between("2026-03-01", "2026-03-31", "Europe/Paris")
+    engine = stats_core.engine.execution_options(**{READ_ONLY: True})
+    with engine.connect() as reading:
+        reading.exec_driver_sql("SELECT count(*) FROM orders").scalar()  # the snapshot is taken
+        assert reading.in_transaction()
+        with stats_adapter.ReportingReader(stats_core.engine, stats_core.tables) as reader:
+            reader.products(period.start, period.end, currency=None, excluded=())
+            stats_core.orders.create(customer_id=customer.id, items=[("S", 1)], actor=admin)
+    assert stats_core.stats.sales(period).currencies == ()  # created outside the period

@@ -156,7 +156,7 @@ def test_pay_by_qr_through_the_cli_a_processing_partial_refund_and_forgeries(
     sandbox.refund_processing = True
     refund = ordercore(
         config,
-        "refunds", "request", number, "--amount", "10.00", "--to", "original",
+        "refunds", "request", number, "--amount", "10.00", "--destination", "original",
         "--reason", "one week unused",
     )  # fmt: skip
     refund_id = refund["id"]

@@ -83,17 +83,11 @@ class StatsService(Service):
         before = period.previous()
 
         def work(r: ReportingReader) -> SalesStats:
-            now = r.sales(
-                period.start,
-                period.end,
-                period.offsets(),
-                currency=code,
-                excluded=excluded,
-            )
-            then = r.sales(
-                before.start,
-                before.end,
-                before.offsets(),
+            then, now = r.sales(
+                [
+                    (before.start, before.end, before.offsets()),
+                    (period.start, period.end, period.offsets()),
+                ],
                 currency=code,
                 excluded=excluded,
             )

@@ -2,19 +2,22 @@
 
 The state behind the root group (settings, one ``OrderCore``), the error handling that turns
 library errors into one sentence and an exit status, the options the commands repeat
-(``--json``, ``--actor``, ``--limit``/``--cursor``), the output helpers and the parsers of
-cursors and times. The command modules import from here, never from the package.
+(``--json``, ``--actor``, ``--limit``/``--cursor``), the deprecated spellings of renamed
+options, the output helpers and the parsers of cursors and times. The command modules import
+from here, never from the package.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
+from click.core import ParameterSource
 from rich.console import Console
 from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError, SQLAlchemyError
 
@@ -153,6 +156,49 @@ def _page_options(*, cursor_help: str | None = _CURSOR_HELP) -> Callable[[F], F]
     return decorate
 
 
+def deprecated_alias(
+    old: str, new: str, dest: str, *, multiple: bool = False, required: bool = False, **attrs: Any
+) -> Callable[[F], F]:
+    """Keep ``old``, a renamed option's former spelling, working for one more release.
+
+    Adds a hidden option ``old`` (built with ``attrs``, e.g. the same ``type``) whose values
+    go to the parameter ``dest`` of the new option ``new``: appended to it when ``multiple``,
+    else used in its place (giving both with different values is a usage error). Using
+    ``old`` prints a deprecation warning (removal in 0.3) to stderr, never to stdout, so that
+    ``--json`` output stays one JSON document. With ``required`` the new option must be declared
+    without ``required=True`` (click would refuse the old spelling alone); a command given
+    neither spelling fails here with click's own "Missing option" usage error."""
+    alias = f"_deprecated_{dest}"
+
+    def decorate(f: F) -> F:
+        @functools.wraps(f)
+        def command(*args: Any, **params: Any) -> Any:
+            given = params.pop(alias)
+            ctx = click.get_current_context()
+            if given or (given is not None and not multiple):
+                click.echo(
+                    f"warning: {old} is deprecated and will be removed in 0.3; use {new}",
+                    err=True,
+                )
+                if multiple:
+                    params[dest] = (*params[dest], *given)
+                else:
+                    source = ctx.get_parameter_source(dest)
+                    explicit = source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+                    if explicit and params[dest] != given:
+                        raise click.UsageError(f"give {new} or {old}, not both", ctx=ctx)
+                    params[dest] = given
+            if required and params[dest] is None:
+                param = next(p for p in ctx.command.params if p.name == dest)
+                raise click.MissingParameter(ctx=ctx, param=param)
+            return f(*args, **params)
+
+        option = click.option(old, alias, hidden=True, multiple=multiple, **attrs)
+        return cast(F, option(command))
+
+    return decorate
+
+
 def _cursor_int(cursor: str | None) -> int | None:
     if cursor is None:
         return None
@@ -187,7 +233,7 @@ FILTER_PARAMS = (
     "min_amount",
     "max_amount",
     "currency",
-    "flag",
+    "tag",
     "number_prefix",
 )
 
@@ -220,7 +266,8 @@ def order_filter_options(f: F) -> F:
         click.option(
             "--currency", default=None, help="Currency of --min/--max-amount [default CNY]."
         ),
-        click.option("--flag", default=None),
+        click.option("--tag", default=None, help="Orders carrying this tag."),
+        deprecated_alias("--flag", "--tag", "tag", default=None),
         click.option("--number", "number_prefix", default=None, help="Order number prefix."),
     ]
     for option in reversed(options):
@@ -256,7 +303,7 @@ def order_filter(core: OrderCore, params: Mapping[str, Any]) -> tuple[OrderFilte
         sku=params["sku"],
         min_amount=Money.of(min_amount, cur) if min_amount else None,
         max_amount=Money.of(max_amount, cur) if max_amount else None,
-        flag=params["flag"],
+        flag=params["tag"],
         number_prefix=params["number_prefix"],
     )
     return flt, zone

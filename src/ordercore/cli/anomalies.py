@@ -18,6 +18,7 @@ from ._common import (
     _echo_more,
     _emit_json,
     _page_options,
+    deprecated_alias,
     json_option,
 )
 from ._views import anomaly_view
@@ -166,12 +167,14 @@ def anomalies_contact(
 )
 @click.option("--note", "--resolution", "note", required=True, help="What was done and why.")
 @click.option(
-    "--to",
-    "destination",
+    "--destination",
     default=RefundDestination.ORIGINAL.value,
     show_default=True,
     type=click.Choice([d.value for d in RefundDestination]),
     help="Where --action refund sends the money.",
+)
+@deprecated_alias(
+    "--to", "--destination", "destination", type=click.Choice([d.value for d in RefundDestination])
 )
 @_actor_option()
 @json_option

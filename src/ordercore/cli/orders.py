@@ -34,6 +34,7 @@ from ._common import (
     _emit_json,
     _page_options,
     _parse_time,
+    deprecated_alias,
     json_option,
     order_filter,
     order_filter_options,
@@ -114,7 +115,8 @@ def _use_balance(value: str | None, currency: str | None) -> Money | UseAll | No
 @click.option("--use-points", default=0, type=int, help="Points to use.")
 @click.option("--channel", default=None, help="Payment channel (its fee rule applies).")
 @click.option("--note", default=None)
-@click.option("--flag", "flags", multiple=True, help="A tag for the order, repeatable.")
+@click.option("--tag", "tags", multiple=True, help="A tag for the order, repeatable.")
+@deprecated_alias("--flag", "--tag", "tags", multiple=True)
 @click.option("--special", is_flag=True, help="Mark the order as special.")
 @click.option("--idempotency-key", default=None, help="Same key + same request = same order.")
 @click.option("--ip", default=None, help="The buyer's IP address (risk control).")
@@ -137,7 +139,7 @@ def orders_create(
     use_points: int,
     channel: str | None,
     note: str | None,
-    flags: tuple[str, ...],
+    tags: tuple[str, ...],
     special: bool,
     idempotency_key: str | None,
     ip: str | None,
@@ -180,7 +182,7 @@ def orders_create(
         use_points=use_points,
         channel=channel,
         note=note,
-        tags=flags,
+        tags=tags,
         special=special,
         idempotency_key=idempotency_key,
         actor=actor,

@@ -25,6 +25,7 @@ from ._common import (
     _echo_more,
     _emit_json,
     _page_options,
+    deprecated_alias,
     json_option,
 )
 from ._views import refund_history_view, refund_view
@@ -70,12 +71,18 @@ def _refund_line(refund: Refund) -> str:
     help="Decimal amount in the order's currency [default: everything still refundable].",
 )
 @click.option(
+    "--destination",
+    default=None,
+    type=click.Choice([d.value for d in RefundDestination]),
+    help="balance: credited to the customer's wallet; original: back through the payment's "
+    "channel.  [required]",
+)
+@deprecated_alias(
     "--to",
+    "--destination",
     "destination",
     required=True,
     type=click.Choice([d.value for d in RefundDestination]),
-    help="balance: credited to the customer's wallet; original: back through the payment's "
-    "channel.",
 )
 @click.option("--reason", required=True, help="Why (recorded, and told to the customer).")
 @click.option(
@@ -113,7 +120,7 @@ def refunds_request(
     except (RefundDeadlinePassed, RefundUnavailable) as exc:
         if destination == RefundDestination.BALANCE.value:
             raise
-        raise type(exc)(f"{exc.message} (use --to balance)", **exc.context) from None
+        raise type(exc)(f"{exc.message} (use --destination balance)", **exc.context) from None
     text = _refund_line(refund)
     if refund.status is RefundStatus.REQUESTED:
         text += f"; approve it with: ordercore refunds approve {refund.refund_no}"

@@ -8,7 +8,12 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 
-__all__ = ["PING_IDLE_SECONDS", "RECYCLE_SECONDS", "make_engine"]
+__all__ = ["PING_IDLE_SECONDS", "READ_ONLY", "RECYCLE_SECONDS", "make_engine"]
+
+#: The execution option of a connection that only reads (``conn.execution_options(**{READ_ONLY:
+#: True})``): on SQLite its transactions start with a plain ``BEGIN``, not ``BEGIN IMMEDIATE``,
+#: so a long report does not hold the write lock.
+READ_ONLY = "ordercore_read_only"
 
 #: A pooled connection that sat unused longer than this is pinged before it is handed out.
 PING_IDLE_SECONDS = 5.0
@@ -34,10 +39,7 @@ def make_engine(
 
     SQLite gets foreign keys, WAL for files, a busy timeout, and ``BEGIN IMMEDIATE`` for every
     transaction, so that two writers queue up instead of failing halfway (SQLite has no row
-    locks: the write lock is taken when the transaction starts) — except on a connection
-    with the execution option ``ordercore_read_only=True``, which only reads: it begins
-    DEFERRED, and in WAL mode reads one snapshot without holding up any writer (a long
-    export). PostgreSQL and MariaDB use
+    locks: the write lock is taken when the transaction starts). PostgreSQL and MariaDB use
     READ COMMITTED with explicit row locks where ordercore needs them.
     """
     parsed = make_url(url)
@@ -69,9 +71,11 @@ def make_engine(
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
             # On the driver's connection: nothing of SQLAlchemy's execution path is needed.
-            read_only = conn.get_execution_options().get("ordercore_read_only")
+            # A reader (statistics, exports: READ_ONLY) takes no write lock: with WAL it
+            # reads one snapshot while writers go on.
+            read_only = conn.get_execution_options().get(READ_ONLY, False)
             conn.connection.driver_connection.execute(
-                "BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE"
+                "BEGIN" if read_only else "BEGIN IMMEDIATE"
             )
 
         return engine

@@ -19,7 +19,7 @@ row first.
 
 Isolation. :class:`ExportReader` holds one read-only transaction for the whole export: a
 ``REPEATABLE READ, READ ONLY`` snapshot on PostgreSQL and MariaDB, and on SQLite a deferred
-``BEGIN`` (the connection option ``ordercore_read_only``, see ``engine.py``), which in WAL
+``BEGIN`` (the connection option :data:`~.engine.READ_ONLY`), which in WAL
 mode reads one snapshot without taking the write lock, so an export of a million orders
 does not hold up the shop's writes.
 """
@@ -53,6 +53,7 @@ from ordercore._money import get_currency
 from ordercore._orders.listing import Cursor, OrderFilter
 from ordercore._reports.fields import QUERY_COLUMNS, TIMES, TIMES_AT, OrderRecord
 
+from .engine import READ_ONLY
 from .listing import _after, _planned_conditions, _walk_index
 from .tables import Tables
 
@@ -374,7 +375,7 @@ class ExportReader:
     def __enter__(self) -> ExportReader:
         conn = self.engine.connect()
         # SQLite: a deferred BEGIN (engine.py), not the write lock of BEGIN IMMEDIATE
-        conn.execution_options(ordercore_read_only=True)
+        conn.execution_options(**{READ_ONLY: True})
         try:
             if conn.dialect.name in ("postgresql", "mysql", "mariadb"):
                 conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
