@@ -39,7 +39,9 @@ def make_engine(
 
     SQLite gets foreign keys, WAL for files, a busy timeout, and ``BEGIN IMMEDIATE`` for every
     transaction, so that two writers queue up instead of failing halfway (SQLite has no row
-    locks: the write lock is taken when the transaction starts). PostgreSQL and MariaDB use
+    locks: the write lock is taken when the transaction starts) — except on a connection with
+    the :data:`READ_ONLY` execution option (statistics, exports): it begins DEFERRED and, in
+    WAL mode, reads one snapshot without holding up any writer. PostgreSQL and MariaDB use
     READ COMMITTED with explicit row locks where ordercore needs them.
     """
     parsed = make_url(url)
