@@ -221,7 +221,9 @@ def test_threads_bounded_to_the_pool_answer_every_delivery(
 
     @event.listens_for(served.engine, "checkout")
     def slow_checkout(*_: Any) -> None:
-        time.sleep(0.25)  # every transaction holds its connection a while
+        # Every transaction holds its connection a while: 8 one-transaction deliveries on 2
+        # connections then need 2 s, past the pool's 1 s timeout when all wait at once.
+        time.sleep(0.5)
 
     def deliveries() -> list[tuple[str, Any]]:
         signed = []
