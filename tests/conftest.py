@@ -120,6 +120,8 @@ class _Server:
     migrated: _Migrated | None = None
     pool: list[str] = field(default_factory=list)
     made: set[str] = field(default_factory=set)
+    #: Why the last used database was dropped instead of reused (for a failing test to say).
+    last_refusal: str | None = None
 
     @property
     def postgresql(self) -> bool:
@@ -210,7 +212,10 @@ class _Server:
             try:
                 with self.admin.connect() as conn:
                     clean = self._reset(conn, container, self.migrated)
-            except Exception:  # a lock the test left, a table it dropped: drop it all
+                if not clean:
+                    self.last_refusal = f"{container}: its structure is not the migrated one"
+            except Exception as exc:  # a lock the test left, a table it dropped: drop it all
+                self.last_refusal = f"{container}: {type(exc).__name__}: {exc}"
                 clean = False
             if clean:
                 self.pool.append(container)

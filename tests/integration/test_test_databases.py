@@ -28,7 +28,7 @@ def test_a_used_database_is_emptied_for_the_next_test(database_server: Any) -> N
     finally:
         backend.dispose()
     server.release(container, True)
-    assert container in server.pool
+    assert container in server.pool, server.last_refusal
 
     again = server.take()
     assert again == container
