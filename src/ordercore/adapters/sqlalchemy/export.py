@@ -28,13 +28,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator
 from datetime import datetime, timezone
-from types import TracebackType
 from typing import Any, Final
 
 from sqlalchemy import (
     BigInteger,
     Connection,
-    Engine,
     String,
     and_,
     any_,
@@ -53,8 +51,8 @@ from ordercore._money import get_currency
 from ordercore._orders.listing import Cursor, OrderFilter
 from ordercore._reports.fields import QUERY_COLUMNS, TIMES, TIMES_AT, OrderRecord
 
-from .engine import READ_ONLY
 from .listing import _after, _planned_conditions, _walk_index
+from .reading import ReadSnapshot
 from .tables import Tables
 
 __all__ = ["CHUNK", "ExportReader", "iter_records"]
@@ -361,40 +359,10 @@ def _joined_records(
     return records
 
 
-class ExportReader:
+class ExportReader(ReadSnapshot):
     """One read-only snapshot on the reporting engine, for one export:
     ``with ExportReader(engine, tables) as r: for chunk in r.records(flt, needs): ...``.
     Nothing is written and nothing committed."""
-
-    conn: Connection
-
-    def __init__(self, engine: Engine, tables: Tables) -> None:
-        self.engine = engine
-        self.tables = tables
-
-    def __enter__(self) -> ExportReader:
-        conn = self.engine.connect()
-        # SQLite: a deferred BEGIN (engine.py), not the write lock of BEGIN IMMEDIATE
-        conn.execution_options(**{READ_ONLY: True})
-        try:
-            if conn.dialect.name in ("postgresql", "mysql", "mariadb"):
-                conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        except BaseException:
-            conn.close()
-            raise
-        self.conn = conn
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            self.conn.rollback()
-        finally:
-            self.conn.close()
 
     def records(
         self, flt: OrderFilter, needs: Collection[str], *, chunk: int = CHUNK

@@ -21,14 +21,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from itertools import pairwise
-from types import TracebackType
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Connection,
-    Engine,
     and_,
     case,
     cast,
@@ -46,7 +44,7 @@ from sqlalchemy.dialects import postgresql
 
 from ordercore._reports.stats import nearest_rank
 
-from .engine import READ_ONLY
+from .reading import ReadSnapshot
 from .stats_sql import (
     EpochMicros,
     EpochSeconds,
@@ -620,31 +618,9 @@ def low_stock(conn: Connection, t: Tables) -> list[tuple[str, str, int, int]]:
     return [(sku, name, int(stock), int(th)) for sku, name, stock, th in rows]
 
 
-class ReportingReader:
+class ReportingReader(ReadSnapshot):
     """One read-only transaction on the reporting engine, and the aggregates above bound to
     it: ``with ReportingReader(engine, tables) as r: r.sales(...)``. Nothing is committed."""
-
-    conn: Connection
-
-    def __init__(self, engine: Engine, tables: Tables) -> None:
-        self.engine = engine
-        self.tables = tables
-
-    def __enter__(self) -> ReportingReader:
-        # Read-only: on SQLite no write lock is taken for the length of a report.
-        self.conn = self.engine.connect().execution_options(**{READ_ONLY: True})
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            self.conn.rollback()
-        finally:
-            self.conn.close()
 
     def sales(
         self, spans: Sequence[Span], *, currency: str | None, excluded: Sequence[str]
