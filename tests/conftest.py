@@ -213,7 +213,13 @@ class _Server:
                 with self.admin.connect() as conn:
                     clean = self._reset(conn, container, self.migrated)
                 if not clean:
-                    self.last_refusal = f"{container}: its structure is not the migrated one"
+                    with self.admin.connect() as conn:
+                        now = set(self._structure(conn, container).splitlines())
+                    was = set(self.migrated.structure.splitlines())
+                    self.last_refusal = (
+                        f"{container}: its structure is not the migrated one: "
+                        f"new {sorted(now - was)[:5]}, gone {sorted(was - now)[:5]}"
+                    )
             except Exception as exc:  # a lock the test left, a table it dropped: drop it all
                 self.last_refusal = f"{container}: {type(exc).__name__}: {exc}"
                 clean = False
