@@ -372,7 +372,7 @@ SELECT 't ' || t.tgname || ' ' || c.relname || ' ' || t.tgenabled::text
 FROM pg_trigger t
 JOIN pg_class c ON c.oid = t.tgrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = %(s)s
+WHERE n.nspname = %(s)s AND NOT t.tgisinternal
 UNION ALL
 SELECT 'f ' || p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE n.nspname = %(s)s
