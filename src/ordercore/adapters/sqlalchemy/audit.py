@@ -46,6 +46,7 @@ from ordercore._audit.chain import (
 from ordercore._errors import AuditChainError
 from ordercore._state import ORDER_MACHINE, OrderEvent, OrderStatus, Transition
 
+from ._built import built, insert_into
 from .tables import Tables
 
 __all__ = ["AuditRepository", "Head"]
@@ -103,9 +104,6 @@ def _status(text: str | None) -> OrderStatus | None:
         return None
 
 
-_APPEND_KEY = "ordercore.audit_append"
-
-
 class AuditRepository:
     """Pending entries, the sealed hash chain and its head."""
 
@@ -118,18 +116,14 @@ class AuditRepository:
         self.head_t = tables.audit_head
         self.orders_t = tables.orders
         self.key = key
-        statements = self.pending_t.info.get(_APPEND_KEY)
-        if statements is None or statements[0] is not self.pending_t:
-            # Built once per table (SQLAlchemy then reuses their cache keys): the write path.
-            statements = (
-                self.pending_t,
-                insert(self.pending_t),
-                postgresql.insert(self.pending_t)
-                .on_conflict_do_nothing()
-                .returning(self.pending_t.c.nonce),
-            )
-            self.pending_t.info[_APPEND_KEY] = statements
-        self._insert_pending, self._insert_pending_pg = statements[1], statements[2]
+        pending = self.pending_t
+        # Built once per table (the write path; see _built.py).
+        self._insert_pending = insert_into(pending)
+        self._insert_pending_pg = built(
+            pending,
+            "insert_pg",
+            lambda: postgresql.insert(pending).on_conflict_do_nothing().returning(pending.c.nonce),
+        )
 
     # -- the write path -------------------------------------------------------------------
     def append(self, entries: Sequence[AuditEntry]) -> list[PendingAuditRecord]:

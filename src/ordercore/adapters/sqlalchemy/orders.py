@@ -442,8 +442,12 @@ class OrderRepository:
         assert order.id is not None
         deferred = self._deferred.pop(order.id, {})
         params.update(deferred)
-        if deferred and order.id in self._activation:
-            self._activation[order.id] = self.activation(order.id, also=deferred) or {}
+        held = self._activation.get(order.id)
+        if held is not None:  # what is written now is what later reads see
+            for column, value in deferred.items():
+                name = column.removeprefix("activation_")
+                if name in held:
+                    held[name] = value
         if params or order.id not in self._added:
             # (A new order nobody else can see yet, unchanged since its insert, is not written.)
             params.update(b_id=order.id, b_version=order.version, version=order.version + 1)
@@ -480,15 +484,13 @@ class OrderRepository:
         )
 
     # -- columns written with the order's next update ------------------------------------
-    def activation(
-        self, order_id: int, *, also: dict[str, Any] | None = None
-    ) -> dict[str, Any] | None:
+    def activation(self, order_id: int) -> dict[str, Any] | None:
         """The activation columns of an order whose row this unit of work locked (as read,
         with deferred changes), or None."""
         read = self._activation.get(order_id)
         if read is None:
             return None
-        deferred = also if also is not None else self._deferred.get(order_id, {})
+        deferred = self._deferred.get(order_id, {})
         return {name: deferred.get(f"activation_{name}", value) for name, value in read.items()}
 
     def defer(self, order_id: int, values: dict[str, Any]) -> bool:

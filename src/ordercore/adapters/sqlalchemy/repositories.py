@@ -33,9 +33,6 @@ from .tables import Tables
 __all__ = ["CustomerRepository", "ProductRepository"]
 
 
-_PRODUCT_STATEMENTS_KEY = "ordercore.product_statements"
-
-
 def _dump_specs(specs: Any) -> str:
     return canonical_json(
         {k: ["d", str(v)] if isinstance(v, Decimal) else v for k, v in specs.items()}
@@ -138,19 +135,19 @@ class CustomerRepository:
 class ProductRepository:
     def __init__(self, conn: Connection, tables: Tables) -> None:
         self.conn = conn
-        self.t = tables.products
-        t = self.t
-        sql = t.info.get(_PRODUCT_STATEMENTS_KEY)
-        if sql is None or sql[0] is not t:
-            sql = (
-                t,
-                select(t).where(t.c.sku.in_(bindparam("b_skus", expanding=True))),
+        self.t = t = tables.products
+        self._by_skus = built(
+            t, "by_skus", lambda: select(t).where(t.c.sku.in_(bindparam("b_skus", expanding=True)))
+        )
+        self._take_stock = built(
+            t,
+            "take_stock",
+            lambda: (
                 update(t)
                 .where(and_(t.c.id == bindparam("b_id"), t.c.stock >= bindparam("b_quantity")))
-                .values(stock=t.c.stock - bindparam("b_quantity")),
-            )
-            t.info[_PRODUCT_STATEMENTS_KEY] = sql
-        self._by_skus, self._take_stock = sql[1], sql[2]
+                .values(stock=t.c.stock - bindparam("b_quantity"))
+            ),
+        )
 
     @staticmethod
     def _from_row(row: Row[Any]) -> Product:
