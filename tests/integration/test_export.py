@@ -14,6 +14,7 @@ import io
 import random
 import re
 import sqlite3
+import threading
 import time
 import zipfile
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import openpyxl
 import pytest
+from sqlalchemy import event
 from tests.helpers import Backend, FakeClock, audit_rows, snapshot
 
 from ordercore import (
@@ -416,3 +418,47 @@ def test_every_record_is_whole(core: OrderCore, book: list[str]) -> None:
             assert len(record) == len(OrderRecord._fields)
             assert record == OrderRecord(*record)
             assert record.created_at.tzinfo is not None
+
+
+def test_an_export_that_fails_while_writing_leaves_nothing_running(
+    core: OrderCore, book: list[str]
+) -> None:
+    """The writer fails after the first chunk: the error is the caller's, the reading
+    thread (PostgreSQL, MariaDB) is stopped before the snapshot's connection goes back to
+    the pool, no file is left, and the next export works."""
+
+    def fail(_rows: int) -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        core.export.orders(destination=io.StringIO(), actor=ADMIN, chunk=4, progress=fail)
+    assert [t for t in threading.enumerate() if t.name == "ordercore-export-read-ahead"] == []
+    assert len(_csv(core, chunk=4)) == len(book)
+
+
+def test_an_export_chunk_is_one_query_on_sqlite_and_postgresql(
+    core: OrderCore, book: list[str]
+) -> None:
+    """The default fields (customer, products, payment) come with the chunk's orders in one
+    statement on SQLite and PostgreSQL (LATERAL there: an index probe per order, never a
+    scan of a whole table per chunk); MariaDB reads the lines and the payment by the
+    chunk's ids (two more statements a chunk)."""
+    statements: list[str] = []
+
+    def count(_c: object, _cur: object, statement: str, *_a: object) -> None:
+        if not statement.lstrip().upper().startswith("SET"):
+            statements.append(statement)
+
+    chunk = 4
+    chunks = len(book) // chunk + 1  # the last one comes back empty (16 orders)
+    event.listen(core.reporting_engine, "before_cursor_execute", count)
+    try:
+        rows = _csv(core, chunk=chunk)
+    finally:
+        event.remove(core.reporting_engine, "before_cursor_execute", count)
+    assert len(rows) == len(book) == 16
+    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    per_chunk = 1 if core.engine.dialect.name in ("sqlite", "postgresql") else 3
+    assert len(reads) == (chunks - 1) * per_chunk + 1, reads
+    if core.engine.dialect.name == "postgresql":
+        assert reads[0].count("LATERAL") == 3

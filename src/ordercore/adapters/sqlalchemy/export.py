@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator
 from datetime import datetime, timezone
+from types import TracebackType
 from typing import Any, Final
 
 from sqlalchemy import (
@@ -37,6 +38,7 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    cast,
     func,
     null,
     select,
@@ -52,6 +54,7 @@ from ordercore._orders.listing import Cursor, OrderFilter
 from ordercore._reports.fields import QUERY_COLUMNS, TIMES, TIMES_AT, OrderRecord
 
 from .listing import _after, _planned_conditions, _walk_index
+from .read_ahead import ReadAhead
 from .reading import ReadSnapshot
 from .tables import Tables
 
@@ -81,8 +84,10 @@ _NO_PAYMENT: Final = (None, None, None)
 _PAY_AT: Final = QUERY_COLUMNS.index("method")
 #: a chunk's ids (or order numbers), one parameter expanded at execution
 _IDS: Final[BindParameter[Any]] = bindparam("ids", expanding=True)
-_ARRAYS: Final[dict[str, BindParameter[Any]]] = {
-    "id": bindparam("ids", type_=ARRAY(BigInteger)),
+#: PostgreSQL: the ids as one array parameter, sent as the array's text (``{1,2,3}``, made by
+#: ``str.join``: psycopg would dump a list of 2,000 ints element by element in Python)
+_ARRAYS: Final[dict[str, Any]] = {
+    "id": cast(bindparam("ids", type_=String()), ARRAY(BigInteger)),
     "number": bindparam("ids", type_=ARRAY(String)),
 }
 
@@ -112,13 +117,18 @@ class _Chunk:
     detail rows the fields need — lines (in line order), the settling payment (the last
     succeeded attempt), flags, note counts, the last notification's address.
 
-    On SQLite (``joined``) the lines and the payment are joined to the chunk in the same
-    query (a row a line) and the other details joined to the same derived table: SQLite
-    only ever nests loops, so each join is an index probe per order, and no list of ids goes
-    back and forth. PostgreSQL and MariaDB may instead hash-join a whole detail table to a
-    chunk of 2,000 orders (PostgreSQL does at 200,000 orders: a sequential scan of
-    ``order_lines`` and ``payment_attempts`` per chunk), so there each detail is one query
-    of the chunk's ids (``IN``), which they serve from the ``order_id`` indexes."""
+    On SQLite and PostgreSQL (``joined``) the lines and the payment are joined to the chunk
+    in the same query (a row a line). SQLite only ever nests loops, so each join is an
+    index probe per order. PostgreSQL would rather hash-join a whole table to a chunk of
+    2,000 orders — a sequential scan of ``customers`` (15 ms a chunk at 100,000 customers,
+    and growing with them), ``order_lines`` or ``payment_attempts`` for every chunk — so
+    there the customer, the lines and the payment are ``LATERAL`` subqueries that cannot be
+    flattened (``LIMIT``, ``OFFSET 0``): an index probe per order, whatever the tables'
+    sizes. The other details (flags, note counts, addresses) are joined to the same derived
+    table on SQLite, and read by one query of the chunk's ids elsewhere (an array on
+    PostgreSQL, ``IN`` on MariaDB). MariaDB gets every detail that way: it may hash-join
+    a whole detail table too, and serves the ``IN`` queries from the ``order_id``
+    indexes."""
 
     def __init__(
         self,
@@ -131,7 +141,8 @@ class _Chunk:
         chunk: int,
     ) -> None:
         o, c = tables.orders.c, tables.customers.c
-        self.joined = joined = dialect == "sqlite"
+        self.joined = joined = dialect in ("sqlite", "postgresql")
+        lateral = dialect == "postgresql"
         self.dialect = dialect
         # what the fields read (a column no field reads is NULL: each costs, per order)
         read = _ALWAYS | set(needs)
@@ -150,10 +161,28 @@ class _Chunk:
             )
         k = self.k = inner.subquery("chunk")
         source: Any = k
+        customer: Any = c
         if any(n in read for n in _CUSTOMER):
-            source = source.join(tables.customers, c.id == k.c.customer_id)
+            if lateral:
+                wanted = [c[_CUSTOMER[n]] for n in QUERY_COLUMNS if n in _CUSTOMER and n in read]
+                one = select(*wanted).where(c.id == k.c.customer_id).limit(1).lateral("customer")
+                customer = one.c
+                source = source.join(one, true())
+            else:
+                source = source.join(tables.customers, c.id == k.c.customer_id)
         a = tables.payment_attempts
-        if "payment" in needs and joined:
+        payment: Any = a.c
+        if "payment" in needs and joined and lateral:
+            settling = (
+                select(a.c.method, a.c.out_trade_no, a.c.channel_trade_no)
+                .where(a.c.order_id == k.c.id, a.c.status == "succeeded")
+                .order_by(a.c.id.desc())
+                .limit(1)
+                .lateral("settling")
+            )
+            payment = settling.c
+            source = source.outerjoin(settling, true())
+        elif "payment" in needs and joined:
             later = a.alias("settling")
             last = (
                 select(func.max(later.c.id))
@@ -166,14 +195,25 @@ class _Chunk:
             if name not in read:
                 column: Any = null()
             elif name in _CUSTOMER:
-                column = c[_CUSTOMER[name]]
+                column = customer[_CUSTOMER[name]]
             elif name in _PAYMENT:
-                column = a.c[_PAYMENT[name]]
+                column = payment[_PAYMENT[name]]
             else:
                 column = k.c[name]
             columns.append(column)
         order: list[Any] = [k.c.created_at.desc(), k.c.id.desc()]
-        if "lines" in needs and joined:
+        if "lines" in needs and joined and lateral:
+            ln = tables.order_lines.c
+            line = (
+                select(ln.sku, ln.name, ln.quantity, ln.position)
+                .where(ln.order_id == k.c.id)
+                .offset(0)  # not flattened into the join, so not hash-joined
+                .lateral("line")
+            )
+            columns += [line.c.sku, line.c.name, line.c.quantity]
+            source = source.outerjoin(line, true())
+            order.append(line.c.position)
+        elif "lines" in needs and joined:
             ln = tables.order_lines.c
             columns += [ln.sku, ln.name, ln.quantity]
             source = source.outerjoin(tables.order_lines, ln.order_id == k.c.id)
@@ -188,13 +228,13 @@ class _Chunk:
     def _of_chunk(self, query: Any, column: Any, key: str = "id") -> Any:
         """``query`` limited to the chunk's orders: joined to the chunk (SQLite), or an IN
         of the chunk's ids (or numbers) given as the ``ids`` parameter."""
-        if self.joined:
+        if self.dialect == "sqlite":
             return query.join_from(column.table, self.k, column == self.k.c[key])
         if self.dialect == "postgresql":  # one array parameter, not 2,000 of them
             return query.where(column == any_(_ARRAYS[key]))
         return query.where(column.in_(_IDS))
 
-    def lines(self, conn: Connection, ids: list[int]) -> dict[int, list[tuple[str, str, int]]]:
+    def lines(self, conn: Connection, ids: Any) -> dict[int, list[tuple[str, str, int]]]:
         ln = self.tables.order_lines.c
         query = self._of_chunk(
             select(ln.order_id, ln.sku, ln.name, ln.quantity), ln.order_id
@@ -204,17 +244,18 @@ class _Chunk:
             out.setdefault(order_id, []).append((sku, name, quantity))
         return out
 
-    def payments(self, conn: Connection, ids: list[int]) -> dict[int, tuple[Any, Any, Any]]:
+    def payments(self, conn: Connection, ids: Any) -> dict[int, tuple[Any, Any, Any]]:
         a = self.tables.payment_attempts.c
         query = self._of_chunk(
             select(a.order_id, a.method, a.out_trade_no, a.channel_trade_no), a.order_id
         ).where(a.status == "succeeded")
         out: dict[int, tuple[Any, Any, Any]] = {}
-        for order_id, *payment in conn.execute(query.order_by(a.order_id, a.id), {"ids": ids}):
-            out[order_id] = tuple(payment)  # the last succeeded one wins
+        rows = conn.execute(query.order_by(a.order_id, a.id), {"ids": ids}).all()
+        for order_id, method, out_trade_no, trade_no in rows:
+            out[order_id] = (method, out_trade_no, trade_no)  # the last succeeded one wins
         return out
 
-    def tags(self, conn: Connection, ids: list[int]) -> dict[int, list[str]]:
+    def tags(self, conn: Connection, ids: Any) -> dict[int, list[str]]:
         tg = self.tables.order_tags.c
         query = self._of_chunk(select(tg.order_id, tg.tag), tg.order_id).order_by(tg.tag)
         out: dict[int, list[str]] = {}
@@ -222,7 +263,7 @@ class _Chunk:
             out.setdefault(order_id, []).append(tag)
         return out
 
-    def notes(self, conn: Connection, ids: list[int]) -> dict[int, int]:
+    def notes(self, conn: Connection, ids: Any) -> dict[int, int]:
         nt = self.tables.order_notes.c
         query = self._of_chunk(select(nt.order_id, func.count()), nt.order_id).group_by(nt.order_id)
         return {order_id: int(n) for order_id, n in conn.execute(query, {"ids": ids}).all()}
@@ -272,10 +313,14 @@ def iter_records(
         rows: list[Any] = list(conn.execute(q.query).all())
         if not rows:
             return
-        ids = [] if q.joined else [r[0] for r in rows]
+        ids: Any = []
+        if q.dialect != "sqlite":
+            ids = list(dict.fromkeys(r[0] for r in rows)) if q.joined else [r[0] for r in rows]
+        if q.dialect == "postgresql":
+            ids = "{" + ",".join(map(str, ids)) + "}"  # see _ARRAYS
         tags = q.tags(conn, ids) if "tags" in needs else {}
         notes = q.notes(conn, ids) if "notes" in needs else {}
-        ips = q.addresses(conn, [r[1] for r in rows]) if "ip" in needs else {}
+        ips = q.addresses(conn, list(dict.fromkeys(r[1] for r in rows))) if "ip" in needs else {}
         if q.joined:
             records = _joined_records(
                 rows, with_lines, to_time, other_times, units, tags, notes, ips
@@ -319,7 +364,8 @@ def _joined_records(
     notes: dict[int, int],
     ips: dict[str, str],
 ) -> list[OrderRecord]:
-    """The records of a joined chunk (SQLite): a row an order, or a row a line of it."""
+    """The records of a joined chunk (SQLite, PostgreSQL): a row an order, or a row a line
+    of it."""
     new = tuple.__new__
     extra = bool(tags or notes or ips)
     records: list[OrderRecord] = []
@@ -364,8 +410,32 @@ class ExportReader(ReadSnapshot):
     ``with ExportReader(engine, tables) as r: for chunk in r.records(flt, needs): ...``.
     Nothing is written and nothing committed."""
 
+    _ahead: list[ReadAhead[list[OrderRecord]]]
+
     def records(
         self, flt: OrderFilter, needs: Collection[str], *, chunk: int = CHUNK
     ) -> Iterator[list[OrderRecord]]:
-        """The orders of ``flt`` in list order, in chunks (:func:`iter_records`)."""
-        return iter_records(self.conn, self.tables, flt, needs, chunk=chunk)
+        """The orders of ``flt`` in list order, in chunks (:func:`iter_records`).
+
+        On PostgreSQL and MariaDB the next chunk is read while the caller writes this one
+        (:class:`~.read_ahead.ReadAhead`: the queries' time in the server overlaps the
+        writing). SQLite reads in the caller's thread: its work is this process's CPU, and
+        a host's SQLite engine may refuse a connection used from another thread."""
+        chunks = iter_records(self.conn, self.tables, flt, needs, chunk=chunk)
+        if self.conn.dialect.name == "sqlite":
+            return chunks
+        ahead = ReadAhead(chunks, name="ordercore-export-read-ahead")
+        self.__dict__.setdefault("_ahead", []).append(ahead)
+        return iter(ahead)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            for ahead in self.__dict__.pop("_ahead", ()):
+                ahead.close()  # the reading thread is done with the connection
+        finally:
+            super().__exit__(exc_type, exc, tb)
