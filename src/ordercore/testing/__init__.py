@@ -62,6 +62,7 @@ from ordercore.testing._contract import (
     garbage_notifications,
 )
 from ordercore.testing._risk import TestRiskRule, make_risk_rule
+from ordercore.testing._interrupt import wait_for_interrupt
 
 # isort: on
 
@@ -90,6 +91,7 @@ __all__ = [
     "make_refund_request",
     "make_risk_rule",
     "ordercore_register_channels",
+    "wait_for_interrupt",
 ]
 
 

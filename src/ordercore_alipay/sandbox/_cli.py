@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Sequence
 
+from ordercore.testing import wait_for_interrupt
 from ordercore_alipay.sandbox._sandbox import AlipaySandbox
 
 
@@ -27,8 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:  # the ready line is printed inside: Ctrl-C right after it is a clean stop
             print(sandbox.config_table(args.dir, notify_url=args.notify_url), flush=True)
             print(f"# Alipay sandbox on {sandbox.url}; Ctrl-C to stop", file=sys.stderr, flush=True)
-            while True:
-                time.sleep(3600)
+            wait_for_interrupt()
         except KeyboardInterrupt:
             pass
     return 0

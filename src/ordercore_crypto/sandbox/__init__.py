@@ -47,8 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     the ``[channels.*]`` tables that point at them."""
     import argparse
     import sys
-    import time
     from pathlib import Path
+
+    from ordercore.testing import wait_for_interrupt
 
     parser = argparse.ArgumentParser(
         prog="python -m ordercore_crypto.sandbox", description=main.__doc__
@@ -64,8 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             notify = f"{args.notify_base}/callbacks/{sandbox.name}" if args.notify_base else None
             print(sandbox.config_table(Path(args.dir), notify_url=notify), flush=True)
         print("# crypto sandboxes running; Ctrl-C to stop", file=sys.stderr, flush=True)
-        while True:
-            time.sleep(3600)
+        wait_for_interrupt()
     except KeyboardInterrupt:
         pass
     finally:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Sequence
+
+from ordercore.testing import wait_for_interrupt
 
 from ._sandbox import MODES, WechatSandbox
 
@@ -34,8 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-            while True:
-                time.sleep(3600)
+            wait_for_interrupt()
         except KeyboardInterrupt:
             pass
     return 0
