@@ -344,6 +344,81 @@ def summarize(found: Sequence[tuple[str, str, dict[str, Any]]]) -> str:
     return "; ".join(parts)
 
 
+# ------------------------------------------------------------------------------ breakdown
+class Breakdown:
+    """``--breakdown``: where ordercore's wall time goes in the timed calls — inside
+    ``Connection.execute`` (the statements: SQLAlchemy's execution path, the driver and the
+    server), inside the commit, and the rest (ordercore's own Python: verification, the
+    domain objects, the audit entries). The wrappers add about a microsecond a statement."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.statements = 0
+        self.total = self.execute = self.commit = 0.0
+        self._active = False
+
+    @contextmanager
+    def patched(self) -> Iterator[None]:
+        from sqlalchemy.engine import base
+
+        execute, commit = base.Connection.execute, base.RootTransaction.commit
+
+        def timed_execute(conn: Any, *args: Any, **kwargs: Any) -> Any:
+            if not self._active:
+                return execute(conn, *args, **kwargs)
+            start = time.perf_counter()
+            try:
+                return execute(conn, *args, **kwargs)
+            finally:
+                self.execute += time.perf_counter() - start
+                self.statements += 1
+
+        def timed_commit(tx: Any) -> None:
+            if not self._active:
+                return commit(tx)
+            start = time.perf_counter()
+            try:
+                return commit(tx)
+            finally:
+                self.commit += time.perf_counter() - start
+
+        base.Connection.execute = timed_execute  # type: ignore[method-assign]
+        base.RootTransaction.commit = timed_commit  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            base.Connection.execute = execute  # type: ignore[method-assign]
+            base.RootTransaction.commit = commit  # type: ignore[method-assign]
+
+    def wrap(self, handle: Callable[..., Any]) -> Callable[..., Any]:
+        def measured(*args: Any) -> Any:
+            self._active = True
+            start = time.perf_counter()
+            try:
+                return handle(*args)
+            finally:
+                self.total += time.perf_counter() - start
+                self.calls += 1
+                self._active = False
+
+        return measured
+
+    def line(self, unit: str) -> str:
+        n = max(self.calls, 1)
+        us = {
+            k: 1e6 * v / n
+            for k, v in (("total", self.total), ("execute", self.execute), ("commit", self.commit))
+        }
+        rest = us["total"] - us["execute"] - us["commit"]
+        return (
+            f"Breakdown of ordercore's mean {us['total']:.0f} µs a {unit} ({self.calls:,} "
+            f"{unit}s, warm-up included): {us['execute']:.0f} µs in "
+            f"{self.statements / n:.1f} `Connection.execute` calls (SQLAlchemy, driver, "
+            f"server), {us['commit']:.0f} µs in the commit, {rest:.0f} µs elsewhere "
+            "(ordercore's Python)"
+        )
+
+
 # ---------------------------------------------------------------------------------- timing
 @dataclass
 class Timing:

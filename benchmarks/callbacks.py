@@ -57,6 +57,7 @@ reports figures and never fails on them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import hashlib
 import hmac
@@ -930,6 +931,7 @@ def run(args: argparse.Namespace, backend: str) -> tuple[str, str]:
             "ordercore": ours,
             "baseline": baseline.handle,
         }
+        breakdown = wb.Breakdown() if args.breakdown else None
         probe_sets = {
             "ordercore": clone_orders(core, templates, "OP", 3),
             "baseline": clone_orders(core, templates, "BP", 3),
@@ -957,21 +959,27 @@ def run(args: argparse.Namespace, backend: str) -> tuple[str, str]:
         blocks = [(0, args.warmup, False)] + [
             (s, min(s + args.block, total), True) for s in range(args.warmup, total, args.block)
         ]
-        for index, (start, stop, timed) in enumerate(blocks):
-            order = list(handlers) if index % 2 == 0 else list(reversed(handlers))
-            for name in order:
-                notes = [gateway.pay(p.out_trade_no) for p in sets[name][start:stop]]
-                run_block(
-                    handlers[name],
-                    notes,
-                    timings[name] if timed else None,
-                    profiler if timed and name == "ordercore" else None,
-                )
-            if timed and (index % 5 == 0 or stop == total):
-                log(
-                    f"{backend}: {stop - args.warmup:,}/{args.n:,} — "
-                    + ", ".join(f"{t.name} {t.median_ms:.2f} ms" for t in timings.values())
-                )
+        timed_handlers = dict(handlers)
+        if breakdown is not None:
+            timed_handlers["ordercore"] = breakdown.wrap(ours)
+        with breakdown.patched() if breakdown is not None else contextlib.nullcontext():
+            for index, (start, stop, timed) in enumerate(blocks):
+                order = list(handlers) if index % 2 == 0 else list(reversed(handlers))
+                for name in order:
+                    notes = [gateway.pay(p.out_trade_no) for p in sets[name][start:stop]]
+                    run_block(
+                        timed_handlers[name],
+                        notes,
+                        timings[name] if timed else None,
+                        profiler if timed and name == "ordercore" else None,
+                    )
+                if timed and (index % 5 == 0 or stop == total):
+                    log(
+                        f"{backend}: {stop - args.warmup:,}/{args.n:,} — "
+                        + ", ".join(f"{t.name} {t.median_ms:.2f} ms" for t in timings.values())
+                    )
+        if breakdown is not None:
+            log(f"{backend}: " + breakdown.line("callback"))
         load_end = wb.load_average()
         if profiler is not None:
             path = args.profile if len(args.backends) == 1 else f"{args.profile}.{backend}"
@@ -1055,6 +1063,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--profile", default=None, metavar="FILE", help="cProfile ordercore's timed callbacks"
+    )
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="print where ordercore's time goes: statements, commit, the rest (Python)"
     )
     args = parser.parse_args(argv)
     if args.n < 1 or args.warmup < 0 or args.block < 1 or args.count_n < 1 or args.workers < 1:

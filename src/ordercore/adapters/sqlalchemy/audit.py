@@ -22,6 +22,7 @@ from sqlalchemy import (
     Row,
     String,
     and_,
+    bindparam,
     cast,
     delete,
     func,
@@ -46,6 +47,7 @@ from ordercore._audit.chain import (
 from ordercore._errors import AuditChainError
 from ordercore._state import ORDER_MACHINE, OrderEvent, OrderStatus, Transition
 
+from . import _driver as driver
 from ._built import built, insert_into
 from .tables import Tables
 
@@ -93,6 +95,15 @@ def _pending_values(record: PendingAuditRecord) -> dict[str, Any]:
     }
 
 
+#: The fields of a pending entry, in the order of :func:`_pending_values`.
+_PENDING_FIELDS = (
+    "nonce", "at", "actor_kind", "actor_id", "actor_role", "entity_kind", "entity_id",
+    "action", "before", "after", "reason", "entry_hash",
+)  # fmt: skip
+#: PostgreSQL: up to this many entries go in one multi-row INSERT (a statement per count).
+_MULTI_ROW_MAX = 8
+
+
 def _status(text: str | None) -> OrderStatus | None:
     """The ``status`` of a record's JSON side, or None when it has none or is not JSON."""
     if text is None:
@@ -136,19 +147,49 @@ class AuditRepository:
         ]
         if self.conn.dialect.name != "postgresql":
             # SQLite and MariaDB hand out max(id) + 1: a planted row never collides.
-            self.conn.execute(self._insert_pending, [_pending_values(r) for r in records])
+            rows = [_pending_values(r) for r in records]
+            driver.executemany(self.conn, self._insert_pending, rows)
             return records
         waiting = records
         for _ in range(_INSERT_TRIES):
-            stored = self.conn.execute(
-                self._insert_pending_pg, [_pending_values(r) for r in waiting]
-            )
-            done = {str(n) for n in stored.scalars()}
+            if len(waiting) <= _MULTI_ROW_MAX:
+                # one statement of len(waiting) rows, on the driver's cursor
+                values = {
+                    f"{name}_{i}": value
+                    for i, r in enumerate(waiting)
+                    for name, value in _pending_values(r).items()
+                }
+                found = driver.execute(self.conn, self._multi_row(len(waiting)), values).scalars()
+            else:
+                found = list(
+                    self.conn.execute(
+                        self._insert_pending_pg, [_pending_values(r) for r in waiting]
+                    ).scalars()
+                )
+            done = {str(n) for n in found}
             waiting = [r for r in waiting if r.nonce not in done]
             if not waiting:
                 return records
             logger.warning("audit: %d pending positions were taken; retrying", len(waiting))
         raise AuditChainError("could not store audit entries: their positions are taken")
+
+    def _multi_row(self, rows: int) -> Any:
+        """PostgreSQL: ``INSERT`` of ``rows`` pending entries ``ON CONFLICT DO NOTHING
+        RETURNING nonce`` (the parameters ``<field>_<row>``), built once per row count."""
+        pending = self.pending_t
+
+        def make() -> Any:
+            values: list[dict[str, Any]] = [
+                {f: bindparam(f"{f}_{i}") for f in _PENDING_FIELDS} for i in range(rows)
+            ]
+            return (
+                postgresql.insert(pending)
+                .values(values)
+                .on_conflict_do_nothing()
+                .returning(pending.c.nonce)
+            )
+
+        return built(pending, f"insert_pg_{rows}", make)
 
     # -- sealing --------------------------------------------------------------------------
     def head(self, *, lock: bool = False) -> Head | None:

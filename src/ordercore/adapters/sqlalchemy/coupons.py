@@ -17,6 +17,7 @@ from ordercore._money import Money, get_currency
 from ordercore._orders.pricing import Coupon, CouponKind
 from ordercore.adapters.sqlalchemy.tables import Tables
 
+from . import _driver as driver
 from ._built import built, insert_into
 
 __all__ = ["CONSUMED", "RELEASED", "RESERVED", "CouponRepository"]
@@ -207,7 +208,9 @@ class CouponRepository:
 
     def consume(self, order_id: int, now: datetime) -> int:
         """The order was paid: its reserved uses become consumed."""
-        result = self.conn.execute(self._consume, {"b_order_id": order_id, "updated_at": now})
+        result = driver.execute(
+            self.conn, self._consume, {"b_order_id": order_id, "updated_at": now}
+        )
         return int(result.rowcount)
 
     def release(self, order_id: int, now: datetime) -> int:

@@ -13,6 +13,8 @@ from sqlalchemy import Connection, Row, and_, or_, select, update
 from ordercore._audit.chain import canonical_json
 from ordercore._errors import NotFound
 
+from . import _driver as driver
+
 if TYPE_CHECKING:
     from .tables import Tables
 
@@ -48,7 +50,8 @@ class InboxQueries:
         stored: dict[str, Any] = dict(headers)
         if summary is not None:
             stored[SUMMARY_KEY] = summary
-        result = self.conn.execute(
+        result = driver.execute(
+            self.conn,
             self.sql.insert_inbox,
             {
                 "channel": channel,
@@ -62,9 +65,7 @@ class InboxQueries:
                 "replay_of": replay_of,
             },
         )
-        pk = result.inserted_primary_key
-        assert pk is not None
-        return int(pk[0])
+        return result.inserted_id
 
     def mark_inbox(
         self,
@@ -76,7 +77,8 @@ class InboxQueries:
         out_trade_no: str | None = None,
         order_number: str | None = None,
     ) -> None:
-        self.conn.execute(
+        driver.execute(
+            self.conn,
             self.sql.update_inbox,
             {
                 "b_id": inbox_id,

@@ -20,6 +20,7 @@ from ordercore._orders.amounts import AdjustmentKind, AmountAdjustment, AmountBr
 from ordercore._orders.domain import Communication, Note, Order, OrderLine
 from ordercore._state import CancelReason, OrderStatus
 
+from . import _driver as driver
 from ._built import insert_into
 from .audit import AuditRepository
 from .repositories import _actor, _actor_values, _dump_specs, _load_specs
@@ -305,7 +306,9 @@ class OrderRepository:
         """The order of the payment attempt ``out_trade_no``, loaded light and locked, in one
         statement; with whether a coupon use of it is reserved. None when no attempt has that
         number."""
-        rows = self.conn.execute(self.sql.for_payment, {"b_out_trade_no": out_trade_no}).all()
+        rows = driver.execute(
+            self.conn, self.sql.for_payment, {"b_out_trade_no": out_trade_no}
+        ).all()
         if not rows:
             return None
         row = rows[0]
@@ -451,7 +454,7 @@ class OrderRepository:
         if params or order.id not in self._added:
             # (A new order nobody else can see yet, unchanged since its insert, is not written.)
             params.update(b_id=order.id, b_version=order.version, version=order.version + 1)
-            if self.conn.execute(self.sql.update, params).rowcount != 1:
+            if driver.execute(self.conn, self.sql.update, params).rowcount != 1:
                 raise ConcurrentModification(
                     f"order {order.number} was changed by someone else; reload it and try again",
                     order=order.number,

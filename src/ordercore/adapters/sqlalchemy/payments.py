@@ -21,6 +21,7 @@ from ordercore._outbox import OutboxMessage
 from ordercore._payments.domain import PaymentAttempt
 from ordercore._state import OrderStatus, PaymentStatus
 
+from . import _driver as driver
 from .coin_columns import coin_values, quote_from_row, received_from_row
 from .inbox import InboxQueries
 from .orders import ACTIVATION_COLUMNS, OrderRepository
@@ -182,8 +183,8 @@ class PaymentRepository(InboxQueries):
         return attempt
 
     def save_attempt(self, attempt: PaymentAttempt, now: datetime) -> None:
-        self.conn.execute(
-            self.sql.update_attempt, {"b_id": attempt.id, **self._values(attempt, now)}
+        driver.execute(
+            self.conn, self.sql.update_attempt, {"b_id": attempt.id, **self._values(attempt, now)}
         )
 
     def attempt(self, out_trade_no: str, *, lock: bool = False) -> PaymentAttempt:
@@ -209,7 +210,9 @@ class PaymentRepository(InboxQueries):
         first). Until this unit of work ends, :meth:`attempts_for` hands out these objects."""
         held = self._held.get(order_id)
         if held is None:
-            rows = self.conn.execute(self.sql.attempts_for_locked, {"b_order_id": order_id})
+            rows = driver.execute(
+                self.conn, self.sql.attempts_for_locked, {"b_order_id": order_id}
+            )
             held = self._held[order_id] = [self._attempt(r) for r in rows]
         return list(held)
 
@@ -327,9 +330,10 @@ class PaymentRepository(InboxQueries):
         }
         dialect = self.conn.dialect.name
         if dialect == "postgresql":
-            return self.conn.execute(self.sql.claim_event[dialect], values).first() is not None
+            claimed = driver.execute(self.conn, self.sql.claim_event[dialect], values)
+            return claimed.first() is not None
         if dialect == "sqlite":
-            return int(self.conn.execute(self.sql.claim_event[dialect], values).rowcount) == 1
+            return driver.execute(self.conn, self.sql.claim_event[dialect], values).rowcount == 1
         if self.conn.execute(self.sql.event_claimed, {"b_event_key": event_key}).first():
             return False
         try:
@@ -444,7 +448,8 @@ class PaymentRepository(InboxQueries):
         self, kind: str, order_number: str | None, payload: dict[str, Any], now: datetime
     ) -> str:
         event_id = str(uuid.uuid4())
-        self.conn.execute(
+        driver.execute(
+            self.conn,
             self.sql.insert_outbox,
             {
                 "event_id": event_id,

@@ -1,0 +1,236 @@
+"""The hot statements of the write paths, executed on the driver's cursor.
+
+A payment notification or a new order runs about ten small statements. Through
+``Connection.execute`` each one costs, besides its round trip, SQLAlchemy's execution
+path (an execution context, parameter processing, result metadata) and, on PostgreSQL, a
+new psycopg cursor whose result description is built column by column: about 60 µs of
+client CPU a statement on SQLite and twice that on PostgreSQL, measured with
+``benchmarks/callbacks.py --breakdown`` — most of the gap to SQL written by hand.
+
+:func:`execute` runs a statement built once (see ``_built.py``) the way SQLAlchemy would,
+minus that overhead: the statement is compiled once per dialect and set of parameter names
+(the same SQL text SQLAlchemy sends), its parameters go through the same bind processors,
+its rows through the same result processors, on one cursor kept per driver connection.
+What stays the same:
+
+* **Events.** ``before_cursor_execute`` and ``after_cursor_execute`` are dispatched when
+  an engine listens (the statement counts of the tests and benchmarks see these
+  statements), and a driver error goes through SQLAlchemy's own handling: the same
+  ``sqlalchemy.exc`` exceptions, ``handle_error`` events and disconnect detection.
+* **Transactions.** Only inside a transaction the ``Connection`` began: SQLAlchemy still
+  begins, commits and rolls back.
+* **Anything SQLAlchemy would do in Python falls back to it**: a statement whose
+  execution needs Python-side column defaults, expanding (``IN``) parameters or
+  post-compile values is executed by ``Connection.execute``, unchanged.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Final
+
+from sqlalchemy import Connection
+from sqlalchemy.sql import Executable
+
+__all__ = ["DriverResult", "execute", "executemany"]
+
+_PLANS: Final = "ordercore.driver_plans"
+_CURSOR: Final = "ordercore.driver_cursor"
+
+
+class _Plan:
+    """One statement compiled for one dialect and one set of parameter names."""
+
+    __slots__ = ("binds", "columns", "names", "own", "readers", "returns", "row", "sql", "types")
+
+    def __init__(self, compiled: Any) -> None:
+        self.sql: str = compiled.string
+        positional = bool(compiled.positional)
+        self.names: tuple[str, ...] | None = tuple(compiled.positiontup) if positional else None
+        self.binds: dict[str, Callable[[Any], Any]] = dict(compiled._bind_processors)
+        #: values bound in the statement itself (``column == "reserved"``), by name
+        self.own: dict[str, Any] = {
+            name: bind.value
+            for bind, name in compiled.bind_names.items()
+            if not bind.required and bind.callable is None
+        }
+        result_columns = compiled._result_columns
+        self.columns: tuple[str, ...] = tuple(c[0] for c in result_columns)
+        self.types: tuple[Any, ...] = tuple(c[3] for c in result_columns)
+        self.readers: tuple[Callable[[Any], Any] | None, ...] | None = None
+        self.returns = bool(result_columns)
+        self.row: Any = _row_class(self.columns) if self.columns else None
+
+    def parameters(self, params: Mapping[str, Any]) -> Any:
+        """The driver's parameters: the statement's own values (literals bound at build
+        time) and ``params``, through the bind processors, in the driver's style."""
+        merged = {**self.own, **params} if self.own else params
+        binds = self.binds
+        if binds:
+            merged = {k: (binds[k](v) if k in binds else v) for k, v in merged.items()}
+        if self.names is not None:
+            return tuple([merged[n] for n in self.names])
+        return merged
+
+
+def _plan(conn: Connection, stmt: Executable, keys: tuple[str, ...], many: bool) -> _Plan | None:
+    plans: dict[Any, _Plan | None] = conn.dialect.__dict__.setdefault(_PLANS, {})
+    key = (stmt, keys, many)
+    try:
+        return plans[key]
+    except KeyError:
+        pass
+    compiled: Any = stmt.compile(  # type: ignore[attr-defined]
+        dialect=conn.dialect, column_keys=list(keys), for_executemany=many
+    )
+    usable = not (
+        getattr(compiled, "insert_prefetch", None)
+        or getattr(compiled, "update_prefetch", None)
+        or getattr(compiled, "post_compile_params", None)
+        or getattr(compiled, "literal_execute_params", None)
+        or getattr(compiled, "_insertmanyvalues", None)
+    )
+    plan = _Plan(compiled) if usable else None
+    plans[key] = plan
+    return plan
+
+
+def _row_class(columns: tuple[str, ...]) -> Any:
+    """A named tuple of the columns, with ``_mapping`` (by column key) as SQLAlchemy's rows
+    have."""
+    base: Any = namedtuple("Row", columns, rename=True)  # type: ignore[misc]
+
+    class Row(base):
+        __slots__ = ()
+
+        @property
+        def _mapping(self) -> dict[str, Any]:
+            return dict(zip(columns, self, strict=True))
+
+    return Row
+
+
+class DriverResult:
+    """What a statement gave: its rows (named tuples, processed as SQLAlchemy would), the
+    row count and the driver's last row id."""
+
+    __slots__ = ("lastrowid", "rowcount", "rows")
+
+    def __init__(self, rows: list[Any], rowcount: int, lastrowid: Any) -> None:
+        self.rows = rows
+        self.rowcount = rowcount
+        self.lastrowid = lastrowid
+
+    def all(self) -> list[Any]:
+        return self.rows
+
+    def first(self) -> Any:
+        return self.rows[0] if self.rows else None
+
+    def one(self) -> Any:
+        if len(self.rows) != 1:
+            raise LookupError(f"expected one row, got {len(self.rows)}")
+        return self.rows[0]
+
+    def scalar(self) -> Any:
+        return self.rows[0][0] if self.rows else None
+
+    def scalars(self) -> list[Any]:
+        return [r[0] for r in self.rows]
+
+    @property
+    def inserted_id(self) -> int:
+        """The new row's integer key: its ``RETURNING`` value (PostgreSQL compiles an
+        ``INSERT`` with it), or the driver's last row id (SQLite, MariaDB)."""
+        value = self.rows[0][0] if self.rows else self.lastrowid
+        if value is None:
+            raise LookupError("the statement inserted no row with an integer key")
+        return int(value)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.rows)
+
+
+class _Fallback(DriverResult):
+    """A statement run by ``Connection.execute`` (see the module's docstring)."""
+
+    @classmethod
+    def of(cls, result: Any) -> DriverResult:
+        rows = list(result.all()) if result.returns_rows else []
+        lastrowid = None
+        if not rows and getattr(result, "context", None) is not None:
+            pk = getattr(result, "inserted_primary_key", None) if result.context.isinsert else None
+            lastrowid = None if pk is None else pk[0]
+        return cls(rows, result.rowcount, lastrowid)
+
+
+def _cursor(conn: Connection) -> Any:
+    fairy: Any = conn.connection
+    dbapi = fairy.dbapi_connection
+    held = fairy.info.get(_CURSOR)
+    if held is not None and held[0] is dbapi:
+        return held[1]
+    cursor = dbapi.cursor()
+    fairy.info[_CURSOR] = (dbapi, cursor)
+    return cursor
+
+
+def execute(conn: Connection, stmt: Executable, params: Mapping[str, Any]) -> DriverResult:
+    """Run ``stmt`` with ``params`` on the driver's cursor, inside the connection's
+    transaction (see the module's docstring); rows come back fetched."""
+    plan = _plan(conn, stmt, tuple(params), False) if conn.in_transaction() else None
+    if plan is None:
+        return _Fallback.of(conn.execute(stmt, dict(params)))
+    cursor = _cursor(conn)
+    parameters = plan.parameters(params)
+    sql = plan.sql
+    events = conn._has_events or conn.engine._has_events
+    if events:
+        conn.dispatch.before_cursor_execute(conn, cursor, sql, parameters, None, False)
+    try:
+        cursor.execute(sql, parameters)
+        fetched = cursor.fetchall() if plan.returns else ()
+    except conn.dialect.loaded_dbapi.Error as error:
+        conn._handle_dbapi_exception(error, sql, parameters, cursor, None)
+        raise  # pragma: no cover - the line above raises
+    if events:
+        conn.dispatch.after_cursor_execute(conn, cursor, sql, parameters, None, False)
+    rows: list[Any] = []
+    if fetched:
+        readers = plan.readers
+        if readers is None:
+            readers = plan.readers = tuple(
+                t._cached_result_processor(conn.dialect, d[1])
+                for t, d in zip(plan.types, cursor.description, strict=True)
+            )
+        new, row = tuple.__new__, plan.row
+        if any(r is not None for r in readers):
+            rows = [
+                new(row, [v if f is None or v is None else f(v) for f, v in zip(readers, r)])  # noqa: B905
+                for r in fetched
+            ]
+        else:
+            rows = [new(row, r) for r in fetched]
+    return DriverResult(rows, cursor.rowcount, getattr(cursor, "lastrowid", None))
+
+
+def executemany(conn: Connection, stmt: Executable, params: Sequence[Mapping[str, Any]]) -> None:
+    """Run ``stmt`` once per parameter set (an ``INSERT`` without ``RETURNING``)."""
+    plan = _plan(conn, stmt, tuple(params[0]), True) if params and conn.in_transaction() else None
+    if plan is None or plan.returns:
+        conn.execute(stmt, [dict(p) for p in params])
+        return
+    cursor = _cursor(conn)
+    parameters = [plan.parameters(p) for p in params]
+    sql = plan.sql
+    events = conn._has_events or conn.engine._has_events
+    if events:
+        conn.dispatch.before_cursor_execute(conn, cursor, sql, parameters, None, True)
+    try:
+        cursor.executemany(sql, parameters)
+    except conn.dialect.loaded_dbapi.Error as error:
+        conn._handle_dbapi_exception(error, sql, parameters, cursor, None)
+        raise  # pragma: no cover - the line above raises
+    if events:
+        conn.dispatch.after_cursor_execute(conn, cursor, sql, parameters, None, True)
