@@ -26,6 +26,7 @@ What stays the same:
 
 from __future__ import annotations
 
+import contextlib
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final
@@ -176,6 +177,11 @@ def _cursor(conn: Connection) -> Any:
     return cursor
 
 
+def _forget_cursor(conn: Connection) -> None:
+    with contextlib.suppress(Exception):  # an invalidated connection has no info left
+        conn.connection.info.pop(_CURSOR, None)
+
+
 def execute(conn: Connection, stmt: Executable, params: Mapping[str, Any]) -> DriverResult:
     """Run ``stmt`` with ``params`` on the driver's cursor, inside the connection's
     transaction (see the module's docstring); rows come back fetched."""
@@ -192,6 +198,7 @@ def execute(conn: Connection, stmt: Executable, params: Mapping[str, Any]) -> Dr
         cursor.execute(sql, parameters)
         fetched = cursor.fetchall() if plan.returns else ()
     except conn.dialect.loaded_dbapi.Error as error:
+        _forget_cursor(conn)  # SQLAlchemy closes it
         conn._handle_dbapi_exception(error, sql, parameters, cursor, None)
         raise  # pragma: no cover - the line above raises
     if events:
@@ -230,6 +237,7 @@ def executemany(conn: Connection, stmt: Executable, params: Sequence[Mapping[str
     try:
         cursor.executemany(sql, parameters)
     except conn.dialect.loaded_dbapi.Error as error:
+        _forget_cursor(conn)  # SQLAlchemy closes it
         conn._handle_dbapi_exception(error, sql, parameters, cursor, None)
         raise  # pragma: no cover - the line above raises
     if events:
