@@ -56,9 +56,9 @@ def test_values_bound_in_the_statement_and_row_counts(core: OrderCore) -> None:
         first = driver.execute(conn, insert(t), _inbox_row(0)).inserted_id
         driver.execute(conn, insert(t), _inbox_row(1))
         assert len(driver.execute(conn, received, {"b_from": first}).all()) == 2
-        marked = driver.execute(conn, mark, {"b_id": first, "status": "applied", "processed_at": AT})
-        assert marked.rowcount == 1
-        again = driver.execute(conn, mark, {"b_id": first, "status": "applied", "processed_at": AT})
+        applied = {"b_id": first, "status": "applied", "processed_at": AT}
+        assert driver.execute(conn, mark, applied).rowcount == 1
+        again = driver.execute(conn, mark, applied)
         assert again.rowcount == 0  # no longer "received"
         assert driver.execute(conn, received, {"b_from": first}).scalars() == [first + 1]
 
