@@ -119,7 +119,7 @@ class CouponRepository:
                 else select(t).where(t.c.code == bindparam("b_code"))
             ),
         )
-        row = self.conn.execute(query, {"b_code": code}).first()
+        row = driver.execute(self.conn, query, {"b_code": code}).first()
         if row is None:
             raise CouponNotFound(f"no coupon with code {code!r}", coupon=code)
         if lock:  # its use count cannot change until this transaction ends
@@ -175,7 +175,8 @@ class CouponRepository:
                     coupon=coupon.code,
                 )
         t = self.t
-        self.conn.execute(
+        driver.execute(
+            self.conn,
             built(
                 t,
                 "take_use",
@@ -184,7 +185,8 @@ class CouponRepository:
             {"b_id": coupon.id, "updated_at": now},
         )
         self._locked_uses[coupon.code] = uses + 1
-        self.conn.execute(
+        driver.execute(
+            self.conn,
             insert_into(self.r),
             {
                 "coupon_id": coupon.id,

@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, Row, and_, bindparam, exists, insert, select, update
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from ordercore._audit.chain import canonical_json
@@ -127,6 +127,7 @@ class _OrderStatements:
         self.update_columns = update(o).where(o.c.id == bindparam("b_id"))
         self.insert = insert(o)
         self.insert_pg = postgresql.insert(o).on_conflict_do_nothing().returning(o.c.id)
+        self.insert_sqlite = sqlite.insert(o).on_conflict_do_nothing()
 
 
 def _order_statements(tables: Tables) -> _OrderStatements:
@@ -209,8 +210,8 @@ class OrderRepository:
         """Insert a new order with its lines and flags (and other order ``columns``, e.g. its
         activation mode and channel). Raises IntegrityError on a duplicate number or
         idempotency key, leaving the transaction usable (the caller may retry): PostgreSQL
-        skips the conflicting row (``ON CONFLICT DO NOTHING``), elsewhere a savepoint is rolled
-        back."""
+        and SQLite skip the conflicting row (``ON CONFLICT DO NOTHING``), MariaDB rolls a
+        savepoint back."""
         values = self._row_values(order)
         row = {
             **values,
@@ -219,19 +220,24 @@ class OrderRepository:
             "idempotency_key": idempotency_key,
             "request_hash": request_hash,
         }
-        if self.conn.dialect.name == "postgresql":
-            new_id = self.conn.execute(self.sql.insert_pg, row).scalar()
+        dialect = self.conn.dialect.name
+        if dialect == "postgresql":
+            new_id = driver.execute(self.conn, self.sql.insert_pg, row).scalar()
             if new_id is None:
                 raise IntegrityError(
                     "INSERT INTO orders", None, ValueError("order number or key taken")
                 )
             order.id = int(new_id)
+        elif dialect == "sqlite":
+            inserted = driver.execute(self.conn, self.sql.insert_sqlite, row)
+            if inserted.rowcount != 1:
+                raise IntegrityError(
+                    "INSERT INTO orders", None, ValueError("order number or key taken")
+                )
+            order.id = inserted.inserted_id
         else:
             with self.conn.begin_nested():
-                result = self.conn.execute(self.sql.insert, row)
-                pk = result.inserted_primary_key
-                assert pk is not None
-                order.id = int(pk[0])
+                order.id = driver.execute(self.conn, self.sql.insert, row).inserted_id
         self._by_id[order.id] = order
         self._added.add(order.id)
         self._activation[order.id] = {
@@ -245,7 +251,8 @@ class OrderRepository:
             )
         }
         order.version = 1
-        self.conn.execute(
+        driver.executemany(
+            self.conn,
             insert_into(self.tables.order_lines),
             [
                 {

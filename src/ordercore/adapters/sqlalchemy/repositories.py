@@ -27,6 +27,7 @@ from ordercore._orders.domain import (
     SpecValue,
 )
 
+from . import _driver as driver
 from ._built import built
 from .tables import Tables
 
@@ -50,6 +51,9 @@ def _actor(row: Any) -> Actor:
 
 def _actor_values(actor: Actor) -> dict[str, Any]:
     return {"actor_kind": actor.kind.value, "actor_id": actor.id, "actor_role": actor.role}
+
+#: Products read by sku with one statement per count up to this many skus (an order's lines).
+_SKUS_MAX = 8
 
 
 class CustomerRepository:
@@ -103,7 +107,7 @@ class CustomerRepository:
     def get(self, customer_id: int) -> Customer:
         t = self.t
         query = built(t, "by_id", lambda: select(t).where(t.c.id == bindparam("b_id")))
-        row = self.conn.execute(query, {"b_id": customer_id}).first()
+        row = driver.execute(self.conn, query, {"b_id": customer_id}).first()
         if row is None:
             raise CustomerNotFound(f"no customer with id {customer_id}", customer_id=customer_id)
         return self._from_row(row)
@@ -211,10 +215,20 @@ class ProductRepository:
 
     def get_many(self, skus: Sequence[str]) -> dict[str, Product]:
         """The products of ``skus`` (unlocked), in one statement; a missing sku raises."""
-        found = {
-            row.sku: self._from_row(row)
-            for row in self.conn.execute(self._by_skus, {"b_skus": list(skus)})
-        }
+        wanted = list(skus)
+        if len(wanted) <= _SKUS_MAX:  # a statement per count, run on the driver's cursor
+            t, n = self.t, len(wanted)
+            query = built(
+                t,
+                f"by_skus_{n}",
+                lambda: select(t).where(t.c.sku.in_([bindparam(f"b_sku_{i}") for i in range(n)])),
+            )
+            rows: Any = driver.execute(
+                self.conn, query, {f"b_sku_{i}": sku for i, sku in enumerate(wanted)}
+            )
+        else:
+            rows = self.conn.execute(self._by_skus, {"b_skus": wanted})
+        found = {row.sku: self._from_row(row) for row in rows}
         for sku in skus:
             if sku not in found:
                 raise ProductNotFound(f"no product with sku {sku!r}", sku=sku)
@@ -223,7 +237,8 @@ class ProductRepository:
     def take_stock(self, product_id: int, quantity: int, now: datetime) -> bool:
         """Take ``quantity`` from a product's limited stock, atomically: False (and nothing
         changed) when less is left. The row stays locked until the transaction ends."""
-        result = self.conn.execute(
+        result = driver.execute(
+            self.conn,
             self._take_stock,
             {"b_id": product_id, "b_quantity": quantity, "updated_at": now},
         )

@@ -42,6 +42,7 @@ from ordercore._risk.domain import (
     email_domain,
 )
 
+from . import _driver as driver
 from ._built import built, insert_into
 from .tables import Tables
 
@@ -114,7 +115,7 @@ class RiskRepository:
 
         query = built(t, "candidates:" + ",".join(kinds), make)
         params: dict[str, Any] = {f"b_{k.value}": v for k, v in subjects.items()}
-        rows = self.conn.execute(query, {**params, "b_now": now})
+        rows = driver.execute(self.conn, query, {**params, "b_now": now})
         return [self._entry(r) for r in rows]
 
     def add_entry(self, entry: ListEntry) -> ListEntry:
@@ -289,7 +290,8 @@ class RiskRepository:
         review_due_at: datetime | None,
         now: datetime,
     ) -> None:
-        self.conn.execute(
+        driver.execute(
+            self.conn,
             insert_into(self.ro),
             {
                 "order_id": order_id,
@@ -361,7 +363,8 @@ class RiskRepository:
 
     # -- decisions --------------------------------------------------------------------------
     def add_decision(self, decision: Decision, actor: Actor) -> int:
-        result = self.conn.execute(
+        result = driver.execute(
+            self.conn,
             insert_into(self.decisions_t),
             {
                 "stage": decision.stage.value,
@@ -377,9 +380,7 @@ class RiskRepository:
                 "created_at": decision.at,
             },
         )
-        pk = result.inserted_primary_key
-        assert pk is not None
-        return int(pk[0])
+        return result.inserted_id
 
     def decisions(
         self,
