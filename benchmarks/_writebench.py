@@ -346,10 +346,11 @@ def summarize(found: Sequence[tuple[str, str, dict[str, Any]]]) -> str:
 
 # ------------------------------------------------------------------------------ breakdown
 class Breakdown:
-    """``--breakdown``: where ordercore's wall time goes in the timed calls — inside
-    ``Connection.execute`` (the statements: SQLAlchemy's execution path, the driver and the
-    server), inside the commit, and the rest (ordercore's own Python: verification, the
-    domain objects, the audit entries). The wrappers add about a microsecond a statement."""
+    """``--breakdown``: where ordercore's wall time goes in the timed calls — in the
+    statements (``Connection.execute`` and the driver-level ``_driver.execute`` /
+    ``executemany``: the driver, the server and whatever Python runs the statement), in the
+    commit, and the rest (ordercore's own Python: verification, the domain objects, the
+    audit entries). The wrappers add about a microsecond a statement."""
 
     def __init__(self) -> None:
         self.calls = 0
@@ -361,17 +362,28 @@ class Breakdown:
     def patched(self) -> Iterator[None]:
         from sqlalchemy.engine import base
 
-        execute, commit = base.Connection.execute, base.RootTransaction.commit
+        from ordercore.adapters.sqlalchemy import _driver
 
-        def timed_execute(conn: Any, *args: Any, **kwargs: Any) -> Any:
-            if not self._active:
-                return execute(conn, *args, **kwargs)
-            start = time.perf_counter()
-            try:
-                return execute(conn, *args, **kwargs)
-            finally:
-                self.execute += time.perf_counter() - start
-                self.statements += 1
+        execute, commit = base.Connection.execute, base.RootTransaction.commit
+        on_driver, on_driver_many = _driver.execute, _driver.executemany
+        depth = [0]  # a driver statement that falls back to Connection.execute counts once
+
+        def timing(run: Callable[..., Any]) -> Callable[..., Any]:
+            def timed(*args: Any, **kwargs: Any) -> Any:
+                if not self._active or depth[0]:
+                    return run(*args, **kwargs)
+                depth[0] += 1
+                start = time.perf_counter()
+                try:
+                    return run(*args, **kwargs)
+                finally:
+                    depth[0] -= 1
+                    self.execute += time.perf_counter() - start
+                    self.statements += 1
+
+            return timed
+
+        timed_execute = timing(execute)
 
         def timed_commit(tx: Any) -> None:
             if not self._active:
@@ -384,11 +396,14 @@ class Breakdown:
 
         base.Connection.execute = timed_execute  # type: ignore[method-assign]
         base.RootTransaction.commit = timed_commit  # type: ignore[method-assign]
+        _driver.execute = timing(on_driver)  # type: ignore[assignment]
+        _driver.executemany = timing(on_driver_many)  # type: ignore[assignment]
         try:
             yield
         finally:
             base.Connection.execute = execute  # type: ignore[method-assign]
             base.RootTransaction.commit = commit  # type: ignore[method-assign]
+            _driver.execute, _driver.executemany = on_driver, on_driver_many
 
     def wrap(self, handle: Callable[..., Any]) -> Callable[..., Any]:
         def measured(*args: Any) -> Any:
@@ -413,8 +428,8 @@ class Breakdown:
         return (
             f"Breakdown of ordercore's mean {us['total']:.0f} µs a {unit} ({self.calls:,} "
             f"{unit}s, warm-up included): {us['execute']:.0f} µs in "
-            f"{self.statements / n:.1f} `Connection.execute` calls (SQLAlchemy, driver, "
-            f"server), {us['commit']:.0f} µs in the commit, {rest:.0f} µs elsewhere "
+            f"{self.statements / n:.1f} statements (SQLAlchemy or the driver-level path, the "
+            f"driver, the server), {us['commit']:.0f} µs in the commit, {rest:.0f} µs elsewhere "
             "(ordercore's Python)"
         )
 

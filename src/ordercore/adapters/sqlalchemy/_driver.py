@@ -66,10 +66,10 @@ class _Plan:
     def parameters(self, params: Mapping[str, Any]) -> Any:
         """The driver's parameters: the statement's own values (literals bound at build
         time) and ``params``, through the bind processors, in the driver's style."""
-        merged = {**self.own, **params} if self.own else params
-        binds = self.binds
-        if binds:
-            merged = {k: (binds[k](v) if k in binds else v) for k, v in merged.items()}
+        merged = {**self.own, **params} if self.own else dict(params)
+        for name, process in self.binds.items():
+            if name in merged:
+                merged[name] = process(merged[name])
         if self.names is not None:
             return tuple([merged[n] for n in self.names])
         return merged
@@ -191,7 +191,9 @@ def execute(conn: Connection, stmt: Executable, params: Mapping[str, Any]) -> Dr
     cursor = _cursor(conn)
     parameters = plan.parameters(params)
     sql = plan.sql
-    events = conn._has_events or conn.engine._has_events
+    events = (conn._has_events or conn.engine._has_events) and (
+        conn.dispatch.before_cursor_execute or conn.dispatch.after_cursor_execute
+    )
     if events:
         conn.dispatch.before_cursor_execute(conn, cursor, sql, parameters, None, False)
     try:
@@ -231,7 +233,9 @@ def executemany(conn: Connection, stmt: Executable, params: Sequence[Mapping[str
     cursor = _cursor(conn)
     parameters = [plan.parameters(p) for p in params]
     sql = plan.sql
-    events = conn._has_events or conn.engine._has_events
+    events = (conn._has_events or conn.engine._has_events) and (
+        conn.dispatch.before_cursor_execute or conn.dispatch.after_cursor_execute
+    )
     if events:
         conn.dispatch.before_cursor_execute(conn, cursor, sql, parameters, None, True)
     try:
