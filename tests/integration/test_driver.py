@@ -140,3 +140,134 @@ def test_a_lost_connection_is_invalidated_as_sqlalchemy_would(core: OrderCore) -
         assert raised.value.connection_invalidated
     with core.engine.connect() as conn, conn.begin():  # the pool hands out a live one
         assert driver.execute(conn, select(t.c.id), {}).all() == []
+
+
+# ------------------------------------------------------------------------ deferred writes
+def _marking(t: Any) -> Any:
+    return update(t).where(t.c.id == bindparam("b_id"))
+
+
+def test_a_deferred_write_is_seen_by_the_next_read_whatever_runs_it(core: OrderCore) -> None:
+    t = core.tables.inbox
+    mark = _marking(t)
+    status = select(t.c.status).where(t.c.id == bindparam("b_id"))
+    with core.engine.connect() as conn, conn.begin():
+        first = driver.execute(conn, insert(t), _inbox_row(0)).inserted_id
+        driver.defer(conn, mark, {"b_id": first, "status": "applied", "processed_at": AT})
+        assert driver.execute(conn, status, {"b_id": first}).scalar() == "applied"
+        driver.defer(conn, mark, {"b_id": first, "status": "duplicate", "processed_at": AT})
+        assert conn.execute(status, {"b_id": first}).scalar() == "duplicate"  # SQLAlchemy's
+        driver.defer(conn, mark, {"b_id": first, "status": "rejected", "processed_at": AT})
+        driver.executemany(conn, insert(t), [_inbox_row(1)])
+        with conn.begin_nested() as savepoint:  # sent before the savepoint starts
+            driver.defer(conn, mark, {"b_id": first, "status": "error", "processed_at": AT})
+            savepoint.rollback()
+        assert driver.execute(conn, status, {"b_id": first}).scalar() == "rejected"
+    with core.engine.connect() as conn:  # and it was committed
+        assert conn.execute(status, {"b_id": first}).scalar() == "rejected"
+
+
+def test_a_deferred_write_s_check_runs_and_a_failure_rolls_everything_back(
+    core: OrderCore,
+) -> None:
+    t = core.tables.inbox
+    counts: list[int] = []
+
+    def exactly_one(rowcount: int) -> None:
+        counts.append(rowcount)
+        if rowcount != 1:
+            raise LookupError(f"{rowcount} rows")
+
+    with core.engine.connect() as conn:
+        with conn.begin():
+            kept = driver.execute(conn, insert(t), _inbox_row(0)).inserted_id
+        tx = conn.begin()
+
+        def work() -> None:
+            driver.execute(conn, insert(t), _inbox_row(1))
+            driver.defer(conn, _marking(t), {"b_id": kept, "status": "applied"}, check=exactly_one)
+            driver.defer(conn, _marking(t), {"b_id": 10**6, "status": "applied"}, check=exactly_one)
+            driver.flush(conn)  # what the unit of work does before committing
+            tx.commit()
+
+        with pytest.raises(LookupError, match="0 rows"):
+            work()
+        assert counts == [1, 0]
+        tx.rollback()
+        rows = conn.execute(select(t.c.id, t.c.status)).all()
+        assert rows == [(kept, "received")]  # neither the insert nor the update stayed
+        conn.rollback()
+        # Without the flush, the commit sends them (PostgreSQL) and fails as a commit fails:
+        # nothing is committed.
+        tx = conn.begin()
+
+        def commit_only() -> None:
+            driver.defer(conn, _marking(t), {"b_id": kept, "status": "applied"})
+            driver.defer(conn, _marking(t), {"b_id": 10**6, "status": "applied"}, check=exactly_one)
+            tx.commit()
+
+        with pytest.raises(LookupError, match="0 rows"):
+            commit_only()
+    with core.engine.connect() as conn:
+        assert conn.execute(select(t.c.id, t.c.status)).all() == [(kept, "received")]
+
+
+def test_a_deferred_write_that_fails_raises_sqlalchemy_s_error_and_nothing_stays(
+    core: OrderCore,
+) -> None:
+    t = core.tables.payment_events
+    values = {"event_key": "fake:1", "attempt_id": None, "inbox_id": None, "applied_at": AT}
+    with core.engine.connect() as conn:
+        with conn.begin():
+            driver.execute(conn, insert(t), values)
+        tx = conn.begin()
+
+        def work() -> None:
+            driver.defer(conn, insert(t), {**values, "event_key": "fake:2"})
+            driver.defer(conn, insert(t), values)  # the same key again
+            driver.execute(conn, select(t.c.event_key), {})  # PostgreSQL: sent here
+
+        with pytest.raises(exc.IntegrityError):
+            work()
+        tx.rollback()
+        with conn.begin():
+            assert driver.execute(conn, select(t.c.event_key), {}).scalars() == ["fake:1"]
+
+
+def test_a_rollback_drops_the_deferred_writes(core: OrderCore) -> None:
+    t = core.tables.inbox
+    with core.engine.connect() as conn:
+        with conn.begin():
+            kept = driver.execute(conn, insert(t), _inbox_row(0)).inserted_id
+        with conn.begin() as tx:
+            driver.defer(conn, _marking(t), {"b_id": kept, "status": "applied"})
+            tx.rollback()
+        with conn.begin():  # a new transaction on the same connection sends nothing stale
+            assert conn.execute(select(t.c.status)).scalar() == "received"
+    with core.engine.connect() as conn:
+        conn.begin()
+        driver.defer(conn, _marking(t), {"b_id": kept, "status": "applied"})
+    # left without commit: rolled back when the connection went back to the pool
+    with core.engine.connect() as conn:
+        assert conn.execute(select(t.c.status)).scalar() == "received"
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_deferred_writes_go_with_the_next_answer_in_one_round_trip(core: OrderCore) -> None:
+    """Three writes and a read: four statements, and the server's transaction counters
+    show they were all sent (nothing is lost when they share one round trip)."""
+    t = core.tables.inbox
+    statements: list[str] = []
+
+    def before(_c: Any, _cur: Any, statement: str, *_a: Any) -> None:
+        statements.append(statement.split(None, 1)[0].upper())
+
+    with core.engine.connect() as conn, conn.begin():
+        ids = [driver.execute(conn, insert(t), _inbox_row(i)).inserted_id for i in range(3)]
+        event.listen(conn, "before_cursor_execute", before)
+        for i in ids:
+            driver.defer(conn, _marking(t), {"b_id": i, "status": "applied"})
+        assert statements == []  # nothing sent yet
+        got = driver.execute(conn, select(t.c.status).order_by(t.c.id), {}).scalars()
+        assert statements == ["UPDATE", "UPDATE", "UPDATE", "SELECT"]
+        assert got == ["applied"] * 3

@@ -31,19 +31,31 @@ from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, event
 from sqlalchemy.sql import Executable
 
-__all__ = ["DriverResult", "execute", "executemany"]
+__all__ = ["DriverResult", "defer", "execute", "executemany", "flush"]
 
 _PLANS: Final = "ordercore.driver_plans"
 _CURSOR: Final = "ordercore.driver_cursor"
+_MISSING: Final = object()
 
 
 class _Plan:
     """One statement compiled for one dialect and one set of parameter names."""
 
-    __slots__ = ("binds", "columns", "names", "own", "readers", "returns", "row", "sql", "types")
+    __slots__ = (
+        "binds",
+        "columns",
+        "names",
+        "own",
+        "readers",
+        "returns",
+        "row",
+        "slots",
+        "sql",
+        "types",
+    )
 
     def __init__(self, compiled: Any) -> None:
         self.sql: str = compiled.string
@@ -62,16 +74,24 @@ class _Plan:
         self.readers: tuple[Callable[[Any], Any] | None, ...] | None = None
         self.returns = bool(result_columns)
         self.row: Any = _row_class(self.columns) if self.columns else None
+        #: positional drivers: each position's name, bind processor and own value
+        self.slots: tuple[tuple[str, Callable[[Any], Any] | None, Any], ...] = tuple(
+            (n, self.binds.get(n), self.own.get(n, _MISSING)) for n in self.names or ()
+        )
 
     def parameters(self, params: Mapping[str, Any]) -> Any:
         """The driver's parameters: the statement's own values (literals bound at build
         time) and ``params``, through the bind processors, in the driver's style."""
+        if self.names is not None:
+            out = []
+            for name, process, own in self.slots:
+                value = params[name] if own is _MISSING else params.get(name, own)
+                out.append(value if process is None else process(value))
+            return tuple(out)
         merged = {**self.own, **params} if self.own else dict(params)
         for name, process in self.binds.items():
             if name in merged:
                 merged[name] = process(merged[name])
-        if self.names is not None:
-            return tuple([merged[n] for n in self.names])
         return merged
 
 
@@ -188,6 +208,11 @@ def execute(conn: Connection, stmt: Executable, params: Mapping[str, Any]) -> Dr
     plan = _plan(conn, stmt, tuple(params), False) if conn.in_transaction() else None
     if plan is None:
         return _Fallback.of(conn.execute(stmt, dict(params)))
+    if conn.connection.info.get(_DEFERRED):
+        # the writes waiting go first, with this statement, in one round trip
+        result = _flush(conn, (plan, params))
+        assert result is not None
+        return result
     cursor = _cursor(conn)
     parameters = plan.parameters(params)
     sql = plan.sql
@@ -205,6 +230,10 @@ def execute(conn: Connection, stmt: Executable, params: Mapping[str, Any]) -> Dr
         raise  # pragma: no cover - the line above raises
     if events:
         conn.dispatch.after_cursor_execute(conn, cursor, sql, parameters, None, False)
+    return _result(conn, plan, cursor, fetched)
+
+
+def _result(conn: Connection, plan: _Plan, cursor: Any, fetched: Sequence[Any]) -> DriverResult:
     rows: list[Any] = []
     if fetched:
         readers = plan.readers
@@ -227,6 +256,8 @@ def execute(conn: Connection, stmt: Executable, params: Mapping[str, Any]) -> Dr
 def executemany(conn: Connection, stmt: Executable, params: Sequence[Mapping[str, Any]]) -> None:
     """Run ``stmt`` once per parameter set (an ``INSERT`` without ``RETURNING``)."""
     plan = _plan(conn, stmt, tuple(params[0]), True) if params and conn.in_transaction() else None
+    if plan is not None and conn.connection.info.get(_DEFERRED):
+        _flush(conn)  # the writes waiting go first
     if plan is None or plan.returns:
         conn.execute(stmt, [dict(p) for p in params])
         return
@@ -246,3 +277,136 @@ def executemany(conn: Connection, stmt: Executable, params: Sequence[Mapping[str
         raise  # pragma: no cover - the line above raises
     if events:
         conn.dispatch.after_cursor_execute(conn, cursor, sql, parameters, None, True)
+
+
+# ------------------------------------------------------------------------ deferred writes
+#
+# On PostgreSQL a write whose answer nobody reads at once (an UPDATE of an attempt, the
+# outbox message, the inbox row's outcome...) waits in a queue on the connection, and goes
+# to the server together with the next statement that needs an answer — or just before the
+# commit — in one round trip (psycopg's pipeline mode). What each write returns (its row
+# count) is checked then. Nothing can read the database in between without the queue being
+# sent first: a driver-level statement takes it along, and engine events send it before any
+# ``Connection.execute`` (savepoints included) and before a commit, and drop it on a
+# rollback and when the connection goes back to the pool.
+
+_DEFERRED: Final = "ordercore.driver_deferred"
+_WATCHED: Final = "ordercore.driver_watched"
+
+
+def defer(
+    conn: Connection,
+    stmt: Executable,
+    params: Mapping[str, Any],
+    *,
+    check: Callable[[int], None] | None = None,
+) -> None:
+    """Run a write (no rows come back) now, or on PostgreSQL with the next statement that
+    needs an answer; ``check(rowcount)`` runs once it has run (and may raise, e.g. a
+    concurrent modification): the caller's transaction then rolls back as it would have."""
+    plan = None
+    if conn.dialect.name == "postgresql" and conn.in_transaction():
+        # an INSERT compiled as for executemany: without the RETURNING of its new key
+        plan = _plan(conn, stmt, tuple(params), bool(getattr(stmt, "is_insert", False)))
+    if plan is None or plan.returns or not _pipelined(conn):
+        result = execute(conn, stmt, params)
+        if check is not None:
+            check(result.rowcount)
+        return
+    _watch(conn.engine)
+    conn.connection.info.setdefault(_DEFERRED, []).append((plan, params, check))
+
+
+def _pipelined(conn: Connection) -> bool:
+    dbapi = conn.connection.dbapi_connection
+    return hasattr(dbapi, "pipeline") and bool(
+        getattr(conn.dialect.loaded_dbapi, "Pipeline", None)
+        and conn.dialect.loaded_dbapi.Pipeline.is_supported()
+    )
+
+
+def _flush(
+    conn: Connection, extra: tuple[_Plan, Mapping[str, Any]] | None = None
+) -> DriverResult | None:
+    """Send the queued writes (and ``extra``, a statement whose rows are wanted) in one
+    round trip; check each write's row count; return ``extra``'s result."""
+    fairy: Any = conn.connection
+    queue: list[tuple[_Plan, Mapping[str, Any], Callable[[int], None] | None]] = fairy.info.pop(
+        _DEFERRED, None
+    ) or []
+    items = [(plan, plan.parameters(params), check) for plan, params, check in queue]
+    if extra is not None:
+        items.append((extra[0], extra[0].parameters(extra[1]), None))
+    if not items:
+        return None
+    dbapi = fairy.dbapi_connection
+    events = (conn._has_events or conn.engine._has_events) and (
+        conn.dispatch.before_cursor_execute or conn.dispatch.after_cursor_execute
+    )
+    cursors: list[Any] = []
+    try:
+        with dbapi.pipeline():
+            for plan, parameters, _ in items:
+                cursor = dbapi.cursor()
+                if events:
+                    conn.dispatch.before_cursor_execute(
+                        conn, cursor, plan.sql, parameters, None, False
+                    )
+                cursor.execute(plan.sql, parameters)
+                cursors.append(cursor)
+        fetched = cursors[-1].fetchall() if extra is not None and extra[0].returns else ()
+    except conn.dialect.loaded_dbapi.Error as error:
+        sql = ";\n".join(plan.sql for plan, _, _ in items)
+        conn._handle_dbapi_exception(error, sql, [p for _, p, _ in items], None, None)
+        raise  # pragma: no cover - the line above raises
+    for (plan, parameters, check), cursor in zip(items, cursors, strict=True):
+        if events:
+            conn.dispatch.after_cursor_execute(conn, cursor, plan.sql, parameters, None, False)
+        if check is not None:
+            check(cursor.rowcount)
+    if extra is None:
+        return None
+    return _result(conn, extra[0], cursors[-1], fetched)
+
+
+def flush(conn: Connection) -> None:
+    """Send the writes waiting on this connection now (see :func:`defer`)."""
+    with contextlib.suppress(AttributeError):
+        if conn.connection.info.get(_DEFERRED):
+            _flush(conn)
+
+
+def _watch(engine: Any) -> None:
+    """Send the queue before anything else runs or commits; drop it on a rollback."""
+    if engine.__dict__.get(_WATCHED):
+        return
+    engine.__dict__[_WATCHED] = True
+
+    def before_execute(conn: Connection, *_args: Any) -> None:
+        if conn.connection.info.get(_DEFERRED):
+            _flush(conn)
+
+    def before_commit(conn: Connection) -> None:
+        if conn.connection.info.get(_DEFERRED):
+            try:
+                _flush(conn)
+            except BaseException:
+                # SQLAlchemy now counts the transaction as ended (a failed commit), and
+                # would hand the connection back without a rollback: roll it back here
+                with contextlib.suppress(Exception):
+                    dbapi: Any = conn.connection.dbapi_connection
+                    dbapi.rollback()
+                raise
+
+    def dropped(conn: Connection) -> None:
+        with contextlib.suppress(Exception):  # an invalidated connection has no info left
+            conn.connection.info.pop(_DEFERRED, None)
+
+    def checked_in(_dbapi: Any, record: Any) -> None:
+        if record is not None:
+            record.info.pop(_DEFERRED, None)
+
+    event.listen(engine, "before_execute", before_execute)
+    event.listen(engine, "commit", before_commit)
+    event.listen(engine, "rollback", dropped)
+    event.listen(engine.pool, "checkin", checked_in)

@@ -175,7 +175,7 @@ class CouponRepository:
                     coupon=coupon.code,
                 )
         t = self.t
-        driver.execute(
+        driver.defer(
             self.conn,
             built(
                 t,
@@ -185,7 +185,7 @@ class CouponRepository:
             {"b_id": coupon.id, "updated_at": now},
         )
         self._locked_uses[coupon.code] = uses + 1
-        driver.execute(
+        driver.defer(
             self.conn,
             insert_into(self.r),
             {
@@ -208,12 +208,9 @@ class CouponRepository:
         )
         return [(r.code, r.status) for r in rows]
 
-    def consume(self, order_id: int, now: datetime) -> int:
+    def consume(self, order_id: int, now: datetime) -> None:
         """The order was paid: its reserved uses become consumed."""
-        result = driver.execute(
-            self.conn, self._consume, {"b_order_id": order_id, "updated_at": now}
-        )
-        return int(result.rowcount)
+        driver.defer(self.conn, self._consume, {"b_order_id": order_id, "updated_at": now})
 
     def release(self, order_id: int, now: datetime) -> int:
         """The order was cancelled: give its reserved uses back."""

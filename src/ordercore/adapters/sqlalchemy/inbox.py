@@ -77,7 +77,7 @@ class InboxQueries:
         out_trade_no: str | None = None,
         order_number: str | None = None,
     ) -> None:
-        driver.execute(
+        driver.defer(
             self.conn,
             self.sql.update_inbox,
             {

@@ -461,11 +461,17 @@ class OrderRepository:
         if params or order.id not in self._added:
             # (A new order nobody else can see yet, unchanged since its insert, is not written.)
             params.update(b_id=order.id, b_version=order.version, version=order.version + 1)
-            if driver.execute(self.conn, self.sql.update, params).rowcount != 1:
-                raise ConcurrentModification(
-                    f"order {order.number} was changed by someone else; reload it and try again",
-                    order=order.number,
-                )
+            number = order.number
+
+            def one_row(rowcount: int) -> None:
+                if rowcount != 1:
+                    raise ConcurrentModification(
+                        f"order {number} was changed by someone else; reload it and try again",
+                        order=number,
+                    )
+
+            # checked when it has run: at once, or (PostgreSQL) with the next statement
+            driver.defer(self.conn, self.sql.update, params, check=one_row)
             order.version += 1
         tags = self.tables.order_tags
         if loaded.tags is None:

@@ -183,7 +183,7 @@ class PaymentRepository(InboxQueries):
         return attempt
 
     def save_attempt(self, attempt: PaymentAttempt, now: datetime) -> None:
-        driver.execute(
+        driver.defer(
             self.conn, self.sql.update_attempt, {"b_id": attempt.id, **self._values(attempt, now)}
         )
 
@@ -448,7 +448,7 @@ class PaymentRepository(InboxQueries):
         self, kind: str, order_number: str | None, payload: dict[str, Any], now: datetime
     ) -> str:
         event_id = str(uuid.uuid4())
-        driver.execute(
+        driver.defer(
             self.conn,
             self.sql.insert_outbox,
             {

@@ -290,7 +290,7 @@ class RiskRepository:
         review_due_at: datetime | None,
         now: datetime,
     ) -> None:
-        driver.execute(
+        driver.defer(
             self.conn,
             insert_into(self.ro),
             {

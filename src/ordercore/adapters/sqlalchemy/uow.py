@@ -13,6 +13,7 @@ from ordercore._orders.listing import OrderFilter, Page
 from ordercore._payments.domain import PaymentAttempt
 from ordercore._refunds.domain import AfterSalesIssue, Refund
 
+from . import _driver as driver
 from .audit import AuditRepository
 from .backup import BackupStore
 from .coupons import CouponRepository
@@ -168,6 +169,9 @@ class UnitOfWork:
         if entries:
             entries.sort(key=lambda e: e.at)
             self.audit.append(entries)
+        # the writes still waiting (PostgreSQL, see _driver.defer), with their checks, while
+        # the transaction can still be rolled back as usual
+        driver.flush(self.conn)
         self._tx.commit()
         for order in seen:
             order.pending_audit.clear()
