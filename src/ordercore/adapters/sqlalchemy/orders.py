@@ -465,14 +465,15 @@ class OrderRepository:
 
             def one_row(rowcount: int) -> None:
                 if rowcount != 1:
+                    order.version -= 1  # not saved: the version read stays
                     raise ConcurrentModification(
                         f"order {number} was changed by someone else; reload it and try again",
                         order=number,
                     )
 
             # checked when it has run: at once, or (PostgreSQL) with the next statement
-            driver.defer(self.conn, self.sql.update, params, check=one_row)
             order.version += 1
+            driver.defer(self.conn, self.sql.update, params, check=one_row)
         tags = self.tables.order_tags
         if loaded.tags is None:
             if order.tags:
