@@ -214,23 +214,33 @@ def execute(conn: Connection, stmt: Executable, params: Mapping[str, Any]) -> Dr
         assert result is not None
         return result
     cursor = _cursor(conn)
-    parameters = plan.parameters(params)
+    fetched = _run(conn, cursor, plan, plan.parameters(params), many=False)
+    return _result(conn, plan, cursor, fetched)
+
+
+def _run(conn: Connection, cursor: Any, plan: _Plan, parameters: Any, *, many: bool) -> Any:
+    """Execute on ``cursor`` with the engine's cursor events around it and SQLAlchemy's
+    handling of a driver error; the rows, when the statement returns some."""
     sql = plan.sql
     events = (conn._has_events or conn.engine._has_events) and (
         conn.dispatch.before_cursor_execute or conn.dispatch.after_cursor_execute
     )
     if events:
-        conn.dispatch.before_cursor_execute(conn, cursor, sql, parameters, None, False)
+        conn.dispatch.before_cursor_execute(conn, cursor, sql, parameters, None, many)
     try:
-        cursor.execute(sql, parameters)
-        fetched = cursor.fetchall() if plan.returns else ()
+        if many:
+            cursor.executemany(sql, parameters)
+            fetched: Any = ()
+        else:
+            cursor.execute(sql, parameters)
+            fetched = cursor.fetchall() if plan.returns else ()
     except conn.dialect.loaded_dbapi.Error as error:
         _forget_cursor(conn)  # SQLAlchemy closes it
         conn._handle_dbapi_exception(error, sql, parameters, cursor, None)
         raise  # pragma: no cover - the line above raises
     if events:
-        conn.dispatch.after_cursor_execute(conn, cursor, sql, parameters, None, False)
-    return _result(conn, plan, cursor, fetched)
+        conn.dispatch.after_cursor_execute(conn, cursor, sql, parameters, None, many)
+    return fetched
 
 
 def _result(conn: Connection, plan: _Plan, cursor: Any, fetched: Sequence[Any]) -> DriverResult:
@@ -261,22 +271,7 @@ def executemany(conn: Connection, stmt: Executable, params: Sequence[Mapping[str
     if plan is None or plan.returns:
         conn.execute(stmt, [dict(p) for p in params])
         return
-    cursor = _cursor(conn)
-    parameters = [plan.parameters(p) for p in params]
-    sql = plan.sql
-    events = (conn._has_events or conn.engine._has_events) and (
-        conn.dispatch.before_cursor_execute or conn.dispatch.after_cursor_execute
-    )
-    if events:
-        conn.dispatch.before_cursor_execute(conn, cursor, sql, parameters, None, True)
-    try:
-        cursor.executemany(sql, parameters)
-    except conn.dialect.loaded_dbapi.Error as error:
-        _forget_cursor(conn)  # SQLAlchemy closes it
-        conn._handle_dbapi_exception(error, sql, parameters, cursor, None)
-        raise  # pragma: no cover - the line above raises
-    if events:
-        conn.dispatch.after_cursor_execute(conn, cursor, sql, parameters, None, True)
+    _run(conn, _cursor(conn), plan, [plan.parameters(p) for p in params], many=True)
 
 
 # ------------------------------------------------------------------------ deferred writes
