@@ -74,6 +74,16 @@ def test_python_side_defaults_are_left_to_sqlalchemy(core: OrderCore) -> None:
         assert row.name == "Lin Lei"
 
 
+def test_late_values_and_odd_names_are_left_to_sqlalchemy(core: OrderCore) -> None:
+    t = core.tables.inbox
+    late = select(t.c.id).where(t.c.status == bindparam("s", callable_=lambda: "received"))
+    odd = select(t.c.id).where(t.c.status == bindparam("the status"))
+    with core.engine.connect() as conn, conn.begin():
+        new_id = driver.execute(conn, insert(t), _inbox_row(0)).inserted_id
+        assert driver.execute(conn, late, {}).scalars() == [new_id]
+        assert driver.execute(conn, odd, {"the status": "received"}).scalars() == [new_id]
+
+
 def test_many_rows_at_once(core: OrderCore) -> None:
     t = core.tables.inbox
     with core.engine.connect() as conn, conn.begin():

@@ -111,6 +111,8 @@ def _plan(conn: Connection, stmt: Executable, keys: tuple[str, ...], many: bool)
         or getattr(compiled, "post_compile_params", None)
         or getattr(compiled, "literal_execute_params", None)
         or getattr(compiled, "_insertmanyvalues", None)
+        or getattr(compiled, "escaped_bind_names", None)  # names the SQL spells otherwise
+        or any(bind.callable is not None for bind in compiled.bind_names)  # values made late
     )
     plan = _Plan(compiled) if usable else None
     plans[key] = plan
