@@ -175,17 +175,15 @@ class DriverResult:
         return iter(self.rows)
 
 
-class _Fallback(DriverResult):
-    """A statement run by ``Connection.execute`` (see the module's docstring)."""
-
-    @classmethod
-    def of(cls, result: Any) -> DriverResult:
-        rows = list(result.all()) if result.returns_rows else []
-        lastrowid = None
-        if not rows and getattr(result, "context", None) is not None:
-            pk = getattr(result, "inserted_primary_key", None) if result.context.isinsert else None
-            lastrowid = None if pk is None else pk[0]
-        return cls(rows, result.rowcount, lastrowid)
+def _from_sqlalchemy(result: Any) -> DriverResult:
+    """The result of a statement run by ``Connection.execute`` (see the module's
+    docstring), in the same shape."""
+    rows = list(result.all()) if result.returns_rows else []
+    lastrowid = None
+    if not rows and getattr(result, "context", None) is not None:
+        pk = getattr(result, "inserted_primary_key", None) if result.context.isinsert else None
+        lastrowid = None if pk is None else pk[0]
+    return DriverResult(rows, result.rowcount, lastrowid)
 
 
 def _cursor(conn: Connection) -> Any:
@@ -209,7 +207,7 @@ def execute(conn: Connection, stmt: Executable, params: Mapping[str, Any]) -> Dr
     transaction (see the module's docstring); rows come back fetched."""
     plan = _plan(conn, stmt, tuple(params), False) if conn.in_transaction() else None
     if plan is None:
-        return _Fallback.of(conn.execute(stmt, dict(params)))
+        return _from_sqlalchemy(conn.execute(stmt, dict(params)))
     if conn.connection.info.get(_DEFERRED):
         # the writes waiting go first, with this statement, in one round trip
         result = _flush(conn, (plan, params))
@@ -220,13 +218,19 @@ def execute(conn: Connection, stmt: Executable, params: Mapping[str, Any]) -> Dr
     return _result(conn, plan, cursor, fetched)
 
 
+def _cursor_events(conn: Connection) -> bool:
+    """Whether anyone listens for ``before/after_cursor_execute`` on this connection."""
+    return bool(
+        (conn._has_events or conn.engine._has_events)
+        and (conn.dispatch.before_cursor_execute or conn.dispatch.after_cursor_execute)
+    )
+
+
 def _run(conn: Connection, cursor: Any, plan: _Plan, parameters: Any, *, many: bool) -> Any:
     """Execute on ``cursor`` with the engine's cursor events around it and SQLAlchemy's
     handling of a driver error; the rows, when the statement returns some."""
     sql = plan.sql
-    events = (conn._has_events or conn.engine._has_events) and (
-        conn.dispatch.before_cursor_execute or conn.dispatch.after_cursor_execute
-    )
+    events = _cursor_events(conn)
     if events:
         conn.dispatch.before_cursor_execute(conn, cursor, sql, parameters, None, many)
     try:
@@ -289,6 +293,7 @@ def executemany(conn: Connection, stmt: Executable, params: Sequence[Mapping[str
 
 _DEFERRED: Final = "ordercore.driver_deferred"
 _WATCHED: Final = "ordercore.driver_watched"
+_PIPELINES: Final = "ordercore.driver_pipelines"
 
 
 def defer(
@@ -315,11 +320,13 @@ def defer(
 
 
 def _pipelined(conn: Connection) -> bool:
-    dbapi = conn.connection.dbapi_connection
-    return hasattr(dbapi, "pipeline") and bool(
-        getattr(conn.dialect.loaded_dbapi, "Pipeline", None)
-        and conn.dialect.loaded_dbapi.Pipeline.is_supported()
-    )
+    """Whether the driver has a pipeline mode (psycopg 3 on libpq 14 or later), asked once
+    per dialect."""
+    known: bool | None = conn.dialect.__dict__.get(_PIPELINES)
+    if known is None:
+        pipeline = getattr(conn.dialect.loaded_dbapi, "Pipeline", None)
+        known = conn.dialect.__dict__[_PIPELINES] = bool(pipeline and pipeline.is_supported())
+    return known
 
 
 def _flush(
@@ -337,9 +344,7 @@ def _flush(
     if not items:
         return None
     dbapi = fairy.dbapi_connection
-    events = (conn._has_events or conn.engine._has_events) and (
-        conn.dispatch.before_cursor_execute or conn.dispatch.after_cursor_execute
-    )
+    events = _cursor_events(conn)
     cursors: list[Any] = []
     try:
         with dbapi.pipeline():
@@ -368,9 +373,8 @@ def _flush(
 
 def flush(conn: Connection) -> None:
     """Send the writes waiting on this connection now (see :func:`defer`)."""
-    with contextlib.suppress(AttributeError):
-        if conn.connection.info.get(_DEFERRED):
-            _flush(conn)
+    if conn.connection.info.get(_DEFERRED):
+        _flush(conn)
 
 
 def _watch(engine: Any) -> None:
@@ -380,20 +384,18 @@ def _watch(engine: Any) -> None:
     engine.__dict__[_WATCHED] = True
 
     def before_execute(conn: Connection, *_args: Any) -> None:
-        if conn.connection.info.get(_DEFERRED):
-            _flush(conn)
+        flush(conn)
 
     def before_commit(conn: Connection) -> None:
-        if conn.connection.info.get(_DEFERRED):
-            try:
-                _flush(conn)
-            except BaseException:
-                # SQLAlchemy now counts the transaction as ended (a failed commit), and
-                # would hand the connection back without a rollback: roll it back here
-                with contextlib.suppress(Exception):
-                    dbapi: Any = conn.connection.dbapi_connection
-                    dbapi.rollback()
-                raise
+        try:
+            flush(conn)
+        except BaseException:
+            # SQLAlchemy now counts the transaction as ended (a failed commit), and would
+            # hand the connection back without a rollback: roll it back here
+            with contextlib.suppress(Exception):
+                dbapi: Any = conn.connection.dbapi_connection
+                dbapi.rollback()
+            raise
 
     def dropped(conn: Connection) -> None:
         with contextlib.suppress(Exception):  # an invalidated connection has no info left

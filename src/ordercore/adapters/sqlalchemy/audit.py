@@ -78,30 +78,17 @@ _COMMON = (
 )
 
 
-def _pending_values(record: PendingAuditRecord) -> dict[str, Any]:
-    return {
-        "nonce": record.nonce,
-        "at": record.at,
-        "actor_kind": record.actor_kind,
-        "actor_id": record.actor_id,
-        "actor_role": record.actor_role,
-        "entity_kind": record.entity_kind,
-        "entity_id": record.entity_id,
-        "action": record.action,
-        "before": record.before,
-        "after": record.after,
-        "reason": record.reason,
-        "entry_hash": record.entry_hash,
-    }
-
-
-#: The fields of a pending entry, in the order of :func:`_pending_values`.
+#: The fields of a pending entry's row (every field of the record but its ``id``).
 _PENDING_FIELDS = (
     "nonce", "at", "actor_kind", "actor_id", "actor_role", "entity_kind", "entity_id",
     "action", "before", "after", "reason", "entry_hash",
 )  # fmt: skip
 #: PostgreSQL: up to this many entries go in one multi-row INSERT (a statement per count).
 _MULTI_ROW_MAX = 8
+
+
+def _pending_values(record: PendingAuditRecord) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in _PENDING_FIELDS}
 
 
 def _status(text: str | None) -> OrderStatus | None:

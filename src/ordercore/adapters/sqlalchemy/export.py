@@ -34,6 +34,7 @@ from typing import Any, Final
 from sqlalchemy import (
     BigInteger,
     Connection,
+    Engine,
     String,
     and_,
     any_,
@@ -410,7 +411,10 @@ class ExportReader(ReadSnapshot):
     ``with ExportReader(engine, tables) as r: for chunk in r.records(flt, needs): ...``.
     Nothing is written and nothing committed."""
 
-    _ahead: list[ReadAhead[list[OrderRecord]]]
+    def __init__(self, engine: Engine, tables: Tables) -> None:
+        super().__init__(engine, tables)
+        #: the reading threads of this snapshot, stopped before its connection is released
+        self._ahead: list[ReadAhead[list[OrderRecord]]] = []
 
     def records(
         self, flt: OrderFilter, needs: Collection[str], *, chunk: int = CHUNK
@@ -425,7 +429,7 @@ class ExportReader(ReadSnapshot):
         if self.conn.dialect.name == "sqlite":
             return chunks
         ahead = ReadAhead(chunks, name="ordercore-export-read-ahead")
-        self.__dict__.setdefault("_ahead", []).append(ahead)
+        self._ahead.append(ahead)
         return iter(ahead)
 
     def __exit__(
@@ -435,7 +439,7 @@ class ExportReader(ReadSnapshot):
         tb: TracebackType | None,
     ) -> None:
         try:
-            for ahead in self.__dict__.pop("_ahead", ()):
-                ahead.close()  # the reading thread is done with the connection
+            while self._ahead:
+                self._ahead.pop().close()  # the reading thread is done with the connection
         finally:
             super().__exit__(exc_type, exc, tb)
