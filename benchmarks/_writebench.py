@@ -122,6 +122,14 @@ def postgresql_target(
     return Target("postgresql", server, schema, connect, cleanup, host, port)
 
 
+def target(backend: str, label: str, short: str, args: Any) -> Target:
+    """A fresh SQLite file (``label``) or PostgreSQL schema (``bench_<short>_…``), from the
+    benchmark's ``--keep``, ``--db-url`` and ``--synchronous-commit``."""
+    if backend == "sqlite":
+        return sqlite_target(label, args.keep)
+    return postgresql_target(short, args.db_url, args.keep, args.synchronous_commit)
+
+
 def engine_args(backend: str, synchronous_commit: str | None) -> dict[str, Any]:
     if backend == "postgresql" and synchronous_commit:
         return {"connect_args": {"options": f"-csynchronous_commit={synchronous_commit}"}}
@@ -332,6 +340,34 @@ def compare_changes(label_a: str, a: Counter[str], label_b: str, b: Counter[str]
     problems = [f"only {label_a}: {line}" for line in sorted((a - b).elements())]
     problems += [f"only {label_b}: {line}" for line in sorted((b - a).elements())]
     return problems
+
+
+def probe_row(case: str, ours: Sequence[Any], baseline: Sequence[Any], diff: list[str]) -> str:
+    """A row of the probe's table: what ordercore wrote, how many changes the baseline made,
+    and whether the two were the same."""
+    return (
+        f"| {case} | {summarize(ours)} | {len(baseline)} changes | "
+        f"{'yes' if not diff else '**NO**'} |"
+    )
+
+
+def probe_verdict(unit: str, masked: str, problems: list[str]) -> str:
+    """The line under the probe's table."""
+    return (
+        f"Changes of every table around one {unit} of each path, compared column by column "
+        f"({masked} masked): "
+        + ("identical" if not problems else "DIFFERENT:\n  " + "\n  ".join(problems))
+    )
+
+
+def audit_verdict(core: Any, sealed: int) -> str:
+    """Verify the audit trail (its pending entries ``sealed`` before) and say how it went."""
+    verdict = core.audit.verify()
+    return (
+        f"Audit trail: {sealed:,} pending entries sealed, then "
+        f"{'verified' if verdict.ok else 'BROKEN'} with the audit key: {verdict.checked:,} "
+        "records" + ("" if verdict.ok else f" ({verdict.problem})")
+    )
 
 
 def summarize(found: Sequence[tuple[str, str, dict[str, Any]]]) -> str:

@@ -621,15 +621,12 @@ def probe(
         if s1 != s2:
             diff.append(f"answer {s1} vs {s2}")
         problems += [f"{case}: {d}" for d in diff]
-        out.append(
-            f"| {case} | {wb.summarize(c1)} | {len(c2)} changes | "
-            f"{'yes' if not diff else '**NO**'} |"
-        )
+        out.append(wb.probe_row(case, c1, c2, diff))
     out.append("")
     out.append(
-        "Changes of every table around one callback of each path, compared column by column "
-        "(ids, times, nonces, hashes, event ids and per-order numbers masked): "
-        + ("identical" if not problems else "DIFFERENT:\n  " + "\n  ".join(problems))
+        wb.probe_verdict(
+            "callback", "ids, times, nonces, hashes, event ids and per-order numbers", problems
+        )
     )
     return out
 
@@ -895,22 +892,13 @@ def check_writes(core: OrderCore, sets: Mapping[str, Sequence[Payable]]) -> list
         "(ids, numbers, times, nonces, hashes and platform ids masked): "
         + ("identical" if not differences else "DIFFERENT: " + "; ".join(differences))
     )
-    verdict = core.audit.verify()
-    out.append(
-        f"Audit trail: {sealed:,} pending entries sealed, then "
-        f"{'verified' if verdict.ok else 'BROKEN'} with the audit key: {verdict.checked:,} "
-        "records" + ("" if verdict.ok else f" ({verdict.problem})")
-    )
+    out.append(wb.audit_verdict(core, sealed))
     return out
 
 
 # ---------------------------------------------------------------------------------- the run
 def run(args: argparse.Namespace, backend: str) -> tuple[str, str]:
-    target = (
-        wb.sqlite_target("callbacks", args.keep)
-        if backend == "sqlite"
-        else wb.postgresql_target("cb", args.db_url, args.keep, args.synchronous_commit)
-    )
+    target = wb.target(backend, "callbacks", "cb", args)
     log(f"{backend}: {target.url} (schema {target.schema})")
     load_start = wb.load_average()
     gateway = FakeGateway()
@@ -1067,7 +1055,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--breakdown",
         action="store_true",
-        help="print where ordercore's time goes: statements, commit, the rest (Python)"
+        help="print where ordercore's time goes: statements, commit, the rest (Python)",
     )
     args = parser.parse_args(argv)
     if args.n < 1 or args.warmup < 0 or args.block < 1 or args.count_n < 1 or args.workers < 1:

@@ -398,15 +398,10 @@ def probe(core: OrderCore, handlers: Mapping[str, Callable[[str | None], str]]) 
         (c1, m1), (c2, m2) = found["ordercore"], found["baseline"]
         diff = wb.compare_changes("ordercore", m1, "baseline", m2)
         problems += [f"{case}: {d}" for d in diff]
-        out.append(
-            f"| {case} | {wb.summarize(c1)} | {len(c2)} changes | "
-            f"{'yes' if not diff else '**NO**'} |"
-        )
+        out.append(wb.probe_row(case, c1, c2, diff))
     out.append("")
     out.append(
-        "Changes of every table around one create of each path, compared column by column "
-        "(ids, times, nonces, hashes and the order number masked): "
-        + ("identical" if not problems else "DIFFERENT:\n  " + "\n  ".join(problems))
+        wb.probe_verdict("create", "ids, times, nonces, hashes and the order number", problems)
     )
     return out
 
@@ -439,22 +434,13 @@ def check_writes(core: OrderCore, numbers: Mapping[str, Sequence[str]]) -> list[
     for i, label in enumerate(labels):
         out.append(f"| {label} | " + " | ".join(f"{figures[k][i]:,}" for k in numbers) + " |")
     sealed = core.audit.seal_all()
-    verdict = core.audit.verify()
     out.append("")
-    out.append(
-        f"Audit trail: {sealed:,} pending entries sealed, then "
-        f"{'verified' if verdict.ok else 'BROKEN'} with the audit key: {verdict.checked:,} "
-        "records" + ("" if verdict.ok else f" ({verdict.problem})")
-    )
+    out.append(wb.audit_verdict(core, sealed))
     return out
 
 
 def run(args: argparse.Namespace, backend: str) -> tuple[str, str]:
-    target = (
-        wb.sqlite_target("orders", args.keep)
-        if backend == "sqlite"
-        else wb.postgresql_target("ord", args.db_url, args.keep, args.synchronous_commit)
-    )
+    target = wb.target(backend, "orders", "ord", args)
     log(f"{backend}: {target.url} (schema {target.schema})")
     load_start = wb.load_average()
     engine_args = wb.engine_args(backend, args.synchronous_commit)

@@ -595,8 +595,32 @@ def hand_figures(kind: str, hand: dict[str, Any]) -> dict[Any, Any]:
     return out
 
 
+def fill_book(core: OrderCore, backend: str, orders: int, schema: str | None, admin: Any) -> None:
+    """Migrate an empty database, fill it with ``orders`` orders by bulk SQL and analyse it
+    (``VACUUM ANALYZE`` through ``admin``, the AUTOCOMMIT engine, on PostgreSQL)."""
+    core.upgrade()
+    log(f"{backend}: filling {orders:,} orders ...")
+    t = time.perf_counter()
+    with core.engine.begin() as conn:
+        if backend == "postgresql":
+            fill_postgresql(conn, orders, f'"{schema}".' if schema else "")
+        else:
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            fill_sqlite(conn, orders, f'"{schema}".' if schema else "")
+    log(f"{backend}: filled in {time.perf_counter() - t:.0f} s; analysing ...")
+    if backend == "postgresql":
+        with admin.connect() as c:
+            c.exec_driver_sql(f'SET search_path = "{schema}"')
+            c.exec_driver_sql("VACUUM ANALYZE")
+    else:
+        with core.engine.connect() as c:
+            c.exec_driver_sql("ANALYZE")
+            c.commit()
+
+
 def run(backend: str, args: argparse.Namespace) -> list[tuple[str, str, str, float, float, bool]]:
     schema: str | None = None
+    admin: Any = None
     if backend == "postgresql":
         url = args.pg_url or os.environ.get("ORDERCORE_TEST_POSTGRESQL_URL") or DEFAULT_PG
         schema = args.schema or f"bench_{uuid.uuid4().hex[:8]}"
@@ -618,24 +642,7 @@ def run(backend: str, args: argparse.Namespace) -> list[tuple[str, str, str, flo
     prefix = f'"{schema}".' if schema else ""
     try:
         if not args.reuse:
-            core.upgrade()
-            log(f"{backend}: filling {args.orders:,} orders ...")
-            t = time.perf_counter()
-            with core.engine.begin() as conn:
-                if backend == "postgresql":
-                    fill_postgresql(conn, args.orders, prefix)
-                else:
-                    conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
-                    fill_sqlite(conn, args.orders, prefix)
-            log(f"{backend}: filled in {time.perf_counter() - t:.0f} s; analysing ...")
-            if backend == "postgresql":
-                with admin.connect() as c:
-                    c.exec_driver_sql(f'SET search_path = "{schema}"')
-                    c.exec_driver_sql("VACUUM ANALYZE")
-            else:
-                with core.engine.connect() as c:
-                    c.exec_driver_sql("ANALYZE")
-                    c.commit()
+            fill_book(core, backend, args.orders, schema, admin)
         hand = hand_pg if backend == "postgresql" else hand_sqlite
         rows = []
         periods = {
