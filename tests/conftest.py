@@ -28,7 +28,6 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ import pytest
 from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.engine import make_url
 
-from helpers import BACKENDS, Backend, FakeClock, ci_requires_databases
+from helpers import BACKENDS, Backend, FakeClock, ci_requires_databases, copy_sqlite
 from ordercore import Actor, Customer, Money, OrderCore, Product
 
 ENV_VARS = {
@@ -87,13 +86,7 @@ def _copy_sqlite(source: Path, target: Path) -> None:
     """Copy a SQLite database consistently (its WAL included) with the backup API."""
     if target.exists() and target.stat().st_size:
         raise RuntimeError(f"{target} is not empty: it cannot take a migrated copy")
-    src = sqlite3.connect(source)
-    dst = sqlite3.connect(target)
-    try:
-        src.backup(dst)
-    finally:
-        dst.close()
-        src.close()
+    copy_sqlite(source, target)
 
 
 # ------------------------------------------------------------------------ servers

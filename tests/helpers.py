@@ -4,9 +4,11 @@ ways to look at the stored rows directly (bypassing ordercore)."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -56,6 +58,17 @@ class FakeClock:
         with self._lock:
             self.now = self.now + timedelta(seconds=seconds)
             return self.now
+
+
+def copy_sqlite(source: Path, target: Path) -> None:
+    """Copy a SQLite database consistently (its WAL included) with the backup API."""
+    src = sqlite3.connect(source)
+    dst = sqlite3.connect(target)
+    try:
+        src.backup(dst)
+    finally:
+        dst.close()
+        src.close()
 
 
 def ci_requires_databases() -> bool:

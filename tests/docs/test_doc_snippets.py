@@ -149,16 +149,13 @@ print("--- all blocks ran", flush=True)
 """
 
 
-@pytest.mark.parametrize("page", PAGES_TO_RUN, ids=_page_id)
-def test_the_python_snippets_of_a_page_run(page: Path, tmp_path: Path) -> None:
-    blocks = [
-        {"where": b.where, "page": str(b.page), "line": b.line, "kind": b.kind, "code": b.code}
-        for b in python_blocks(page)
-        if b.kind in ("run", "doctest")
-    ]
-    done = subprocess.run(
-        [sys.executable, "-c", SESSION],
-        input=json.dumps(blocks),
+def _python(
+    tmp_path: Path, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """This interpreter with ``args``, in ``tmp_path`` with the snippets' environment."""
+    return subprocess.run(
+        [sys.executable, *args],
+        input=stdin,
         cwd=tmp_path,
         env=_environment(tmp_path),
         capture_output=True,
@@ -166,6 +163,16 @@ def test_the_python_snippets_of_a_page_run(page: Path, tmp_path: Path) -> None:
         timeout=TIMEOUT,
         check=False,
     )
+
+
+@pytest.mark.parametrize("page", PAGES_TO_RUN, ids=_page_id)
+def test_the_python_snippets_of_a_page_run(page: Path, tmp_path: Path) -> None:
+    blocks = [
+        {"where": b.where, "page": str(b.page), "line": b.line, "kind": b.kind, "code": b.code}
+        for b in python_blocks(page)
+        if b.kind in ("run", "doctest")
+    ]
+    done = _python(tmp_path, "-c", SESSION, stdin=json.dumps(blocks))
     assert done.returncode == 0, f"{_page_id(page)}:\n{done.stdout}\n{done.stderr}"
     assert done.stdout.rstrip().endswith("--- all blocks ran"), done.stdout
 
@@ -178,15 +185,7 @@ def test_the_files_of_a_page_pass_their_tests(page: Path, tmp_path: Path) -> Non
     assert any(name.startswith("test_") for name in names), f"{_page_id(page)}: no test file"
     for name, block in zip(names, files, strict=True):
         (tmp_path / name).write_text(block.code, encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
-        cwd=tmp_path,
-        env=_environment(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
+    done = _python(tmp_path, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path))
     assert done.returncode == 0, done.stdout + done.stderr
     assert re.search(r"\b\d+ passed\b", done.stdout), done.stdout
 

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from helpers import copy_sqlite as copy_database
 from ordercore.cli import cli
 
 ENV_VARS = ("ORDERCORE_DATABASE_URL", "ORDERCORE_CONFIG", "ORDERCORE_AUDIT_KEY", "ORDERCORE_DEBUG")
@@ -32,17 +33,6 @@ SCRIPT_NAME = "ordercore.exe" if os.name == "nt" else "ordercore"
 
 def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
-
-
-def copy_database(source: Path, target: Path) -> None:
-    """Copy a SQLite database consistently (its WAL included) with the backup API."""
-    src = sqlite3.connect(source)
-    dst = sqlite3.connect(target)
-    try:
-        src.backup(dst)
-    finally:
-        dst.close()
-        src.close()
 
 
 def assert_one_error(
