@@ -126,8 +126,11 @@ class _OrderStatements:
         )
         self.update_columns = update(o).where(o.c.id == bindparam("b_id"))
         self.insert = insert(o)
-        self.insert_pg = postgresql.insert(o).on_conflict_do_nothing().returning(o.c.id)
-        self.insert_sqlite = sqlite.insert(o).on_conflict_do_nothing()
+        #: by dialect: the INSERT that skips a row whose number or key is taken
+        self.insert_or_skip = {
+            "postgresql": postgresql.insert(o).on_conflict_do_nothing().returning(o.c.id),
+            "sqlite": sqlite.insert(o).on_conflict_do_nothing(),
+        }
 
 
 def _order_statements(tables: Tables) -> _OrderStatements:
@@ -220,17 +223,10 @@ class OrderRepository:
             "idempotency_key": idempotency_key,
             "request_hash": request_hash,
         }
-        dialect = self.conn.dialect.name
-        if dialect == "postgresql":
-            new_id = driver.execute(self.conn, self.sql.insert_pg, row).scalar()
-            if new_id is None:
-                raise IntegrityError(
-                    "INSERT INTO orders", None, ValueError("order number or key taken")
-                )
-            order.id = int(new_id)
-        elif dialect == "sqlite":
-            inserted = driver.execute(self.conn, self.sql.insert_sqlite, row)
-            if inserted.rowcount != 1:
+        or_skip = self.sql.insert_or_skip.get(self.conn.dialect.name)
+        if or_skip is not None:
+            inserted = driver.execute(self.conn, or_skip, row)
+            if inserted.rowcount != 1:  # skipped
                 raise IntegrityError(
                     "INSERT INTO orders", None, ValueError("order number or key taken")
                 )
