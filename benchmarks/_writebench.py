@@ -153,6 +153,30 @@ class Counts:
         return f"{value / self.calls:.1f}"
 
 
+def counted(counts: Mapping[str, Counts]) -> str:
+    """One line: statements, commits and round trips per call of each side."""
+    return ", ".join(
+        f"{k} {c.per('statements')} statements, {c.per('commits')} commits, "
+        f"{c.per('round_trips')} round trips"
+        for k, c in counts.items()
+    )
+
+
+def report(args: Any, run: Callable[[Any, str], tuple[str, str]], script: str) -> int:
+    """Run ``run(args, backend)`` for each backend asked for and print the reports (after
+    the command that made them) and their summary lines."""
+    args.backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    reports, summary = [], []
+    for backend in args.backends:
+        text_, line = run(args, backend)
+        reports.append(text_)
+        summary.append(line)
+    print(f"\n`python benchmarks/{os.path.basename(script)} {' '.join(sys.argv[1:])}`\n")
+    print("\n\n".join(reports))
+    print("\n" + "\n".join(summary))
+    return 0
+
+
 _CONTROL = ("BEGIN", "COMMIT", "ROLLBACK")
 
 

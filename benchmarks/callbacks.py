@@ -927,14 +927,7 @@ def run(args: argparse.Namespace, backend: str) -> tuple[str, str]:
         probed = probe(core, gateway, handlers, probe_sets)
         log(f"{backend}: probe: " + probed[-1][:200])
         counts = count_pass(core, target, gateway, templates, args, raw)
-        log(
-            f"{backend}: counted: "
-            + ", ".join(
-                f"{k} {c.per('statements')} statements, {c.per('commits')} commits, "
-                f"{c.per('round_trips')} round trips"
-                for k, c in counts.items()
-            )
-        )
+        log(f"{backend}: counted: " + wb.counted(counts))
         total = args.warmup + args.n
         started = time.perf_counter()
         sets = {
@@ -1060,16 +1053,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.n < 1 or args.warmup < 0 or args.block < 1 or args.count_n < 1 or args.workers < 1:
         parser.error("--n, --block, --count-n and --workers must be positive")
-    args.backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
-    reports, summary = [], []
-    for backend in args.backends:
-        text_, line = run(args, backend)
-        reports.append(text_)
-        summary.append(line)
-    print(f"\n`python benchmarks/{os.path.basename(__file__)} {' '.join(sys.argv[1:])}`\n")
-    print("\n\n".join(reports))
-    print("\n" + "\n".join(summary))
-    return 0
+    return wb.report(args, run, __file__)
 
 
 if __name__ == "__main__":

@@ -498,14 +498,7 @@ def run(args: argparse.Namespace, backend: str) -> tuple[str, str]:
             counts[name].calls = args.count_n
             if relay is not None:
                 counts[name].round_trips = relay.take()
-        log(
-            f"{backend}: counted: "
-            + ", ".join(
-                f"{k} {c.per('statements')} statements, {c.per('commits')} commits, "
-                f"{c.per('round_trips')} round trips"
-                for k, c in counts.items()
-            )
-        )
+        log(f"{backend}: counted: " + wb.counted(counts))
 
         timings = {name: wb.Timing(name) for name in handlers}
         made: dict[str, list[str]] = {name: [] for name in handlers}
@@ -606,16 +599,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.n < 1 or args.warmup < 0 or args.block < 1 or args.count_n < 1:
         parser.error("--n, --block and --count-n must be positive, --warmup not negative")
-    args.backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
-    reports, summary = [], []
-    for backend in args.backends:
-        text_, line = run(args, backend)
-        reports.append(text_)
-        summary.append(line)
-    print(f"\n`python benchmarks/{os.path.basename(__file__)} {' '.join(sys.argv[1:])}`\n")
-    print("\n\n".join(reports))
-    print("\n" + "\n".join(summary))
-    return 0
+    return wb.report(args, run, __file__)
 
 
 if __name__ == "__main__":
