@@ -680,6 +680,7 @@ def count_pass(
             if relay is not None:
                 counts[name].round_trips = relay.take()
     finally:
+        counter.remove()
         if relay is not None:
             raw.close()
             counted_core.close()

@@ -498,6 +498,7 @@ def run(args: argparse.Namespace, backend: str) -> tuple[str, str]:
             counts[name].calls = args.count_n
             if relay is not None:
                 counts[name].round_trips = relay.take()
+        counter.remove()
         log(f"{backend}: counted: " + wb.counted(counts))
 
         timings = {name: wb.Timing(name) for name in handlers}
