@@ -66,6 +66,8 @@ _DECIMAL_TEXT: Final = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\Z")
 _CODE: Final = re.compile(r"[A-Z][A-Z0-9]{2,9}\Z")
 
 AmountLike = Decimal | int | str
+#: ``Decimal('1')``, ``Decimal('0.1')``, ... by number of minor units (0 to 18)
+_EXPONENTS: Final = tuple(Decimal(1).scaleb(-units) for units in range(19))
 
 
 def _check_rounding(rounding: str) -> str:
@@ -98,7 +100,7 @@ class Currency:
     @property
     def exponent(self) -> Decimal:
         """The smallest unit as a Decimal exponent (``Decimal('0.01')`` for CNY)."""
-        return Decimal(1).scaleb(-self.minor_units)
+        return _EXPONENTS[self.minor_units]
 
     def __str__(self) -> str:
         return self.code
@@ -248,7 +250,16 @@ class Money:
         if isinstance(units, bool) or not isinstance(units, int):
             raise InvalidAmount(f"minor units must be an int, not {type(units).__name__}")
         cur = get_currency(currency)
-        return cls(Decimal(units).scaleb(-cur.minor_units, context=_CONTEXT), cur)
+        amount = Decimal(units).scaleb(-cur.minor_units, context=_CONTEXT)
+        if cls is not Money or not -_MAX_MINOR <= units <= _MAX_MINOR:
+            return cls(amount, cur)  # (refuses what does not fit the storage)
+        # Every stored amount comes through here: an int in range scaled by the currency's
+        # exponent is exact at its precision by construction, so the checks of __init__
+        # have nothing to refuse (the tests compare both ways).
+        money = object.__new__(Money)
+        object.__setattr__(money, "amount", amount)
+        object.__setattr__(money, "currency", cur)
+        return money
 
     @classmethod
     def rounded(

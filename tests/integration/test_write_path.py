@@ -5,6 +5,7 @@ in time rests on them, so a change that adds a round trip shows here first."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -71,6 +72,30 @@ def test_an_applied_notification_is_one_transaction(shop: Shop, coupon: bool) ->
     (entry,) = shop.inbox()
     assert entry["status"] == "applied"
     assert shop.core.orders.get(order.number).status.value == "paid"
+    # The order row is updated with the columns that changed (compared with what was read).
+    (update_order,) = [s for s in counts.full if re.match(r"UPDATE \S*orders SET", s)]
+    assigned = update_order.split(" SET ", 1)[1].split(" WHERE ", 1)[0]
+    assert sorted(c.split("=")[0].strip() for c in assigned.split(",")) == [
+        "activation_attempts",
+        "activation_due_at",
+        "activation_error",
+        "activation_mode",
+        "paid_at",
+        "paid_minor",
+        "status",
+        "version",
+    ]
+
+
+def test_an_order_read_compares_every_column_its_save_writes(shop: Shop) -> None:
+    # save() writes the columns whose value differs from the row as read: the columns kept
+    # at load must be the ones save() compares (a missing one would be rewritten every time).
+    number = shop.order(coupon="TEN").number
+    with shop.core.unit_of_work() as uow:
+        order = uow.orders.get(number)
+        loaded = uow.orders._loaded[number].values
+        assert set(loaded) == set(uow.orders._row_values(order))
+        assert loaded == uow.orders._row_values(order)  # stored as the domain writes it
 
 
 def test_a_refused_notification_is_one_transaction_of_one_statement(shop: Shop) -> None:

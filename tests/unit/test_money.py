@@ -11,6 +11,7 @@ from fractions import Fraction
 from typing import Any
 
 import pytest
+from attrs.exceptions import FrozenInstanceError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -353,6 +354,20 @@ def test_from_minor_to_minor_roundtrip(currency: str, units: int) -> None:
     assert money.amount == Decimal(units).scaleb(-MINOR_UNITS[currency])
     assert Money.of(money.amount, currency) == money
     assert Money.of(format(money.amount, "f"), currency) == money
+
+
+@PROPERTY
+@given(st.sampled_from(CURRENCIES), minor_units)
+def test_from_minor_builds_what_the_checked_constructor_builds(currency: str, units: int) -> None:
+    # from_minor skips __init__'s checks for stored values: it must not differ in any way
+    fast = Money.from_minor(units, currency)
+    checked = Money(Decimal(units).scaleb(-MINOR_UNITS[currency]), currency)
+    assert fast == checked
+    assert fast.amount.as_tuple() == checked.amount.as_tuple()  # same exponent, same text
+    assert fast.currency is checked.currency
+    assert hash(fast) == hash(checked)
+    with pytest.raises(FrozenInstanceError):
+        fast.amount = Decimal(1)  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(

@@ -81,6 +81,26 @@ _LINE_COLUMNS = (
     "quantity",
     "tier_percent_off",
 )
+#: The order columns :meth:`OrderRepository._row_values` gives (the ones save() compares).
+_ROW_COLUMNS = (
+    "number",
+    "customer_id",
+    "currency",
+    "status",
+    "cancel_reason",
+    "original_minor",
+    "payable_minor",
+    "paid_minor",
+    "refunded_minor",
+    "adjustments",
+    "special",
+    "created_at",
+    "paid_at",
+    "completed_at",
+    "canceled_at",
+    "refunded_at",
+    "payment_deadline",
+)
 #: The order columns that hold its activation bookkeeping (``PaymentRepository.activation``).
 ACTIVATION_COLUMNS = ("mode", "due_at", "attempts", "error", "locked_until")
 
@@ -335,9 +355,9 @@ class OrderRepository:
         if light:
             self._light.add(order.number)
         self.seen[order.number] = order
-        self._loaded[order.number] = _Loaded(
-            order, self._row_values(order), tags=None if light else order.tags
-        )
+        # What is stored, as read: save() writes the columns whose value now differs.
+        stored = {name: getattr(row, name) for name in _ROW_COLUMNS}
+        self._loaded[order.number] = _Loaded(order, stored, tags=None if light else order.tags)
         if lock:
             assert order.id is not None
             self._by_id[order.id] = order
