@@ -8,11 +8,14 @@ Each worker makes its own ordercore calls (its own connection and transaction); 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
 
 from helpers import Backend, FakeClock
 from ordercore import JobReport, OrderStatus
@@ -182,3 +185,65 @@ def test_timeout_cancel_racing_a_late_payment_never_both_never_neither(shop: Sho
     core.payments.run_due_jobs()
     assert len(shop.host.activated) == seen["paid"]
     assert len(set(shop.host.activated)) == seen["paid"]
+
+
+def test_the_payment_read_locks_the_order_before_its_attempts(shop: Shop) -> None:
+    # One statement reads and locks an order and its attempts. Every path that locks both
+    # takes the order's row first; if this statement took an attempt's first, a payment and
+    # such a path could deadlock. Hold the attempt's row elsewhere: the payment read must
+    # then wait on it already holding the order's row (a NOWAIT lock of the order fails).
+    core = shop.core
+    order = shop.order()
+    no = shop.start(order.number).out_trade_no
+    orders_t, attempts_t = core.tables.orders, core.tables.payment_attempts
+    holder = core.engine.connect()
+    holder.begin()
+    holder.execute(
+        select(attempts_t.c.id).where(attempts_t.c.out_trade_no == no).with_for_update()
+    ).one()
+    pid: list[int] = []
+
+    def pay_read(_: int) -> object:
+        with core.unit_of_work() as uow:
+            pid.append(uow.conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+            return uow.payments.lock_for_payment(no)
+
+    results: list[object] = []
+    waiting = threading.Thread(target=lambda: results.append(pay_read(0)))
+    try:
+        waiting.start()
+        probe = core.engine.connect()
+        deadline = time.monotonic() + 10
+        while True:  # until the payment read waits for a lock
+            state = (
+                probe.execute(
+                    text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :pid"),
+                    {"pid": pid[0]},
+                ).scalar()
+                if pid
+                else None
+            )
+            probe.rollback()
+            if state == "Lock":
+                break
+            assert time.monotonic() < deadline, "the payment read never waited"
+            time.sleep(0.02)
+        with probe.begin():
+            probe.execute(text("SET LOCAL lock_timeout = '1ms'"))
+            with pytest.raises(OperationalError, match="lock"):
+                probe.execute(
+                    select(orders_t.c.id)
+                    .where(orders_t.c.number == order.number)
+                    .with_for_update(nowait=True)
+                )
+        probe.close()
+    finally:
+        holder.rollback()
+        holder.close()
+    waiting.join(10)
+    assert not waiting.is_alive()
+    (found,) = results
+    assert found is not None
+    read_order, attempts = found  # type: ignore[misc]
+    assert read_order.number == order.number
+    assert [a.out_trade_no for a in attempts] == [no]

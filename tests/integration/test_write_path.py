@@ -18,9 +18,9 @@ from helpers import FakeClock
 from .payment_kit import ADMIN, Shop, cny, make_shop
 
 #: Statements of one applied payment notification (no coupon): the inbox row, the order with
-#: its lines (locked), its attempts (locked), the event claim, the attempt, the order (with
+#: its lines and its attempts (locked, one statement), the event claim, the attempt, the order (with
 #: its activation), the outbox message, the audit entries, the inbox row's outcome.
-CALLBACK_STATEMENTS = 9
+CALLBACK_STATEMENTS = 8
 
 
 class Counts:

@@ -166,21 +166,13 @@ class PaymentCore(Service):
         now: datetime,
     ) -> ApplyResult:
         """Apply a verified payment fact. Locks the order, then the attempt."""
-        # One statement locks the attempt's order (read light, with its lines); one more locks
-        # the order's attempts (this one, and the others a payment cancels).
-        found = uow.orders.for_payment(event.out_trade_no)
+        # One statement locks the attempt's order (read light, with its lines) and the
+        # order's attempts (this one, and the others a payment cancels).
+        found = uow.payments.lock_for_payment(event.out_trade_no)
         attempt = None
         if found is not None:
-            order = found[0]
-            assert order.id is not None
-            attempt = next(
-                (
-                    a
-                    for a in uow.payments.lock_attempts(order.id)
-                    if a.out_trade_no == event.out_trade_no
-                ),
-                None,
-            )
+            order, attempts = found
+            attempt = next((a for a in attempts if a.out_trade_no == event.out_trade_no), None)
         if attempt is None or attempt.channel != channel:
             return ApplyResult(
                 "unknown_payment", None, event.out_trade_no, "no such payment attempt"

@@ -122,11 +122,15 @@ class _OrderStatements:
         )
         self.tags = select(tags.c.tag).where(tags.c.order_id == bindparam("b_order_id"))
         a, r = tables.payment_attempts, tables.coupon_redemptions
-        # The payment path's one read of an order: the row of the attempt's order with its
-        # lines (one row per line), whether a coupon use waits to be consumed, locked.
+        # The payment path's one read: the row of the attempt's order, whether a coupon use
+        # waits to be consumed, its lines and every attempt of the order (one row per line
+        # and attempt: ``line_*`` and ``attempt_*`` columns); the order's row and its
+        # attempts' rows locked (PostgreSQL locks in the order of ``FOR UPDATE OF``: the
+        # order's row first, as every path that locks an order and then its attempts).
+        paying_attempt = a.alias("paying")
         paying = o.c.id == (
-            select(a.c.order_id)
-            .where(a.c.out_trade_no == bindparam("b_out_trade_no"))
+            select(paying_attempt.c.order_id)
+            .where(paying_attempt.c.out_trade_no == bindparam("b_out_trade_no"))
             .scalar_subquery()
         )
         reserved = (
@@ -135,12 +139,19 @@ class _OrderStatements:
             .label("coupon_reserved")
         )
         self.for_payment = (
-            select(o, reserved, *(lines.c[c].label(f"line_{c}") for c in _LINE_COLUMNS))
-            .select_from(o.join(lines, lines.c.order_id == o.c.id))
+            select(
+                o,
+                reserved,
+                *(lines.c[c].label(f"line_{c}") for c in _LINE_COLUMNS),
+                *(c.label(f"attempt_{c.key}") for c in a.c),
+            )
+            .select_from(o.join(lines, lines.c.order_id == o.c.id).join(a, a.c.order_id == o.c.id))
             .where(paying)
-            .order_by(lines.c.position)
-            .with_for_update(of=o)
+            .order_by(lines.c.position, a.c.id)
+            .with_for_update(of=[o, a])
         )
+        #: where the ``attempt_*`` columns start in a row of ``for_payment``
+        self.attempts_from = len(self.for_payment.selected_columns) - len(a.c)
         self.update = update(o).where(
             and_(o.c.id == bindparam("b_id"), o.c.version == bindparam("b_version"))
         )
@@ -325,23 +336,35 @@ class OrderRepository:
         )
         return self._loaded_order(row, lines, lock=lock, light=light)
 
-    def for_payment(self, out_trade_no: str) -> tuple[Order, bool] | None:
-        """The order of the payment attempt ``out_trade_no``, loaded light and locked, in one
-        statement; with whether a coupon use of it is reserved. None when no attempt has that
-        number."""
+    def for_payment(self, out_trade_no: str) -> tuple[Order, list[tuple[Any, ...]]] | None:
+        """The order of the payment attempt ``out_trade_no``, loaded light, and the rows of
+        every attempt of that order (the attempts table's columns, in its order), all locked,
+        in one statement; whether a coupon use of the order is reserved is kept for
+        :meth:`coupon_reserved`. None when no attempt has that number. (The payment
+        repository's ``lock_for_payment`` makes the attempts.)"""
         rows = driver.execute(
             self.conn, self.sql.for_payment, {"b_out_trade_no": out_trade_no}
         ).all()
         if not rows:
             return None
         row = rows[0]
-        if row.number in self.seen:
-            return self.seen[row.number], bool(row.coupon_reserved)
-        currency = get_currency(row.currency)
-        lines = tuple(_line(r, "line_", currency) for r in rows)
-        order = self._loaded_order(row, lines, lock=True, light=True)
-        self._coupon_reserved[row.id] = bool(row.coupon_reserved)
-        return order, bool(row.coupon_reserved)
+        start = self.sql.attempts_from
+        attempts: dict[Any, tuple[Any, ...]] = {}
+        lines: dict[Any, Any] = {}
+        for each in rows:  # one row per line and attempt
+            attempts.setdefault(each[start], tuple(each[start:]))
+            lines.setdefault(each.line_position, each)
+        order = self.seen.get(row.number)
+        if order is None:
+            currency = get_currency(row.currency)
+            order = self._loaded_order(
+                row,
+                tuple(_line(r, "line_", currency) for r in lines.values()),
+                lock=True,
+                light=True,
+            )
+            self._coupon_reserved[row.id] = bool(row.coupon_reserved)
+        return order, list(attempts.values())
 
     def coupon_reserved(self, order_id: int) -> bool | None:
         """Whether a coupon use of the order was reserved when :meth:`for_payment` read it

@@ -6,6 +6,7 @@ from __future__ import annotations
 import builtins
 import json
 import uuid
+from collections import namedtuple
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,6 +18,7 @@ from ordercore._anomalies.domain import Anomaly, AnomalyKind, AnomalyStatus
 from ordercore._audit.chain import canonical_json
 from ordercore._errors import NotFound, PaymentNotFound
 from ordercore._money import Money, get_currency
+from ordercore._orders.domain import Order
 from ordercore._outbox import OutboxMessage
 from ordercore._payments.domain import PaymentAttempt
 from ordercore._state import OrderStatus, PaymentStatus
@@ -49,7 +51,8 @@ class _Statements:
         self.attempt = attempts.where(a.c.out_trade_no == bindparam("b_out_trade_no"))
         self.attempt_locked = self.attempt.with_for_update(of=a)
         self.attempts_for = attempts.where(a.c.order_id == bindparam("b_order_id")).order_by(a.c.id)
-        self.attempts_for_locked = self.attempts_for.with_for_update(of=a)
+        #: an attempt's columns (as the orders' ``for_payment`` gives them) and its order number
+        self.attempt_row: Any = namedtuple("AttemptRow", [*a.c.keys(), "number"])  # type: ignore[misc]
         self.insert_attempt = insert(a)
         self.update_attempt = update(a).where(a.c.id == bindparam("b_id"))
         self.insert_inbox = insert(inbox)
@@ -205,16 +208,22 @@ class PaymentRepository(InboxQueries):
         rows = self.conn.execute(self.sql.attempts_for, {"b_order_id": order_id})
         return [self._attempt(r) for r in rows]
 
-    def lock_attempts(self, order_id: int) -> list[PaymentAttempt]:
-        """Every attempt of the order, row-locked, in one statement (take the order's lock
-        first). Until this unit of work ends, :meth:`attempts_for` hands out these objects."""
-        held = self._held.get(order_id)
+    def lock_for_payment(self, out_trade_no: str) -> tuple[Order, list[PaymentAttempt]] | None:
+        """The order of attempt ``out_trade_no`` (loaded light) and every attempt of it, the
+        order's row and theirs locked, in one statement; None when no attempt has that
+        number. Until this unit of work ends, :meth:`attempts_for` hands out these
+        attempts (the same objects)."""
+        assert self.orders is not None
+        found = self.orders.for_payment(out_trade_no)
+        if found is None:
+            return None
+        order, rows = found
+        assert order.id is not None
+        held = self._held.get(order.id)
         if held is None:
-            rows = driver.execute(
-                self.conn, self.sql.attempts_for_locked, {"b_order_id": order_id}
-            )
-            held = self._held[order_id] = [self._attempt(r) for r in rows]
-        return list(held)
+            make = self.sql.attempt_row
+            held = self._held[order.id] = [self._attempt(make(*r, order.number)) for r in rows]
+        return order, list(held)
 
     def list_attempts(
         self, *, limit: int, before_id: int | None = None, status: str | None = None
