@@ -342,7 +342,10 @@ def test_a_wrong_amount_or_currency_is_an_anomaly_and_never_activates(shop: Shop
     assert anomaly.out_trade_no == no
     assert anomaly.evidence["expected"] == "27.00 CNY"
     assert anomaly.evidence["received"] == "0.01 CNY"
-    assert shop.inbox()[-1]["status"] == "anomaly"
+    stored = shop.inbox()[-1]
+    assert stored["status"] == "anomaly"
+    assert (stored["reason"], stored["out_trade_no"]) == ("amount mismatch", no)
+    assert anomaly.evidence["inbox_id"] == stored["id"]  # the row stored when it was needed
     assert shop.count("payment_events") == 0
     assert shop.outbox_kinds(order.number) == ["anomaly.opened"]
     assert shop.coupon_uses(order.number) == [("TEN", "reserved")]

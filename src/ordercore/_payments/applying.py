@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import builtins
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from attrs import frozen
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ordercore.adapters.sqlalchemy.uow import UnitOfWork
 
 
-__all__ = ["ApplyResult", "PaymentCore", "paid_key"]
+__all__ = ["ApplyResult", "InboxRef", "InboxRow", "PaymentCore", "paid_key"]
 
 
 @frozen
@@ -40,6 +40,23 @@ class ApplyResult:
     order_number: str | None = None
     out_trade_no: str | None = None
     reason: str | None = None
+
+
+class InboxRow(Protocol):
+    """The inbox row of the notification being applied, stored when its id is first needed
+    (the event claim and an anomaly name it): :meth:`id` stores it, marked with the outcome
+    ``expected`` if given, and gives its id."""
+
+    def id(self, expected: ApplyResult | None) -> int: ...
+
+
+#: What an applied event names as its origin: an inbox row's id, one stored when needed, or
+#: nothing (a query, a review).
+InboxRef = int | InboxRow | None
+
+
+def _inbox_id(inbox: InboxRef, expected: ApplyResult | None = None) -> int | None:
+    return inbox if inbox is None or isinstance(inbox, int) else inbox.id(expected)
 
 
 def paid_key(attempt: PaymentAttempt) -> str:
@@ -139,6 +156,8 @@ class PaymentCore(Service):
         dedupe: str,
         now: datetime,
     ) -> None:
+        if "inbox_id" in evidence:  # an inbox row stored when needed is needed now
+            evidence["inbox_id"] = _inbox_id(evidence["inbox_id"])
         anomaly_id, created = uow.payments.open_anomaly(
             kind=kind,
             dedupe_key=f"{kind.value}:{dedupe}",
@@ -162,7 +181,7 @@ class PaymentCore(Service):
         *,
         channel: str,
         source: str,
-        inbox_id: int | None,
+        inbox_id: InboxRef,
         now: datetime,
     ) -> ApplyResult:
         """Apply a verified payment fact. Locks the order, then the attempt."""
@@ -223,7 +242,7 @@ class PaymentCore(Service):
             return ApplyResult("anomaly", order.number, attempt.out_trade_no, "amount mismatch")
         key = paid_key(attempt)
         if attempt.status is PaymentStatus.SUCCEEDED or not uow.payments.claim_event(
-            key, attempt_id=attempt.id, inbox_id=inbox_id, now=now
+            key, attempt_id=attempt.id, inbox_id=_inbox_id(inbox_id, result), now=now
         ):
             return ApplyResult("duplicate", order.number, attempt.out_trade_no, "already applied")
         attempt.channel_trade_no = event.channel_trade_no or attempt.channel_trade_no

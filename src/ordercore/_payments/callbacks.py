@@ -40,7 +40,7 @@ from ordercore.channels import PaymentEvent as ChannelPaymentEvent
 if TYPE_CHECKING:
     from ordercore.adapters.sqlalchemy.uow import UnitOfWork
 
-from .applying import ApplyResult, PaymentCore
+from .applying import ApplyResult, InboxRef, PaymentCore
 from .intake import event_problem, keep_headers
 
 __all__ = ["CallbackPipeline"]
@@ -62,6 +62,46 @@ class _Outcome:
     reason: str | None
     out_trade_no: str | None
     order_number: str | None
+
+    def row(self) -> dict[str, Any]:
+        """The inbox row's columns that hold it."""
+        return {
+            "status": self.status[:16],
+            "reason": self.reason,
+            "out_trade_no": None if self.out_trade_no is None else self.out_trade_no[:64],
+            "order_number": self.order_number,
+        }
+
+
+_RECEIVED = _Outcome("received", None, None, None)
+
+
+class _LateInbox:
+    """The inbox row of a notification applied in the transaction that stores it (an
+    :class:`~.applying.InboxRow`): stored when applying first needs its id, marked with the
+    outcome expected then (or received); :meth:`finish` stores it with the outcome if nothing
+    needed it, or marks the outcome if it differs from what was stored."""
+
+    def __init__(
+        self, store: Callable[[_Outcome], int], mark: Callable[[int, _Outcome], None]
+    ) -> None:
+        self._store, self._mark = store, mark
+        self._id: int | None = None
+        self._stored: _Outcome | None = None
+
+    def id(self, expected: ApplyResult | None) -> int:
+        if self._id is None:
+            self._stored = _RECEIVED if expected is None else _outcome([expected])
+            self._id = self._store(self._stored)
+        return self._id
+
+    def finish(self, outcome: _Outcome) -> int:
+        if self._id is None:
+            self._stored = outcome
+            self._id = self._store(outcome)
+        elif outcome != self._stored:
+            self._mark(self._id, outcome)
+        return self._id
 
 
 def _outcome(results: list[ApplyResult]) -> _Outcome:
@@ -116,9 +156,7 @@ class CallbackPipeline(PaymentCore):
             received_at=received_at or self._now(),
         )
 
-        def store(
-            uow: UnitOfWork, now: datetime, status: str, reason: str | None, resolve: bool
-        ) -> int:
+        def store(uow: UnitOfWork, now: datetime, outcome: _Outcome, resolve: bool) -> int:
             inbox_id = uow.payments.add_inbox(
                 channel=chan.name,
                 headers=intake.stored,
@@ -127,8 +165,7 @@ class CallbackPipeline(PaymentCore):
                 remote_addr=address,
                 now=now,
                 replay_of=replay_of,
-                status=status,
-                reason=reason,
+                **outcome.row(),
             )
             if resolve:
                 self._resolve(uow, replay_of, inbox_id, now)
@@ -139,11 +176,12 @@ class CallbackPipeline(PaymentCore):
         events, refusal = self._verify(chan, notification)
         if refusal is not None:
             reason, reply = refusal
-            self._run(lambda uow, now: store(uow, now, "rejected", reason, True))
+            rejected = _Outcome("rejected", reason, None, None)
+            self._run(lambda uow, now: store(uow, now, rejected, True))
             return reply
         if len(events) != 1:
             # Several events: stored first, each applied in its own transaction.
-            inbox_id = self._run(lambda uow, now: store(uow, now, "received", None, False))
+            inbox_id = self._run(lambda uow, now: store(uow, now, _RECEIVED, False))
             try:
                 results = self._apply_each(chan, events, inbox_id)
             except OrderCoreError as exc:
@@ -158,10 +196,15 @@ class CallbackPipeline(PaymentCore):
         event = events[0]
 
         def store_and_apply(uow: UnitOfWork, now: datetime) -> ApplyResult:
-            inbox_id = store(uow, now, "received", None, False)
-            result = self._apply_one(uow, chan, event, inbox_id, now)
-            self._mark(uow, inbox_id, _outcome([result]), now)
-            self._resolve(uow, replay_of, inbox_id, now)
+            # The inbox row is stored when applying first needs its id (the event claim
+            # names it), marked with the outcome expected then; or at the end with the
+            # outcome. Usually one statement, never a different row from the two-step way.
+            inbox = _LateInbox(
+                lambda outcome: store(uow, now, outcome, False),
+                lambda inbox_id, outcome: self._mark(uow, inbox_id, outcome, now),
+            )
+            result = self._apply_one(uow, chan, event, inbox, now)
+            self._resolve(uow, replay_of, inbox.finish(_outcome([result])), now)
             return result
 
         try:
@@ -200,20 +243,20 @@ class CallbackPipeline(PaymentCore):
 
     def _store_failed(
         self,
-        store: Callable[[UnitOfWork, datetime, str, str | None, bool], int],
+        store: Callable[[UnitOfWork, datetime, _Outcome, bool], int],
         exc: Exception,
         *,
         resolve: bool,
     ) -> None:
-        reason = f"{type(exc).__name__}: {exc}"[:1000]
-        self._run(lambda uow, now: store(uow, now, "error", reason, resolve))
+        failed = _Outcome("error", f"{type(exc).__name__}: {exc}"[:1000], None, None)
+        self._run(lambda uow, now: store(uow, now, failed, resolve))
 
     def _apply_one(
         self,
         uow: UnitOfWork,
         chan: PaymentChannel,
         event: ChannelPaymentEvent | RefundEvent,
-        inbox_id: int,
+        inbox_id: InboxRef,
         now: datetime,
     ) -> ApplyResult:
         if isinstance(event, RefundEvent):
@@ -260,14 +303,7 @@ class CallbackPipeline(PaymentCore):
 
     @staticmethod
     def _mark(uow: UnitOfWork, inbox_id: int, outcome: _Outcome, now: datetime) -> None:
-        uow.payments.mark_inbox(
-            inbox_id,
-            status=outcome.status[:16],
-            reason=outcome.reason,
-            now=now,
-            out_trade_no=None if outcome.out_trade_no is None else outcome.out_trade_no[:64],
-            order_number=outcome.order_number,
-        )
+        uow.payments.mark_inbox(inbox_id, now=now, **outcome.row())
 
     def _refund_event(
         self, uow: UnitOfWork, channel: str, event: RefundEvent, now: datetime

@@ -46,6 +46,8 @@ class InboxQueries:
         summary: dict[str, Any] | None = None,
         status: str = "received",
         reason: str | None = None,
+        out_trade_no: str | None = None,
+        order_number: str | None = None,
     ) -> int:
         stored: dict[str, Any] = dict(headers)
         if summary is not None:
@@ -61,6 +63,8 @@ class InboxQueries:
                 "body": body,
                 "status": status,
                 "reason": reason,
+                "out_trade_no": out_trade_no,
+                "order_number": order_number,
                 "processed_at": None if status == "received" else now,
                 "replay_of": replay_of,
             },
