@@ -87,6 +87,38 @@ def test_an_applied_notification_is_one_transaction(shop: Shop, coupon: bool) ->
     ]
 
 
+def test_an_attempt_is_updated_with_the_columns_that_changed(shop: Shop) -> None:
+    order = shop.order(coupon=None)
+    no = shop.start(order.number).out_trade_no
+    with counting(shop) as counts:
+        assert shop.deliver(shop.gateway.pay(no)).status == 200
+    (update,) = [s for s in counts.full if re.match(r"UPDATE \S*payment_attempts SET", s)]
+    assigned = update.split(" SET ", 1)[1].split(" WHERE ", 1)[0]
+    assert sorted(c.split("=")[0].strip() for c in assigned.split(",")) == [
+        "channel_trade_no",
+        "next_check_at",
+        "paid_at",
+        "received_minor",
+        "settles_order",
+        "status",
+        "updated_at",
+    ]
+    attempt = shop.core.payments.attempt(no)
+    assert (attempt.status.value, attempt.settles_order, attempt.next_check_at) == (
+        "succeeded",
+        True,
+        None,
+    )
+    assert attempt.checkout is not None  # a column not written keeps its value
+    # Every column a save may write is compared with the row as read.
+    with shop.core.unit_of_work() as uow:
+        read = uow.payments.attempt(no)
+        stored = uow.payments._stored[read.id]  # type: ignore[index]
+        values = uow.payments._values(read, shop.clock.now)
+        assert set(stored) == set(values) - {"updated_at"}
+        assert stored == {k: values[k] for k in stored}
+
+
 def test_an_order_read_compares_every_column_its_save_writes(shop: Shop) -> None:
     # save() writes the columns whose value differs from the row as read: the columns kept
     # at load must be the ones save() compares (a missing one would be rewritten every time).

@@ -20,8 +20,10 @@ from ordercore._audit.chain import (
     GENESIS,
     AuditEntry,
     AuditRecord,
+    PendingAuditRecord,
     canonical_json,
     chain_hash,
+    entry_hash,
     head_mac,
 )
 from ordercore._audit.chain import verify_chain as _verify_chain
@@ -377,3 +379,36 @@ def test_canonical_json_does_not_depend_on_insertion_order(mapping: dict[str, An
     decoded = json.loads(text)
     assert list(decoded) == sorted(decoded)
     assert decoded == {k: str(v) if isinstance(v, Decimal) else v for k, v in mapping.items()}
+
+
+# -------------------------------------------------------------------------- golden vectors
+# Stored entries are verified with the hash as it was computed when they were written: the
+# canonical form and the entry hash must never drift (these values come from the first
+# implementation; a faster one must give the same).
+GOLDEN_AT = datetime(2026, 12, 3, 16, 30, 0, 123456, tzinfo=timezone(timedelta(hours=8)))
+
+
+def test_canonical_json_is_pinned() -> None:
+    value = {"z": [1, "é", None, True], "a": {"d": Decimal("1.50"), "t": GOLDEN_AT}}
+    expected = '{"a":{"d":"1.50","t":"2026-12-03T08:30:00.123456+00:00"},"z":[1,"é",null,true]}'
+    assert canonical_json(value) == expected
+
+
+def test_the_entry_hash_is_pinned() -> None:
+    entry = AuditEntry(
+        entity_kind="order",
+        entity_id="OC0000001",
+        action="order.pay",
+        actor=Actor.channel("fake"),
+        at=GOLDEN_AT,
+        before={"status": "pending", "note": "支付 ✓"},
+        after={"status": "paid", "amount": Decimal("30.00"), "tags": {"b", "a"}},
+        reason="attempt X",
+    )
+    record = PendingAuditRecord.from_entry(entry, "0123456789abcdef" * 2, b"golden key")
+    assert record.before == '{"note":"支付 ✓","status":"pending"}'
+    assert record.after == '{"amount":"30.00","status":"paid","tags":["a","b"]}'
+    keyed = "3e828822dc0de973866d8315cc81761ebd41528af0ab20773ab24e97da403bb0"
+    assert record.entry_hash == keyed == entry_hash(record, b"golden key")
+    unkeyed = "a1c7aacbd74a0380f08c08cffd5670db8d72325016f7895eab25adae91d7d809"
+    assert entry_hash(record, None) == unkeyed

@@ -62,11 +62,14 @@ def _default(value: object) -> object:
     raise TypeError(f"cannot put {type(value).__name__} in the audit trail")
 
 
+_CANONICAL: Final = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default
+)
+
+
 def canonical_json(value: object) -> str:
     """Sorted keys, no spaces, UTF-8 text: the same input always gives the same string."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default
-    )
+    return _CANONICAL.encode(value)
 
 
 def iso_utc(value: datetime) -> str:
@@ -186,22 +189,21 @@ class PendingAuditRecord:
 
     @classmethod
     def from_entry(cls, entry: AuditEntry, nonce: str, key: bytes | None) -> PendingAuditRecord:
-        unsealed = cls(
-            id=None,
-            nonce=nonce,
-            at=entry.at,
-            actor_kind=entry.actor.kind.value,
-            actor_id=entry.actor.id,
-            actor_role=entry.actor.role,
-            entity_kind=entry.entity_kind,
-            entity_id=entry.entity_id,
-            action=entry.action,
-            before=None if entry.before is None else canonical_json(entry.before),
-            after=None if entry.after is None else canonical_json(entry.after),
-            reason=entry.reason,
-            entry_hash="",
-        )
-        return evolve(unsealed, entry_hash=entry_hash(unsealed, key))
+        actor = entry.actor
+        fields: dict[str, Any] = {
+            "nonce": nonce,
+            "at": entry.at,
+            "actor_kind": actor.kind.value,
+            "actor_id": actor.id,
+            "actor_role": actor.role,
+            "entity_kind": entry.entity_kind,
+            "entity_id": entry.entity_id,
+            "action": entry.action,
+            "before": None if entry.before is None else canonical_json(entry.before),
+            "after": None if entry.after is None else canonical_json(entry.after),
+            "reason": entry.reason,
+        }
+        return cls(id=None, entry_hash=_entry_digest(fields, key), **fields)
 
     def seal(self, seq: int, prev_hash: str, key: bytes | None) -> AuditRecord:
         """This entry as chain record ``seq`` after the record whose hash is ``prev_hash``."""
@@ -227,7 +229,7 @@ def entry_hash(record: PendingAuditRecord, key: bytes | None) -> str:
     """The hash a pending entry must carry: over every field but ``id`` and itself."""
     content = {
         "nonce": record.nonce,
-        "at": iso_utc(record.at),
+        "at": record.at,
         "actor_kind": record.actor_kind,
         "actor_id": record.actor_id,
         "actor_role": record.actor_role,
@@ -238,6 +240,12 @@ def entry_hash(record: PendingAuditRecord, key: bytes | None) -> str:
         "after": record.after,
         "reason": record.reason,
     }
+    return _entry_digest(content, key)
+
+
+def _entry_digest(fields: dict[str, Any], key: bytes | None) -> str:
+    """:func:`entry_hash` of a pending entry's fields (``at`` a datetime)."""
+    content = {**fields, "at": iso_utc(fields["at"])}
     return _digest(canonical_json(content).encode("utf-8"), key)
 
 

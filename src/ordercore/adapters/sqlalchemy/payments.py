@@ -32,6 +32,27 @@ from .tables import Tables
 __all__ = ["PaymentRepository"]
 
 _STATEMENTS_KEY = "ordercore.payment_statements"
+_UNKNOWN: Any = object()
+#: The attempt columns that change after its insert (``PaymentRepository._values``).
+_SAVED_COLUMNS = (
+    "status",
+    "channel_trade_no",
+    "received_minor",
+    "checkout",
+    "proof_reference",
+    "proof_file",
+    "failure_reason",
+    "paid_at",
+    "expires_at",
+    "next_check_at",
+    "check_count",
+    "settles_order",
+    "coin_currency",
+    "coin_amount_minor",
+    "coin_rate",
+    "coin_pay_by",
+    "coin_received_minor",
+)
 
 
 class _Statements:
@@ -106,12 +127,16 @@ class PaymentRepository(InboxQueries):
         self.o = tables.orders
         self.sql = _statements(tables)
         self.orders = orders
-        # The attempts of orders whose attempts this unit of work locked (``lock_attempts``),
+        # The attempts of orders whose attempts this unit of work locked (``lock_for_payment``),
         # by order id: the same objects are handed out until it ends.
         self._held: dict[int, list[PaymentAttempt]] = {}
+        # The columns save_attempt writes, as last read or written, by attempt id: it writes
+        # those that changed.
+        self._stored: dict[int, dict[str, Any]] = {}
 
     # -- attempts -----------------------------------------------------------------------
     def _attempt(self, row: Row[Any]) -> PaymentAttempt:
+        self._stored[row.id] = {name: getattr(row, name) for name in _SAVED_COLUMNS}
         currency = get_currency(row.currency)
         return PaymentAttempt(
             id=row.id,
@@ -146,6 +171,7 @@ class PaymentRepository(InboxQueries):
         )
 
     def _values(self, attempt: PaymentAttempt, now: datetime) -> dict[str, Any]:
+        """The columns an attempt's save writes (``_SAVED_COLUMNS``), and ``updated_at``."""
         return {
             "status": attempt.status.value,
             "channel_trade_no": attempt.channel_trade_no,
@@ -164,6 +190,7 @@ class PaymentRepository(InboxQueries):
         }
 
     def add_attempt(self, attempt: PaymentAttempt, now: datetime) -> PaymentAttempt:
+        values = self._values(attempt, now)
         result = self.conn.execute(
             self.sql.insert_attempt,
             {
@@ -174,21 +201,30 @@ class PaymentRepository(InboxQueries):
                 "currency": attempt.amount.currency.code,
                 "amount_minor": attempt.amount.to_minor(),
                 "created_at": attempt.created_at,
-                **self._values(attempt, now),
+                **values,
             },
         )
         pk = result.inserted_primary_key
         assert pk is not None
         attempt.id = int(pk[0])
+        self._stored[attempt.id] = {name: values[name] for name in _SAVED_COLUMNS}
         held = self._held.get(attempt.order_id)
         if held is not None:
             held.append(attempt)
         return attempt
 
     def save_attempt(self, attempt: PaymentAttempt, now: datetime) -> None:
-        driver.defer(
-            self.conn, self.sql.update_attempt, {"b_id": attempt.id, **self._values(attempt, now)}
-        )
+        """Write the attempt's columns that changed since it was read (all of them if this
+        unit of work did not read it), with ``updated_at``."""
+        assert attempt.id is not None
+        values = self._values(attempt, now)
+        stored = self._stored.get(attempt.id)
+        if stored is not None:
+            changed = {k: v for k, v in values.items() if stored.get(k, _UNKNOWN) != v}
+            stored.update(changed)
+            values = changed
+        values["updated_at"] = now
+        driver.defer(self.conn, self.sql.update_attempt, {"b_id": attempt.id, **values})
 
     def attempt(self, out_trade_no: str, *, lock: bool = False) -> PaymentAttempt:
         query = self.sql.attempt_locked if lock else self.sql.attempt
