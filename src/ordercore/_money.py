@@ -242,7 +242,7 @@ class Money:
     @classmethod
     def zero(cls, currency: str | Currency) -> Money:
         """Zero of ``currency``."""
-        return cls(Decimal(0), currency)
+        return cls.from_minor(0, currency)
 
     @classmethod
     def from_minor(cls, units: int, currency: str | Currency) -> Money:
