@@ -136,6 +136,22 @@ def engine_args(backend: str, synchronous_commit: str | None) -> dict[str, Any]:
     return {}
 
 
+def analyze(engine: Engine, tables: Any) -> None:
+    """Fresh planner statistics for every table, as a running database has them (autovacuum
+    analyzes the tables that changed). Without them, tables filled in bulk by the set-up
+    can be planned as nearly empty — a sequential scan where an index serves — for whichever
+    path the planner happens to see first."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            names = ", ".join(
+                conn.dialect.identifier_preparer.format_table(t)
+                for t in tables.metadata.sorted_tables
+            )
+            conn.execute(text(f"ANALYZE {names}"))
+        else:
+            conn.exec_driver_sql("ANALYZE")
+
+
 # ---------------------------------------------------------------------------------- counting
 @dataclass
 class Counts:
