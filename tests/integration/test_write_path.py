@@ -178,3 +178,20 @@ def test_an_order_is_created_in_one_transaction_taking_only_a_limited_stock(
     assert not any("FOR UPDATE" in s for s in counts.full), counts.full
     assert core.products.get("cloud").stock == (None if stock is None else 7)
     assert str(order.amounts.payable) == "27.00 CNY"
+
+
+def test_the_hot_statements_stay_within_psycopgs_statement_cache() -> None:
+    # psycopg caches a statement's conversion (and so keeps it cheap to send) only below 4 KB
+    # and 50 parameters. The payment read names ~60 columns: with schema-qualified names it
+    # went past 4 KB, and cost a conversion on every callback. Compiled here with the
+    # longest schema name PostgreSQL allows.
+    from psycopg import _queries
+    from sqlalchemy.dialects import postgresql
+
+    from ordercore.adapters.sqlalchemy.orders import _order_statements
+    from ordercore.adapters.sqlalchemy.tables import build_tables
+
+    tables = build_tables(schema="s" * 63)
+    compiled = _order_statements(tables).for_payment.compile(dialect=postgresql.dialect())
+    assert len(compiled.string.encode()) <= _queries.MAX_CACHED_STATEMENT_LENGTH
+    assert len(compiled.binds) <= _queries.MAX_CACHED_STATEMENT_PARAMS

@@ -121,37 +121,40 @@ class _OrderStatements:
             .order_by(lines.c.position)
         )
         self.tags = select(tags.c.tag).where(tags.c.order_id == bindparam("b_order_id"))
-        a, r = tables.payment_attempts, tables.coupon_redemptions
         # The payment path's one read: the row of the attempt's order, whether a coupon use
         # waits to be consumed, its lines and every attempt of the order (one row per line
         # and attempt: ``line_*`` and ``attempt_*`` columns); the order's row and its
         # attempts' rows locked (PostgreSQL locks in the order of ``FOR UPDATE OF``: the
         # order's row first, as every path that locks an order and then its attempts).
-        paying_attempt = a.alias("paying")
-        paying = o.c.id == (
+        # Short table aliases keep its text under psycopg's 4 KB limit for caching a
+        # statement's conversion (schema-qualified column names went past it).
+        po, pl = o.alias("o"), lines.alias("l")
+        pa, pr = tables.payment_attempts.alias("a"), tables.coupon_redemptions.alias("r")
+        paying_attempt = tables.payment_attempts.alias("p")
+        paying = po.c.id == (
             select(paying_attempt.c.order_id)
             .where(paying_attempt.c.out_trade_no == bindparam("b_out_trade_no"))
             .scalar_subquery()
         )
         reserved = (
             exists()
-            .where(and_(r.c.order_id == o.c.id, r.c.status == "reserved"))
+            .where(and_(pr.c.order_id == po.c.id, pr.c.status == "reserved"))
             .label("coupon_reserved")
         )
         self.for_payment = (
             select(
-                o,
+                po,
                 reserved,
-                *(lines.c[c].label(f"line_{c}") for c in _LINE_COLUMNS),
-                *(c.label(f"attempt_{c.key}") for c in a.c),
+                *(pl.c[c].label(f"line_{c}") for c in _LINE_COLUMNS),
+                *(c.label(f"attempt_{c.key}") for c in pa.c),
             )
-            .select_from(o.join(lines, lines.c.order_id == o.c.id).join(a, a.c.order_id == o.c.id))
+            .select_from(po.join(pl, pl.c.order_id == po.c.id).join(pa, pa.c.order_id == po.c.id))
             .where(paying)
-            .order_by(lines.c.position, a.c.id)
-            .with_for_update(of=[o, a])
+            .order_by(pl.c.position, pa.c.id)
+            .with_for_update(of=[po, pa])
         )
         #: where the ``attempt_*`` columns start in a row of ``for_payment``
-        self.attempts_from = len(self.for_payment.selected_columns) - len(a.c)
+        self.attempts_from = len(self.for_payment.selected_columns) - len(pa.c)
         self.update = update(o).where(
             and_(o.c.id == bindparam("b_id"), o.c.version == bindparam("b_version"))
         )
