@@ -107,8 +107,10 @@ def test_a_failing_activation_is_retried_with_backoff_and_done_once(shop: Shop) 
 
 # ----------------------------------------------------------------- database mid-callback
 def _fail_claim_event(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
+    # The claim is its own statement, or (PostgreSQL) one with the inbox row's insert.
     calls = Counter[str]()
     original = PaymentRepository.claim_event
+    original_with_inbox = PaymentRepository.add_inbox_and_claim
 
     def claim_event(self: PaymentRepository, *args: Any, **kwargs: Any) -> bool:
         calls["n"] += 1
@@ -116,7 +118,16 @@ def _fail_claim_event(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
             raise DatabaseDown("connection reset while claiming the event")
         return original(self, *args, **kwargs)
 
+    def add_inbox_and_claim(self: PaymentRepository, *args: Any, **kwargs: Any) -> Any:
+        if self.conn.dialect.name != "postgresql":
+            return original_with_inbox(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise DatabaseDown("connection reset while storing the inbox row and the claim")
+        return original_with_inbox(self, *args, **kwargs)
+
     monkeypatch.setattr(PaymentRepository, "claim_event", claim_event)
+    monkeypatch.setattr(PaymentRepository, "add_inbox_and_claim", add_inbox_and_claim)
     return lambda: calls["n"]
 
 

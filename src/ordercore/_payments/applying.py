@@ -45,9 +45,14 @@ class ApplyResult:
 class InboxRow(Protocol):
     """The inbox row of the notification being applied, stored when its id is first needed
     (the event claim and an anomaly name it): :meth:`id` stores it, marked with the outcome
-    ``expected`` if given, and gives its id."""
+    ``expected`` if given, and gives its id; :meth:`claim` stores it and claims an event
+    naming it in one statement where the database can (None where it cannot)."""
 
     def id(self, expected: ApplyResult | None) -> int: ...
+
+    def claim(
+        self, event_key: str, attempt_id: int | None, expected: ApplyResult
+    ) -> bool | None: ...
 
 
 #: What an applied event names as its origin: an inbox row's id, one stored when needed, or
@@ -57,6 +62,24 @@ InboxRef = int | InboxRow | None
 
 def _inbox_id(inbox: InboxRef, expected: ApplyResult | None = None) -> int | None:
     return inbox if inbox is None or isinstance(inbox, int) else inbox.id(expected)
+
+
+def _claim(
+    uow: UnitOfWork,
+    key: str,
+    attempt_id: int | None,
+    inbox: InboxRef,
+    expected: ApplyResult,
+    now: datetime,
+) -> bool:
+    """Claim ``key`` (False: it was claimed before), naming the inbox row — stored with the
+    claim in one statement if it is not stored yet and the database can."""
+    if inbox is not None and not isinstance(inbox, int):
+        claimed = inbox.claim(key, attempt_id, expected)
+        if claimed is not None:
+            return claimed
+    inbox_id = _inbox_id(inbox, expected)
+    return uow.payments.claim_event(key, attempt_id=attempt_id, inbox_id=inbox_id, now=now)
 
 
 def paid_key(attempt: PaymentAttempt) -> str:
@@ -241,8 +264,8 @@ class PaymentCore(Service):
             )
             return ApplyResult("anomaly", order.number, attempt.out_trade_no, "amount mismatch")
         key = paid_key(attempt)
-        if attempt.status is PaymentStatus.SUCCEEDED or not uow.payments.claim_event(
-            key, attempt_id=attempt.id, inbox_id=_inbox_id(inbox_id, result), now=now
+        if attempt.status is PaymentStatus.SUCCEEDED or not _claim(
+            uow, key, attempt.id, inbox_id, result, now
         ):
             return ApplyResult("duplicate", order.number, attempt.out_trade_no, "already applied")
         attempt.channel_trade_no = event.channel_trade_no or attempt.channel_trade_no

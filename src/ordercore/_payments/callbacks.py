@@ -83,9 +83,12 @@ class _LateInbox:
     needed it, or marks the outcome if it differs from what was stored."""
 
     def __init__(
-        self, store: Callable[[_Outcome], int], mark: Callable[[int, _Outcome], None]
+        self,
+        store: Callable[[_Outcome], int],
+        mark: Callable[[int, _Outcome], None],
+        store_and_claim: Callable[[_Outcome, str, int | None], tuple[int, bool] | None],
     ) -> None:
-        self._store, self._mark = store, mark
+        self._store, self._mark, self._store_and_claim = store, mark, store_and_claim
         self._id: int | None = None
         self._stored: _Outcome | None = None
 
@@ -94,6 +97,17 @@ class _LateInbox:
             self._stored = _RECEIVED if expected is None else _outcome([expected])
             self._id = self._store(self._stored)
         return self._id
+
+    def claim(self, event_key: str, attempt_id: int | None, expected: ApplyResult) -> bool | None:
+        if self._id is not None:
+            return None  # stored already: a claim of its own
+        outcome = _outcome([expected])
+        done = self._store_and_claim(outcome, event_key, attempt_id)
+        if done is None:
+            return None
+        self._id, claimed = done
+        self._stored = outcome
+        return claimed
 
     def finish(self, outcome: _Outcome) -> int:
         if self._id is None:
@@ -156,17 +170,20 @@ class CallbackPipeline(PaymentCore):
             received_at=received_at or self._now(),
         )
 
-        def store(uow: UnitOfWork, now: datetime, outcome: _Outcome, resolve: bool) -> int:
-            inbox_id = uow.payments.add_inbox(
-                channel=chan.name,
-                headers=intake.stored,
-                summary=intake.summary,
-                body=bytes(body),
-                remote_addr=address,
-                now=now,
-                replay_of=replay_of,
+        def row(now: datetime, outcome: _Outcome) -> dict[str, Any]:
+            return {
+                "channel": chan.name,
+                "headers": intake.stored,
+                "summary": intake.summary,
+                "body": bytes(body),
+                "remote_addr": address,
+                "now": now,
+                "replay_of": replay_of,
                 **outcome.row(),
-            )
+            }
+
+        def store(uow: UnitOfWork, now: datetime, outcome: _Outcome, resolve: bool) -> int:
+            inbox_id = uow.payments.add_inbox(**row(now, outcome))
             if resolve:
                 self._resolve(uow, replay_of, inbox_id, now)
             return inbox_id
@@ -202,6 +219,9 @@ class CallbackPipeline(PaymentCore):
             inbox = _LateInbox(
                 lambda outcome: store(uow, now, outcome, False),
                 lambda inbox_id, outcome: self._mark(uow, inbox_id, outcome, now),
+                lambda outcome, key, attempt_id: uow.payments.add_inbox_and_claim(
+                    key, attempt_id=attempt_id, **row(now, outcome)
+                ),
             )
             result = self._apply_one(uow, chan, event, inbox, now)
             self._resolve(uow, replay_of, inbox.finish(_outcome([result])), now)

@@ -8,12 +8,14 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Row, and_, or_, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, insert, or_, select, update
+from sqlalchemy.dialects import postgresql
 
 from ordercore._audit.chain import canonical_json
 from ordercore._errors import NotFound
 
 from . import _driver as driver
+from ._built import built
 
 if TYPE_CHECKING:
     from .tables import Tables
@@ -25,6 +27,85 @@ __all__ = ["SUMMARY_KEY", "InboxQueries"]
 SUMMARY_KEY = "@summary"
 #: Statuses of a notification nobody is processing any more and nobody has finished.
 UNFINISHED = ("received", "replaying", "stalled", "error")
+
+
+_INBOX_COLUMNS = (
+    "channel",
+    "received_at",
+    "remote_addr",
+    "headers",
+    "body",
+    "status",
+    "reason",
+    "out_trade_no",
+    "order_number",
+    "processed_at",
+    "replay_of",
+)
+
+
+def _inbox_row(
+    *,
+    channel: str,
+    headers: dict[str, str],
+    body: bytes,
+    remote_addr: str | None,
+    now: datetime,
+    replay_of: int | None = None,
+    summary: dict[str, Any] | None = None,
+    status: str = "received",
+    reason: str | None = None,
+    out_trade_no: str | None = None,
+    order_number: str | None = None,
+) -> dict[str, Any]:
+    """The inbox row's columns for :meth:`InboxQueries.add_inbox`'s arguments."""
+    stored: dict[str, Any] = dict(headers)
+    if summary is not None:
+        stored[SUMMARY_KEY] = summary
+    return {
+        "channel": channel,
+        "received_at": now,
+        "remote_addr": remote_addr,
+        "headers": canonical_json(stored),
+        "body": body,
+        "status": status,
+        "reason": reason,
+        "out_trade_no": out_trade_no,
+        "order_number": order_number,
+        "processed_at": None if status == "received" else now,
+        "replay_of": replay_of,
+    }
+
+
+def _store_and_claim(tables: Tables) -> Any:
+    """PostgreSQL: ``WITH stored AS (INSERT INTO inbox … RETURNING id), claimed AS (INSERT
+    INTO payment_events … SELECT …, stored.id … ON CONFLICT (event_key) DO NOTHING RETURNING
+    id) SELECT stored.id, (SELECT id FROM claimed)`` — built once per table set."""
+    inbox, events = tables.inbox, tables.payment_events
+
+    def make() -> Any:
+        stored = (
+            insert(inbox)
+            .values({c: bindparam(c, type_=inbox.c[c].type) for c in _INBOX_COLUMNS})
+            .returning(inbox.c.id)
+            .cte("stored")
+        )
+        given = (
+            bindparam("c_event_key", type_=events.c.event_key.type),
+            bindparam("c_attempt_id", type_=events.c.attempt_id.type),
+            stored.c.id,
+            bindparam("c_applied_at", type_=events.c.applied_at.type),
+        )
+        claimed = (
+            postgresql.insert(events)
+            .from_select(["event_key", "attempt_id", "inbox_id", "applied_at"], select(*given))
+            .on_conflict_do_nothing(index_elements=[events.c.event_key])
+            .returning(events.c.id)
+            .cte("claimed")
+        )
+        return select(stored.c.id, select(claimed.c.id).scalar_subquery().label("claimed"))
+
+    return built(inbox, "store_and_claim_pg", make)
 
 
 class InboxQueries:
@@ -49,27 +130,34 @@ class InboxQueries:
         out_trade_no: str | None = None,
         order_number: str | None = None,
     ) -> int:
-        stored: dict[str, Any] = dict(headers)
-        if summary is not None:
-            stored[SUMMARY_KEY] = summary
-        result = driver.execute(
-            self.conn,
-            self.sql.insert_inbox,
-            {
-                "channel": channel,
-                "received_at": now,
-                "remote_addr": remote_addr,
-                "headers": canonical_json(stored),
-                "body": body,
-                "status": status,
-                "reason": reason,
-                "out_trade_no": out_trade_no,
-                "order_number": order_number,
-                "processed_at": None if status == "received" else now,
-                "replay_of": replay_of,
-            },
+        row = _inbox_row(
+            channel=channel,
+            headers=headers,
+            body=body,
+            remote_addr=remote_addr,
+            now=now,
+            replay_of=replay_of,
+            summary=summary,
+            status=status,
+            reason=reason,
+            out_trade_no=out_trade_no,
+            order_number=order_number,
         )
-        return result.inserted_id
+        return driver.execute(self.conn, self.sql.insert_inbox, row).inserted_id
+
+    def add_inbox_and_claim(
+        self, event_key: str, *, attempt_id: int | None, **inbox: Any
+    ) -> tuple[int, bool] | None:
+        """On PostgreSQL, :meth:`add_inbox` (with ``inbox``, its arguments) and
+        ``claim_event(event_key)`` naming the new row, in one statement — one round trip
+        where the two take two: ``(the row's id, whether the key was claimed now)``. None on
+        the other databases (add the row, then claim)."""
+        if self.conn.dialect.name != "postgresql":
+            return None
+        row = _inbox_row(**inbox)
+        row.update(c_event_key=event_key, c_attempt_id=attempt_id, c_applied_at=inbox["now"])
+        found = driver.execute(self.conn, _store_and_claim(self.tables), row).one()
+        return int(found.id), found.claimed is not None
 
     def mark_inbox(
         self,
