@@ -52,6 +52,13 @@ def counting(shop: Shop) -> Iterator[Counts]:
         event.remove(engine, "commit", on_commit)
 
 
+def assigned(counts: Counts, table: str) -> list[str]:
+    """The columns the one ``UPDATE`` of ``table`` counted sets, sorted."""
+    (update,) = [s for s in counts.full if re.match(rf"UPDATE \S*\b{table} SET", s)]
+    columns = update.split(" SET ", 1)[1].split(" WHERE ", 1)[0]
+    return sorted(c.split("=")[0].strip() for c in columns.split(","))
+
+
 @pytest.fixture
 def shop(backend: Any, clock: FakeClock) -> Shop:
     return make_shop(backend, clock)
@@ -81,9 +88,7 @@ def test_an_applied_notification_is_one_transaction(shop: Shop, coupon: bool) ->
     if shop.backend.name == "postgresql":
         assert sum(s.startswith("WITH") for s in counts.statements) == 1, counts.full
     # The order row is updated with the columns that changed (compared with what was read).
-    (update_order,) = [s for s in counts.full if re.match(r"UPDATE \S*orders SET", s)]
-    assigned = update_order.split(" SET ", 1)[1].split(" WHERE ", 1)[0]
-    assert sorted(c.split("=")[0].strip() for c in assigned.split(",")) == [
+    assert assigned(counts, "orders") == [
         "activation_attempts",
         "activation_due_at",
         "activation_error",
@@ -100,9 +105,7 @@ def test_an_attempt_is_updated_with_the_columns_that_changed(shop: Shop) -> None
     no = shop.start(order.number).out_trade_no
     with counting(shop) as counts:
         assert shop.deliver(shop.gateway.pay(no)).status == 200
-    (update,) = [s for s in counts.full if re.match(r"UPDATE \S*payment_attempts SET", s)]
-    assigned = update.split(" SET ", 1)[1].split(" WHERE ", 1)[0]
-    assert sorted(c.split("=")[0].strip() for c in assigned.split(",")) == [
+    assert assigned(counts, "payment_attempts") == [
         "channel_trade_no",
         "next_check_at",
         "paid_at",

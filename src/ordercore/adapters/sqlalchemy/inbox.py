@@ -58,7 +58,8 @@ def _inbox_row(
     out_trade_no: str | None = None,
     order_number: str | None = None,
 ) -> dict[str, Any]:
-    """The inbox row's columns for :meth:`InboxQueries.add_inbox`'s arguments."""
+    """The inbox row's columns for a notification (what :meth:`InboxQueries.add_inbox`
+    takes)."""
     stored: dict[str, Any] = dict(headers)
     if summary is not None:
         stored[SUMMARY_KEY] = summary
@@ -115,47 +116,24 @@ class InboxQueries:
     tables: Tables
     sql: Any  # the repository's prepared statements (``insert_inbox``, ``update_inbox``)
 
-    def add_inbox(
-        self,
-        *,
-        channel: str,
-        headers: dict[str, str],
-        body: bytes,
-        remote_addr: str | None,
-        now: datetime,
-        replay_of: int | None = None,
-        summary: dict[str, Any] | None = None,
-        status: str = "received",
-        reason: str | None = None,
-        out_trade_no: str | None = None,
-        order_number: str | None = None,
-    ) -> int:
-        row = _inbox_row(
-            channel=channel,
-            headers=headers,
-            body=body,
-            remote_addr=remote_addr,
-            now=now,
-            replay_of=replay_of,
-            summary=summary,
-            status=status,
-            reason=reason,
-            out_trade_no=out_trade_no,
-            order_number=order_number,
-        )
+    def add_inbox(self, **fields: Any) -> int:
+        """Store a notification: ``fields`` are :func:`_inbox_row`'s (``channel``,
+        ``headers``, ``body``, ``remote_addr``, ``now``; ``replay_of``, ``summary``,
+        ``status``, ``reason``, ``out_trade_no``, ``order_number``). Returns the row's id."""
+        row = _inbox_row(**fields)
         return driver.execute(self.conn, self.sql.insert_inbox, row).inserted_id
 
     def add_inbox_and_claim(
-        self, event_key: str, *, attempt_id: int | None, **inbox: Any
+        self, event_key: str, *, attempt_id: int | None, **fields: Any
     ) -> tuple[int, bool] | None:
-        """On PostgreSQL, :meth:`add_inbox` (with ``inbox``, its arguments) and
+        """On PostgreSQL, :meth:`add_inbox` (with its ``fields``) and
         ``claim_event(event_key)`` naming the new row, in one statement — one round trip
         where the two take two: ``(the row's id, whether the key was claimed now)``. None on
         the other databases (add the row, then claim)."""
         if self.conn.dialect.name != "postgresql":
             return None
-        row = _inbox_row(**inbox)
-        row.update(c_event_key=event_key, c_attempt_id=attempt_id, c_applied_at=inbox["now"])
+        row = _inbox_row(**fields)
+        row.update(c_event_key=event_key, c_attempt_id=attempt_id, c_applied_at=fields["now"])
         found = driver.execute(self.conn, _store_and_claim(self.tables), row).one()
         return int(found.id), found.claimed is not None
 
