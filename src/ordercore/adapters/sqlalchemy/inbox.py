@@ -29,21 +29,6 @@ SUMMARY_KEY = "@summary"
 UNFINISHED = ("received", "replaying", "stalled", "error")
 
 
-_INBOX_COLUMNS = (
-    "channel",
-    "received_at",
-    "remote_addr",
-    "headers",
-    "body",
-    "status",
-    "reason",
-    "out_trade_no",
-    "order_number",
-    "processed_at",
-    "replay_of",
-)
-
-
 def _inbox_row(
     *,
     channel: str,
@@ -87,7 +72,8 @@ def _store_and_claim(tables: Tables) -> Any:
     def make() -> Any:
         stored = (
             insert(inbox)
-            .values({c: bindparam(c, type_=inbox.c[c].type) for c in _INBOX_COLUMNS})
+            # every column but the key: what _inbox_row gives
+            .values({c.key: bindparam(c.key, type_=c.type) for c in inbox.c if not c.primary_key})
             .returning(inbox.c.id)
             .cte("stored")
         )
